@@ -1,0 +1,3 @@
+//! CloudEvents over NATS JetStream. (Overview written as the crate fills in.)
+
+pub mod metrics;

@@ -1,0 +1,64 @@
+//! Metric names and labels of CONTRACT.md §5, described once through the `metrics` facade.
+//!
+//! The library only records through the facade; which exporter renders them (Prometheus in
+//! `events-admin`) is the application's choice. Labels are bounded: event types, consumer
+//! names, streams, statuses and reasons, never event ids or error text.
+
+/// Counter `events_published_total{event_type,status}`; status is `ok`, `duplicate` or an
+/// error kind.
+pub const EVENTS_PUBLISHED_TOTAL: &str = "events_published_total";
+/// Histogram `event_publish_duration_seconds{event_type}`: from the call to the stream's ack.
+pub const EVENT_PUBLISH_DURATION_SECONDS: &str = "event_publish_duration_seconds";
+/// Counter `events_consumed_total{event_type,status}`; status is the outcome (`ack`, `nak`,
+/// `dead_letter`, `skipped`).
+pub const EVENTS_CONSUMED_TOTAL: &str = "events_consumed_total";
+/// Histogram `event_handler_duration_seconds{consumer}`.
+pub const EVENT_HANDLER_DURATION_SECONDS: &str = "event_handler_duration_seconds";
+/// Counter `event_handler_errors_total{consumer,kind}`; kind is `transient`, `permanent`,
+/// `panic`, `undecodable` or `invalid`.
+pub const EVENT_HANDLER_ERRORS_TOTAL: &str = "event_handler_errors_total";
+/// Counter `events_dead_lettered_total{consumer,reason}`.
+pub const EVENTS_DEAD_LETTERED_TOTAL: &str = "events_dead_lettered_total";
+/// Gauge `subscription_lag{stream,consumer}`: pending plus delivered-but-unacked messages.
+pub const SUBSCRIPTION_LAG: &str = "subscription_lag";
+/// Histogram `event_end_to_end_seconds{consumer}`: from the event's `time` to the end of
+/// handling.
+pub const EVENT_END_TO_END_SECONDS: &str = "event_end_to_end_seconds";
+
+/// Every metric name this crate exports, for exporters and dashboards to check against.
+pub const ALL: &[&str] = &[
+    EVENTS_PUBLISHED_TOTAL,
+    EVENT_PUBLISH_DURATION_SECONDS,
+    EVENTS_CONSUMED_TOTAL,
+    EVENT_HANDLER_DURATION_SECONDS,
+    EVENT_HANDLER_ERRORS_TOTAL,
+    EVENTS_DEAD_LETTERED_TOTAL,
+    SUBSCRIPTION_LAG,
+    EVENT_END_TO_END_SECONDS,
+];
+
+/// Registers a description and unit for every metric with the installed recorder.
+/// Call once after installing a recorder (the admin server does); harmless without one.
+pub fn describe() {
+    use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
+    describe_counter!(EVENTS_PUBLISHED_TOTAL, "Events handed to the publisher, by outcome");
+    describe_histogram!(
+        EVENT_PUBLISH_DURATION_SECONDS,
+        Unit::Seconds,
+        "Time from publish call to stream acknowledgement"
+    );
+    describe_counter!(EVENTS_CONSUMED_TOTAL, "Deliveries settled by consumers, by outcome");
+    describe_histogram!(
+        EVENT_HANDLER_DURATION_SECONDS,
+        Unit::Seconds,
+        "Handler run time per delivery"
+    );
+    describe_counter!(EVENT_HANDLER_ERRORS_TOTAL, "Failed deliveries, by kind");
+    describe_counter!(EVENTS_DEAD_LETTERED_TOTAL, "Dead letters written, by reason");
+    describe_gauge!(SUBSCRIPTION_LAG, "Messages pending plus delivered and not yet acked");
+    describe_histogram!(
+        EVENT_END_TO_END_SECONDS,
+        Unit::Seconds,
+        "From the event's time attribute to the end of handling"
+    );
+}
