@@ -41,21 +41,33 @@ pub const ALL: &[&str] = &[
 /// Call once after installing a recorder (the admin server does); harmless without one.
 pub fn describe() {
     use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
-    describe_counter!(EVENTS_PUBLISHED_TOTAL, "Events handed to the publisher, by outcome");
+    describe_counter!(
+        EVENTS_PUBLISHED_TOTAL,
+        "Events handed to the publisher, by outcome"
+    );
     describe_histogram!(
         EVENT_PUBLISH_DURATION_SECONDS,
         Unit::Seconds,
         "Time from publish call to stream acknowledgement"
     );
-    describe_counter!(EVENTS_CONSUMED_TOTAL, "Deliveries settled by consumers, by outcome");
+    describe_counter!(
+        EVENTS_CONSUMED_TOTAL,
+        "Deliveries settled by consumers, by outcome"
+    );
     describe_histogram!(
         EVENT_HANDLER_DURATION_SECONDS,
         Unit::Seconds,
         "Handler run time per delivery"
     );
     describe_counter!(EVENT_HANDLER_ERRORS_TOTAL, "Failed deliveries, by kind");
-    describe_counter!(EVENTS_DEAD_LETTERED_TOTAL, "Dead letters written, by reason");
-    describe_gauge!(SUBSCRIPTION_LAG, "Messages pending plus delivered and not yet acked");
+    describe_counter!(
+        EVENTS_DEAD_LETTERED_TOTAL,
+        "Dead letters written, by reason"
+    );
+    describe_gauge!(
+        SUBSCRIPTION_LAG,
+        "Messages pending plus delivered and not yet acked"
+    );
     describe_histogram!(
         EVENT_END_TO_END_SECONDS,
         Unit::Seconds,
