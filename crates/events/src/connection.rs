@@ -1,0 +1,1 @@
+//! Connection: builds an async-nats client from a config. (Filled by the connection work.)

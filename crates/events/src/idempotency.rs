@@ -1,0 +1,1 @@
+//! Idempotency helper: remembers processed event ids. (Filled by the consumer work.)

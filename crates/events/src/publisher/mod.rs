@@ -1,0 +1,1 @@
+//! Publisher: confirmed and windowed publishing with retries, outage spool. (Filled by the publisher work.)

@@ -1,0 +1,1 @@
+//! Replay of a stream time window. (Filled by the dead-letter access work.)

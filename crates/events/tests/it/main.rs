@@ -1,0 +1,9 @@
+//! Integration tests of the `events` crate against real nats-server processes
+//! (one test binary, modules per area).
+
+mod connection;
+mod dlq;
+mod publisher;
+mod replay;
+mod subscriber;
+mod topology;
