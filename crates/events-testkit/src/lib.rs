@@ -1,4 +1,4 @@
-//! Real `nats-server` processes for tests and benchmarks: one server (a cluster follows), on
+//! Real `nats-server` processes for tests and benchmarks: one server or a cluster, each on
 //! free loopback ports with its own temporary JetStream store, killed when dropped.
 //!
 //! This crate is for tests: every operation waits with a bound, and every failure
@@ -39,15 +39,29 @@
 //! # }
 //! ```
 //!
+//! A three-node JetStream cluster:
+//!
+//! ```no_run
+//! # use events_testkit::NatsCluster;
+//! # async fn example() {
+//! let mut cluster = NatsCluster::start(3).await; // returns once an R3 stream can be created
+//! let leader = cluster.stream_leader("ORDERS").await;
+//! cluster.kill(leader);
+//! cluster.restart(leader).await; // returns once the node is healthy again
+//! # }
+//! ```
+//!
 //! # Module map
 //!
 //! - [`NatsServer`], [`NatsServerBuilder`], [`SyncMode`]: one server (`server.rs`).
+//! - [`NatsCluster`], [`NatsClusterBuilder`]: n servers in a full route mesh (`cluster.rs`).
 //! - [`nats_server_bin`]: where the binary comes from (`bin.rs`).
 //! - [`unique_name`]: collision-free stream/consumer names for fixtures (`names.rs`).
 //! - private: free ports (`ports.rs`), a tiny HTTP/1.0 client for the monitoring port
 //!   (`http.rs`), config rendering (`config.rs`).
 
 mod bin;
+mod cluster;
 mod config;
 mod http;
 mod names;
@@ -55,5 +69,6 @@ mod ports;
 mod server;
 
 pub use bin::{NATS_SERVER_BIN_ENV, nats_server_bin};
+pub use cluster::{NatsCluster, NatsClusterBuilder};
 pub use names::unique_name;
 pub use server::{NatsServer, NatsServerBuilder, SyncMode};

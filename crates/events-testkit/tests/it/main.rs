@@ -1,5 +1,6 @@
 //! Tests of the test kit itself, against real nats-server processes.
 
+mod cluster;
 mod server;
 
 use std::time::Duration;
