@@ -1,0 +1,173 @@
+//! Command-line arguments shared by `eventctl bench` and `examples/bench.rs`.
+
+use std::time::Duration;
+
+use clap::{Args, ValueEnum};
+
+use crate::{BenchConfig, Scenario, SyncSetting};
+
+/// A scenario name on the command line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ScenarioArg {
+    /// Publish (see `--mode`).
+    Publish,
+    /// Drain a pre-filled stream with `--instances` instances.
+    Consume,
+    /// Latency at `--rate` for `--duration`.
+    E2e,
+    /// Publish `--events`, consume all, verify every id.
+    Load,
+    /// Every scenario.
+    All,
+}
+
+/// Which publish scenarios `publish` runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum PublishMode {
+    /// One event at a time, each awaited.
+    Confirmed,
+    /// `--window` events in flight.
+    Windowed,
+    /// Both.
+    Both,
+}
+
+/// `sync_interval` of the server the benchmark starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SyncArg {
+    /// fsync every write (the shipped config).
+    Always,
+    /// The server's default (fsync every 2 minutes).
+    Default,
+}
+
+/// Benchmarks the library against raw async-nats on the same server, side by side.
+#[derive(Debug, Clone, Args)]
+pub struct BenchArgs {
+    /// Scenarios to run, in order.
+    #[arg(value_enum, default_values_t = [ScenarioArg::All])]
+    pub scenarios: Vec<ScenarioArg>,
+    /// Publish scenarios to run.
+    #[arg(long, value_enum, default_value_t = PublishMode::Both)]
+    pub mode: PublishMode,
+    /// Publishes in flight (windowed publish and the load test).
+    #[arg(long, default_value_t = 1000)]
+    pub window: usize,
+    /// Events per repetition of confirmed publish.
+    #[arg(long, default_value_t = 2000)]
+    pub confirmed_events: u64,
+    /// Events per repetition of windowed publish.
+    #[arg(long, default_value_t = 20_000)]
+    pub windowed_events: u64,
+    /// Atomic batch size of the raw reference line (0 = skip it).
+    #[arg(long, default_value_t = 1000)]
+    pub batch_size: usize,
+    /// Atomic batches in flight of the raw reference line.
+    #[arg(long, default_value_t = 4)]
+    pub batches_in_flight: usize,
+    /// Instances of the consumer group, comma-separated for several runs (`1,2`).
+    #[arg(long, value_delimiter = ',', default_value = "1")]
+    pub instances: Vec<usize>,
+    /// Events in the pre-filled stream of the consume scenario.
+    #[arg(long, default_value_t = 20_000)]
+    pub consume_events: u64,
+    /// Handlers in flight per instance (library) and acks in flight (raw double ack).
+    #[arg(long, default_value_t = 32)]
+    pub max_in_flight: u32,
+    /// Publish rates of the e2e scenario, events/s, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "1000,5000")]
+    pub rate: Vec<u64>,
+    /// How long the e2e scenario publishes (`10s`, `1m`).
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    pub duration: Duration,
+    /// Events of the load scenario.
+    #[arg(long, default_value_t = 100_000)]
+    pub events: u64,
+    /// Use this server instead of starting a test-kit server.
+    #[arg(long, env = "EVENTS_BENCH_SERVER")]
+    pub server: Option<String>,
+    /// `sync_interval` of the server the benchmark starts.
+    #[arg(long, value_enum, default_value_t = SyncArg::Always)]
+    pub sync: SyncArg,
+    /// Repetitions per side (the load scenario runs once per side).
+    #[arg(long, default_value_t = 3)]
+    pub reps: u32,
+    /// Print the report as JSON (no progress bar).
+    #[arg(long)]
+    pub json: bool,
+}
+
+impl BenchArgs {
+    /// The configuration these arguments describe.
+    pub fn to_config(&self) -> BenchConfig {
+        let all = self.scenarios.contains(&ScenarioArg::All);
+        let wants = |s: ScenarioArg| all || self.scenarios.contains(&s);
+        let mut scenarios = Vec::new();
+        if wants(ScenarioArg::Publish) {
+            if matches!(self.mode, PublishMode::Confirmed | PublishMode::Both) {
+                scenarios.push(Scenario::PublishConfirmed {
+                    events: self.confirmed_events,
+                });
+            }
+            if matches!(self.mode, PublishMode::Windowed | PublishMode::Both) {
+                scenarios.push(Scenario::PublishWindowed {
+                    events: self.windowed_events,
+                    window: self.window,
+                    batch_size: self.batch_size,
+                    batches_in_flight: self.batches_in_flight,
+                });
+            }
+        }
+        if wants(ScenarioArg::Consume) {
+            for &instances in &self.instances {
+                scenarios.push(Scenario::Consume {
+                    events: self.consume_events,
+                    instances,
+                });
+            }
+        }
+        if wants(ScenarioArg::E2e) {
+            for &rate in &self.rate {
+                scenarios.push(Scenario::E2e {
+                    rate,
+                    duration: self.duration,
+                });
+            }
+        }
+        if wants(ScenarioArg::Load) {
+            scenarios.push(Scenario::Load {
+                events: self.events,
+                window: self.window,
+            });
+        }
+        BenchConfig {
+            scenarios,
+            server: self.server.clone(),
+            sync: match self.sync {
+                SyncArg::Always => SyncSetting::Always,
+                SyncArg::Default => SyncSetting::Default,
+            },
+            reps: self.reps.max(1),
+            max_in_flight: self.max_in_flight.max(1),
+            progress: crate::env::progress_wanted(self.json),
+        }
+    }
+}
+
+/// Runs the benchmark described by `args` and prints the report to stdout (the table, or
+/// JSON with `--json`). What `eventctl bench` and the example binary do.
+///
+/// # Errors
+/// As [`crate::run`], and if a harness check failed (missing ids, errors), after printing.
+pub async fn run_and_print(args: &BenchArgs) -> anyhow::Result<crate::BenchReport> {
+    let report = crate::run(args.to_config()).await?;
+    if args.json {
+        println!("{}", report.to_json());
+    } else {
+        print!("{}", report.render_table());
+    }
+    if !report.all_checks_ok() {
+        anyhow::bail!("some harness checks failed (see the report)");
+    }
+    Ok(report)
+}

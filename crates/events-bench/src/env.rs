@@ -1,0 +1,307 @@
+//! What every scenario shares: the server connection, fresh streams with the shipped
+//! settings, the ~300-byte CloudEvent, id tracking and progress bars.
+
+use std::io::IsTerminal as _;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use async_nats::jetstream::{self, stream};
+use events::Event;
+use events::names::StreamName;
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use serde::{Deserialize, Serialize};
+use tokio::sync::Notify;
+
+/// Target size of the JSON body of a benchmark event.
+pub(crate) const EVENT_BYTES: usize = 300;
+
+/// Timeout of every JetStream request the harness itself makes.
+pub(crate) const API_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The connection and helpers shared by the scenarios of one run.
+pub(crate) struct Env {
+    pub(crate) client: async_nats::Client,
+    pub(crate) js: jetstream::Context,
+    /// Distinguishes the streams of this run (and of concurrent runs on a shared server).
+    run_tag: String,
+    next: AtomicU64,
+    progress: bool,
+}
+
+/// A stream created for one measurement, with the contract's settings plus `allow_atomic`.
+pub(crate) struct BenchStream {
+    pub(crate) name: String,
+    pub(crate) event_type: String,
+    pub(crate) filter: String,
+}
+
+impl Env {
+    pub(crate) fn new(client: async_nats::Client, progress: bool) -> Self {
+        let js = jetstream::ContextBuilder::new()
+            .timeout(API_TIMEOUT)
+            .build(client.clone());
+        let run_tag = uuid::Uuid::new_v4().simple().to_string()[..6].to_owned();
+        Self {
+            client,
+            js,
+            run_tag,
+            next: AtomicU64::new(0),
+            progress,
+        }
+    }
+
+    /// A new empty stream `BENCH<tag><n>_EVENTS` on subjects `bench<tag><n>.>`, with the
+    /// settings CONTRACT.md §1 gives every domain stream (file storage, limits, 7 days,
+    /// 1 GiB, discard old, 2-minute duplicate window, 1 replica) plus `allow_atomic` so the
+    /// raw atomic-batch reference can use it. Library and raw get identical streams.
+    pub(crate) async fn fresh_stream(&self) -> anyhow::Result<BenchStream> {
+        let n = self.next.fetch_add(1, Ordering::Relaxed);
+        let domain = format!("bench{}{n}", self.run_tag);
+        let name = StreamName::for_domain(&domain).as_str().to_owned();
+        let cfg = stream::Config {
+            name: name.clone(),
+            subjects: vec![format!("{domain}.>")],
+            storage: stream::StorageType::File,
+            retention: stream::RetentionPolicy::Limits,
+            max_age: Duration::from_secs(7 * 24 * 3600),
+            max_bytes: 1 << 30,
+            discard: stream::DiscardPolicy::Old,
+            duplicate_window: Duration::from_secs(120),
+            num_replicas: 1,
+            allow_atomic_publish: true,
+            ..Default::default()
+        };
+        self.js
+            .create_stream(cfg)
+            .await
+            .with_context(|| format!("creating stream {name}"))?;
+        Ok(BenchStream {
+            name,
+            event_type: format!("{domain}.item.created"),
+            filter: format!("{domain}.>"),
+        })
+    }
+
+    /// Deletes a benchmark stream (best effort: a leftover only costs disk).
+    pub(crate) async fn delete_stream(&self, s: &BenchStream) {
+        let _ = tokio::time::timeout(API_TIMEOUT, self.js.delete_stream(&s.name)).await;
+    }
+
+    /// Messages stored in a stream now.
+    pub(crate) async fn stored(&self, s: &BenchStream) -> anyhow::Result<u64> {
+        let mut st = self.js.get_stream(&s.name).await?;
+        Ok(st.info().await?.state.messages)
+    }
+
+    /// A progress bar on stderr for `len` units, hidden when progress is off.
+    pub(crate) fn bar(&self, len: u64, msg: String) -> ProgressBar {
+        if !self.progress {
+            return ProgressBar::hidden();
+        }
+        let pb = ProgressBar::with_draw_target(Some(len), ProgressDrawTarget::stderr());
+        if let Ok(style) =
+            ProgressStyle::with_template("{msg:48} [{bar:30}] {pos}/{len} {per_sec} eta {eta}")
+        {
+            pb.set_style(style.progress_chars("=> "));
+        }
+        pb.set_message(msg);
+        pb
+    }
+}
+
+/// True if a progress bar should be drawn: stderr is a terminal and JSON was not asked for.
+pub(crate) fn progress_wanted(json: bool) -> bool {
+    !json && std::io::stderr().is_terminal()
+}
+
+/// The `data` of a benchmark event: its index in the run, the intended send time (µs since
+/// the run's epoch, for coordinated-omission-safe latency) and padding to ~300 bytes.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct Payload {
+    pub(crate) seq: u64,
+    pub(crate) sent_us: u64,
+    pub(crate) pad: String,
+}
+
+/// Only what the raw consumer reads from a body: `data.seq` and `data.sent_us`.
+#[derive(Debug, Deserialize)]
+pub(crate) struct RawBody {
+    pub(crate) data: RawData,
+}
+
+/// See [`RawBody`].
+#[derive(Debug, Deserialize)]
+pub(crate) struct RawData {
+    pub(crate) seq: u64,
+    pub(crate) sent_us: u64,
+}
+
+/// Builds benchmark events of one type whose JSON body is about [`EVENT_BYTES`].
+#[derive(Debug, Clone)]
+pub(crate) struct EventFactory {
+    event_type: String,
+    pad: String,
+}
+
+impl EventFactory {
+    pub(crate) fn new(event_type: &str) -> anyhow::Result<Self> {
+        let mut f = Self {
+            event_type: event_type.to_owned(),
+            pad: String::new(),
+        };
+        let probe = f.event(1_000_000, 1_000_000_000)?.to_json_bytes().len();
+        f.pad = "x".repeat(EVENT_BYTES.saturating_sub(probe));
+        Ok(f)
+    }
+
+    /// The event with index `seq` and intended send time `sent_us`.
+    pub(crate) fn event(&self, seq: u64, sent_us: u64) -> anyhow::Result<Event> {
+        Event::builder(self.event_type.as_str())
+            .source("bench-service")
+            .organization("org-bench")
+            .subject(format!("item-{seq}"))
+            .data(&Payload {
+                seq,
+                sent_us,
+                pad: self.pad.clone(),
+            })
+            .build()
+            .context("building a benchmark event")
+    }
+
+    /// `n` events with indices `0..n`.
+    pub(crate) fn events(&self, n: u64) -> anyhow::Result<Vec<Event>> {
+        (0..n).map(|i| self.event(i, 0)).collect()
+    }
+}
+
+/// Microseconds since `epoch`.
+pub(crate) fn micros_since(epoch: Instant) -> u64 {
+    u64::try_from(epoch.elapsed().as_micros()).unwrap_or(u64::MAX)
+}
+
+/// Which of `n` expected ids arrived, how often: counts unique arrivals, duplicates and ids
+/// outside the range, and wakes a waiter when all arrived.
+pub(crate) struct Tracker {
+    seen: Vec<AtomicU8>,
+    unique: AtomicU64,
+    duplicates: AtomicU64,
+    unexpected: AtomicU64,
+    all: Notify,
+}
+
+/// Final counts of a [`Tracker`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Tally {
+    pub(crate) expected: u64,
+    pub(crate) unique: u64,
+    pub(crate) missing: u64,
+    pub(crate) duplicates: u64,
+    pub(crate) unexpected: u64,
+}
+
+impl Tracker {
+    pub(crate) fn new(n: u64) -> Arc<Self> {
+        let n = usize::try_from(n).unwrap_or(usize::MAX);
+        Arc::new(Self {
+            seen: (0..n).map(|_| AtomicU8::new(0)).collect(),
+            unique: AtomicU64::new(0),
+            duplicates: AtomicU64::new(0),
+            unexpected: AtomicU64::new(0),
+            all: Notify::new(),
+        })
+    }
+
+    /// Records one arrival of id `i` (0-based).
+    pub(crate) fn mark(&self, i: u64) {
+        let Some(slot) = usize::try_from(i).ok().and_then(|i| self.seen.get(i)) else {
+            self.unexpected.fetch_add(1, Ordering::Relaxed);
+            return;
+        };
+        if slot.fetch_add(1, Ordering::Relaxed) == 0 {
+            let u = self.unique.fetch_add(1, Ordering::AcqRel) + 1;
+            if u == self.seen.len() as u64 {
+                self.all.notify_one();
+            }
+        } else {
+            self.duplicates.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    pub(crate) fn unique(&self) -> u64 {
+        self.unique.load(Ordering::Acquire)
+    }
+
+    /// Waits until every id arrived, at most `limit`; true if they all did.
+    pub(crate) async fn wait_all(&self, limit: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            if self.unique() >= self.seen.len() as u64 {
+                return true;
+            }
+            // Poll as well: a notify_one sent before this waiter registered is kept, but a
+            // bounded poll keeps this simple and safe.
+            let step = Duration::from_millis(20);
+            if tokio::time::timeout_at(deadline.min(tokio::time::Instant::now() + step), async {
+                self.all.notified().await;
+            })
+            .await
+            .is_err()
+                && tokio::time::Instant::now() >= deadline
+            {
+                return self.unique() >= self.seen.len() as u64;
+            }
+        }
+    }
+
+    pub(crate) fn tally(&self) -> Tally {
+        let expected = self.seen.len() as u64;
+        let unique = self.unique();
+        Tally {
+            expected,
+            unique,
+            missing: expected - unique,
+            duplicates: self.duplicates.load(Ordering::Relaxed),
+            unexpected: self.unexpected.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// Peak resident memory of this process (VmHWM) in bytes, if `/proc` has it.
+pub(crate) fn peak_rss() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}
+
+/// Resets the peak-RSS mark (Linux: writing `5` to `/proc/self/clear_refs`); false if it
+/// could not.
+pub(crate) fn reset_peak_rss() -> bool {
+    std::fs::write("/proc/self/clear_refs", "5").is_ok()
+}
+
+/// 1-minute load average.
+pub(crate) fn load_avg() -> Option<f64> {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
+/// CPU model name from `/proc/cpuinfo`.
+pub(crate) fn cpu_model() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split_once(':'))
+                .map(|(_, v)| v.trim().to_owned())
+        })
+        .unwrap_or_default()
+}
