@@ -227,6 +227,24 @@ fn join_problems(problems: &[ConfigProblem]) -> String {
         .join("; ")
 }
 
+/// async-nats's connect error, shown once: its own message repeats its cause, which an
+/// error chain (`{err:#}`) would then print twice. Displays the kind; the cause is the
+/// source.
+#[derive(Debug)]
+pub struct NatsConnectError(pub async_nats::ConnectError);
+
+impl fmt::Display for NatsConnectError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0.kind())
+    }
+}
+
+impl std::error::Error for NatsConnectError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        std::error::Error::source(&self.0)
+    }
+}
+
 /// Why [`connect`] failed.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -263,7 +281,7 @@ pub enum ConnectError {
         urls: String,
         /// The client's error.
         #[source]
-        source: async_nats::ConnectError,
+        source: NatsConnectError,
     },
     /// The TLS setup or handshake failed.
     #[error("TLS with NATS at {urls} failed")]
@@ -272,7 +290,7 @@ pub enum ConnectError {
         urls: String,
         /// The client's error.
         #[source]
-        source: async_nats::ConnectError,
+        source: NatsConnectError,
     },
     /// Any other failure to connect (refused, DNS, I/O).
     #[error("could not connect to NATS at {urls}")]
@@ -281,7 +299,7 @@ pub enum ConnectError {
         urls: String,
         /// The client's error.
         #[source]
-        source: async_nats::ConnectError,
+        source: NatsConnectError,
     },
 }
 
@@ -500,9 +518,11 @@ pub async fn connect(config: &ConnectConfig) -> Result<Connection, ConnectError>
                 timeout: config.connect_timeout,
             });
         }
-        Ok(Err(source)) => {
+        Ok(Err(err)) => {
             use async_nats::ConnectErrorKind as K;
-            return Err(match source.kind() {
+            let kind = err.kind();
+            let source = NatsConnectError(err);
+            return Err(match kind {
                 K::AuthorizationViolation | K::Authentication => {
                     ConnectError::Auth { urls, source }
                 }
