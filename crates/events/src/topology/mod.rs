@@ -87,7 +87,7 @@ pub struct ApplyOptions {
 
 impl ApplyOptions {
     /// Options with `dry_run` and `force` as given.
-    pub fn new(dry_run: bool, force: bool) -> Self {
+    pub const fn new(dry_run: bool, force: bool) -> Self {
         Self { dry_run, force }
     }
 }
