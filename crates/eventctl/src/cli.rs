@@ -115,6 +115,10 @@ impl ConnArgs {
 pub(crate) enum Command {
     /// Streams: apply the declared topology, list, inspect.
     #[command(subcommand)]
+    #[command(after_help = "Examples:\n  \
+        eventctl streams apply --dry-run\n  \
+        eventctl streams list\n  \
+        eventctl streams info AUTH_EVENTS")]
     Streams(StreamsCommand),
 }
 

@@ -333,7 +333,9 @@ impl ConnectConfig {
             bad("urls", "at least one URL is needed".into());
         }
         for url in &self.urls {
-            if let Err(e) = url.parse::<async_nats::ServerAddr>() {
+            if url.trim().is_empty() {
+                bad("urls", "an empty URL".into());
+            } else if let Err(e) = url.parse::<async_nats::ServerAddr>() {
                 bad("urls", format!("{url:?} is not a NATS URL: {e}"));
             }
         }
@@ -613,6 +615,13 @@ mod tests {
             panic!("expected InvalidConfig")
         };
         let fields: Vec<_> = problems.iter().map(|p| p.field).collect();
+        assert!(
+            ConnectConfig::for_url("")
+                .validate()
+                .unwrap_err()
+                .to_string()
+                .contains("urls: an empty URL")
+        );
         assert_eq!(
             fields,
             ["urls", "auth.password", "tls.key_file", "connect_timeout"]
