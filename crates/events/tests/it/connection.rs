@@ -4,7 +4,7 @@ use std::net::TcpListener as StdListener;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use events::connection::{AuthConfig, ConnectConfig, ConnectError, connect};
+use events::connection::{AuthConfig, ConnectConfig, ConnectError, TlsConfig, connect};
 use events_testkit::{NatsServer, nats_server_bin};
 use tokio::time::{sleep, timeout};
 
@@ -127,6 +127,40 @@ async fn missing_credentials_file_names_the_path() {
     assert_eq!(
         err.to_string(),
         "cannot read credentials file /nonexistent/ops.creds"
+    );
+}
+
+#[tokio::test]
+async fn missing_tls_files_name_the_path() {
+    let url = format!("nats://127.0.0.1:{}", closed_port());
+    let cfg = ConnectConfig {
+        tls: TlsConfig {
+            ca_file: Some("/nonexistent/ca.pem".into()),
+            ..Default::default()
+        },
+        ..config(&url, Duration::from_secs(1))
+    };
+    let err = connect(&cfg).await.unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "cannot read TLS CA file /nonexistent/ca.pem"
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let cert = dir.path().join("client.pem");
+    std::fs::write(&cert, "not really a cert").unwrap();
+    let cfg = ConnectConfig {
+        tls: TlsConfig {
+            cert_file: Some(cert),
+            key_file: Some("/nonexistent/client.key".into()),
+            ..Default::default()
+        },
+        ..config(&url, Duration::from_secs(1))
+    };
+    let err = connect(&cfg).await.unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "cannot read TLS client key /nonexistent/client.key"
     );
 }
 
