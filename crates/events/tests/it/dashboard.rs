@@ -1,4 +1,5 @@
-//! Integration tests: the Grafana dashboard names only exported metrics.
+//! Integration tests: the Grafana dashboard names only exported metrics; the event
+//! catalog's examples are valid events.
 //!
 //! No server is needed: the dashboard JSON (`deploy/grafana/dashboards/events.json`) is
 //! compiled in and checked against what the crate itself declares:
@@ -13,6 +14,10 @@
 //! lexer, so that a metric, function or label typo, a `_bucket` on a counter, a counter
 //! graphed without `rate`, or a label the metric does not carry all fail the test, with
 //! the panel named. The `checker_*` tests feed it known-bad queries to show that it can.
+//!
+//! The same file checks the example events of `docs/EVENT_CATALOG.md`: each decodes with
+//! [`events::Event::decode`] and matches the table of its section (type, stream, producer,
+//! schema version, dataschema, `data` fields).
 //!
 //! The provisioning YAML files are not parsed here: no YAML crate is in the lock file and
 //! adding one for two small files is not worth it.
@@ -961,4 +966,186 @@ fn checker_reads_name_matchers_and_variable_queries() {
         p.contains("`subscripton_lag` is not an exported metric"),
         "{p}"
     );
+}
+
+// ---------------------------------------------------------------------------------------
+// docs/EVENT_CATALOG.md: its example events are valid events that match their section.
+
+/// The catalog, compiled in so that editing it reruns these tests.
+const CATALOG: &str = include_str!("../../../../docs/EVENT_CATALOG.md");
+/// The types the example services publish (issue #5); the catalog must describe each.
+const CATALOGUED: &[&str] = &[
+    "auth.user.created",
+    "auth.user.updated",
+    "auth.user.deleted",
+    "auth.organization.created",
+];
+
+/// One `## <type>` section of the catalog.
+#[derive(Debug, Default)]
+struct CatalogEntry {
+    ty: String,
+    /// Rows of the attribute table: `stream`, `producer`, `schemaversion`, `dataschema`, ...
+    rows: BTreeMap<String, String>,
+    /// `data` fields and whether each is required.
+    fields: BTreeMap<String, bool>,
+    /// The example events (```json blocks).
+    examples: Vec<String>,
+}
+
+/// Backticks removed, trimmed.
+fn cell(s: &str) -> String {
+    s.trim().trim_matches('`').trim().to_owned()
+}
+
+/// Sections whose heading is an event type; the template (inside a ```` fence) is skipped.
+fn catalog_entries() -> Vec<CatalogEntry> {
+    let mut out: Vec<CatalogEntry> = Vec::new();
+    let mut in_template = false;
+    let mut example: Option<String> = None;
+    for line in CATALOG.lines() {
+        if line.starts_with("````") {
+            in_template = !in_template;
+            continue;
+        }
+        if in_template {
+            continue;
+        }
+        if let Some(buf) = example.as_mut() {
+            if line.trim_end() == "```" {
+                let done = example.take().unwrap_or_default();
+                let entry = out
+                    .last_mut()
+                    .expect("a ```json example outside an event section");
+                entry.examples.push(done);
+            } else {
+                buf.push_str(line);
+                buf.push('\n');
+            }
+            continue;
+        }
+        if let Some(heading) = line.strip_prefix("## ") {
+            // A section that is not an event type ends the previous event's section.
+            let ty = events::names::EventType::new(heading.trim())
+                .map(|t| t.as_str().to_owned())
+                .unwrap_or_default();
+            out.push(CatalogEntry {
+                ty,
+                ..CatalogEntry::default()
+            });
+            continue;
+        }
+        let Some(entry) = out.last_mut().filter(|e| !e.ty.is_empty()) else {
+            continue;
+        };
+        if line.trim_end() == "```json" {
+            example = Some(String::new());
+        } else if line.starts_with('|') {
+            let cells: Vec<&str> = line.trim().trim_matches('|').split('|').collect();
+            match cells.len() {
+                2 => {
+                    entry.rows.insert(cell(cells[0]), cell(cells[1]));
+                }
+                4 if cells[0].trim().starts_with('`') => {
+                    let required = match cell(cells[2]).as_str() {
+                        "yes" => true,
+                        "no" => false,
+                        other => panic!("{}: field {}: required is {other:?}", entry.ty, cells[0]),
+                    };
+                    entry.fields.insert(cell(cells[0]), required);
+                }
+                _ => {}
+            }
+        }
+    }
+    out.retain(|e| !e.ty.is_empty());
+    out
+}
+
+#[test]
+fn catalog_examples_are_valid_events_matching_their_section() {
+    let entries = catalog_entries();
+    let described: BTreeSet<&str> = entries.iter().map(|e| e.ty.as_str()).collect();
+    for ty in CATALOGUED {
+        assert!(
+            described.contains(ty),
+            "docs/EVENT_CATALOG.md has no section `## {ty}`"
+        );
+    }
+    for e in &entries {
+        let ty = &e.ty;
+        assert_eq!(e.examples.len(), 1, "{ty}: expected one example event");
+        let event = events::Event::decode(None, e.examples[0].as_bytes())
+            .unwrap_or_else(|err| panic!("{ty}: the example is not a valid event: {err:?}"));
+        assert_eq!(
+            event.event_type().as_str(),
+            ty,
+            "{ty}: example has another type"
+        );
+        let row = |k: &str| {
+            e.rows
+                .get(k)
+                .unwrap_or_else(|| panic!("{ty}: no `{k}` row in the section's table"))
+        };
+        assert_eq!(
+            event.event_type().stream_name().as_str(),
+            row("stream"),
+            "{ty}: stream row"
+        );
+        assert_eq!(
+            event.source(),
+            row("producer"),
+            "{ty}: producer row vs source"
+        );
+        assert_eq!(
+            event.schema_version(),
+            row("schemaversion"),
+            "{ty}: schemaversion"
+        );
+        assert_eq!(
+            event.data_schema(),
+            Some(row("dataschema").as_str()),
+            "{ty}: dataschema"
+        );
+        assert!(
+            event.subject().is_some(),
+            "{ty}: the example sets no subject"
+        );
+        let data = event.data();
+        for (field, required) in &e.fields {
+            assert!(
+                !required || data.contains_key(field),
+                "{ty}: required field `{field}` missing from the example"
+            );
+        }
+        for key in data.keys() {
+            assert!(
+                e.fields.contains_key(key),
+                "{ty}: the example has `{key}`, which the field table does not describe"
+            );
+        }
+        // Encoding the decoded event gives the same JSON value back: nothing in the
+        // example is dropped or invented by the library.
+        let original: Value = serde_json::from_str(&e.examples[0]).unwrap();
+        let reencoded: Value = serde_json::from_slice(&event.to_json_bytes()).unwrap();
+        let norm_time = |mut v: Value| {
+            // The library writes `time` in its own RFC 3339 form; compare it as an instant.
+            v["time"] = Value::Null;
+            v
+        };
+        assert_eq!(
+            norm_time(reencoded),
+            norm_time(original.clone()),
+            "{ty}: re-encoding changes the example"
+        );
+        assert_eq!(
+            event.time(),
+            time::OffsetDateTime::parse(
+                original["time"].as_str().unwrap(),
+                &time::format_description::well_known::Rfc3339
+            )
+            .unwrap(),
+            "{ty}: time"
+        );
+    }
 }
