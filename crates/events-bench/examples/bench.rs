@@ -17,13 +17,18 @@ use events_bench::BenchArgs;
 #[derive(Debug, Parser)]
 #[command(name = "bench")]
 struct Cli {
+    /// Use this server instead of starting a test-kit server.
+    #[arg(long, env = "EVENTS_BENCH_SERVER", value_name = "URL")]
+    server: Option<String>,
     #[command(flatten)]
     args: BenchArgs,
 }
 
+// Multi-threaded like a service; library and raw share the runtime, so the ratio is fair.
 #[tokio::main]
 async fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let mut cli = Cli::parse();
+    cli.args.server = cli.server.take();
     match events_bench::run_and_print(&cli.args).await {
         Ok(_) => ExitCode::SUCCESS,
         Err(err) => {

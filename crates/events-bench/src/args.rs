@@ -83,8 +83,10 @@ pub struct BenchArgs {
     /// Events of the load scenario.
     #[arg(long, default_value_t = 100_000)]
     pub events: u64,
-    /// Use this server instead of starting a test-kit server.
-    #[arg(long, env = "EVENTS_BENCH_SERVER")]
+    /// Use this server instead of starting a test-kit server. Not parsed here: `eventctl`
+    /// fills it from its global `--server` when that is given explicitly, the example
+    /// binary from its own `--server`.
+    #[arg(skip)]
     pub server: Option<String>,
     /// `sync_interval` of the server the benchmark starts.
     #[arg(long, value_enum, default_value_t = SyncArg::Always)]
