@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use clap::{Args, ValueEnum};
 
-use crate::{BenchConfig, Scenario, SyncSetting};
+use crate::{BenchConfig, Scenario, Sides, SyncSetting};
 
 /// A scenario name on the command line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -94,6 +94,9 @@ pub struct BenchArgs {
     /// Repetitions per side (the load scenario runs once per side).
     #[arg(long, default_value_t = 3)]
     pub reps: u32,
+    /// Measure only one side (to profile it); the ratios need both.
+    #[arg(long, value_enum, default_value_t = Sides::Both)]
+    pub side: Sides,
     /// Print the report as JSON (no progress bar).
     #[arg(long)]
     pub json: bool,
@@ -152,6 +155,7 @@ impl BenchArgs {
             reps: self.reps.max(1),
             max_in_flight: self.max_in_flight.max(1),
             progress: crate::env::progress_wanted(self.json),
+            sides: self.side,
         }
     }
 }

@@ -112,6 +112,8 @@ pub struct BenchConfig {
     pub max_in_flight: u32,
     /// Draw progress bars on stderr.
     pub progress: bool,
+    /// Which sides to measure.
+    pub sides: Sides,
 }
 
 impl Default for BenchConfig {
@@ -148,6 +150,7 @@ impl Default for BenchConfig {
             reps: 3,
             max_in_flight: 32,
             progress: false,
+            sides: Sides::Both,
         }
     }
 }
@@ -162,6 +165,8 @@ pub(crate) struct SideResult {
     pub(crate) elapsed: Duration,
     pub(crate) tally: Option<Tally>,
     pub(crate) note: Option<String>,
+    /// CPU time (user + system) this process spent during the run: the client's cost.
+    pub(crate) cpu: Duration,
 }
 
 impl SideResult {
@@ -180,13 +185,82 @@ impl SideResult {
             errors,
             elapsed,
             tally: Some(tally),
-            note: None,
+            ..Default::default()
         }
     }
 
     pub(crate) fn rate(&self) -> f64 {
         stats::rate(self.count, self.elapsed)
     }
+
+    /// Client CPU microseconds per event.
+    pub(crate) fn cpu_us(&self) -> f64 {
+        self.cpu.as_secs_f64() * 1e6 / self.count.max(1) as f64
+    }
+}
+
+/// Runs `f` and sets the CPU time this process spent meanwhile on its result.
+async fn with_cpu<F>(f: F) -> anyhow::Result<Option<SideResult>>
+where
+    F: Future<Output = anyhow::Result<Option<SideResult>>>,
+{
+    let c0 = env::process_cpu();
+    let r = f.await?;
+    let spent = env::process_cpu().saturating_sub(c0);
+    Ok(r.map(|mut r| {
+        r.cpu = spent;
+        r
+    }))
+}
+
+/// Like [`with_cpu`] for a side that always measures.
+async fn with_cpu_raw<F>(f: F) -> anyhow::Result<SideResult>
+where
+    F: Future<Output = anyhow::Result<SideResult>>,
+{
+    let c0 = env::process_cpu();
+    let mut r = f.await?;
+    r.cpu = env::process_cpu().saturating_sub(c0);
+    Ok(r)
+}
+
+/// Which sides a run measures (for profiling one side alone).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum Sides {
+    /// Library and raw (the default: the ratios need both).
+    #[default]
+    Both,
+    /// The library only.
+    Library,
+    /// Raw async-nats only.
+    Raw,
+}
+
+impl Sides {
+    fn library(self) -> bool {
+        self != Self::Raw
+    }
+    fn raw(self) -> bool {
+        self != Self::Library
+    }
+}
+
+/// The client-CPU figure of a scenario: microseconds of this process's CPU per event.
+fn cpu_figure(scenario: &str, lib: &[f64], raw: &[f64], raw_label: &str) -> Option<Figure> {
+    if lib.is_empty() && raw.is_empty() {
+        return None;
+    }
+    Some(Figure::new(
+        scenario,
+        "client CPU per event",
+        "µs",
+        Better::Lower,
+        Stats::of(lib).map(|s| ("library".to_owned(), s)),
+        Stats::of(raw)
+            .map(|s| (raw_label.to_owned(), s))
+            .into_iter()
+            .collect(),
+    ))
 }
 
 /// Runs every scenario of `cfg` and returns the figures.
@@ -349,25 +423,31 @@ async fn publish_confirmed(
     let scenario = "publish confirmed";
     let raw_label = "raw js.publish().await?.await?";
     let (mut lib, mut raw) = (Vec::new(), Vec::new());
+    let (mut lib_cpu, mut raw_cpu) = (Vec::new(), Vec::new());
     for rep in 0..cfg.reps {
-        let s = env.fresh_stream().await?;
-        let evs = EventFactory::new(&s.event_type)?.events(n)?;
-        let pb = env.bar(n, pb_msg(scenario, LIB, rep, cfg.reps));
-        if let Some(r) = library::confirmed(env, &evs, &pb).await? {
-            out.publish_checks(scenario, LIB, &r, env.stored(&s).await?);
-            lib.push(r.rate());
+        if cfg.sides.library() {
+            let s = env.fresh_stream().await?;
+            let evs = EventFactory::new(&s.event_type)?.events(n)?;
+            let pb = env.bar(n, pb_msg(scenario, LIB, rep, cfg.reps));
+            if let Some(r) = with_cpu(library::confirmed(env, &evs, &pb)).await? {
+                out.publish_checks(scenario, LIB, &r, env.stored(&s).await?);
+                lib.push(r.rate());
+                lib_cpu.push(r.cpu_us());
+            }
+            pb.finish_and_clear();
+            env.delete_stream(&s).await;
         }
-        pb.finish_and_clear();
-        env.delete_stream(&s).await;
-
-        let s = env.fresh_stream().await?;
-        let wires = encode_all(&EventFactory::new(&s.event_type)?.events(n)?);
-        let pb = env.bar(n, pb_msg(scenario, "raw", rep, cfg.reps));
-        let r = raw::confirmed(env, &wires, &pb).await?;
-        pb.finish_and_clear();
-        out.publish_checks(scenario, raw_label, &r, env.stored(&s).await?);
-        raw.push(r.rate());
-        env.delete_stream(&s).await;
+        if cfg.sides.raw() {
+            let s = env.fresh_stream().await?;
+            let wires = encode_all(&EventFactory::new(&s.event_type)?.events(n)?);
+            let pb = env.bar(n, pb_msg(scenario, "raw", rep, cfg.reps));
+            let r = with_cpu_raw(raw::confirmed(env, &wires, &pb)).await?;
+            pb.finish_and_clear();
+            out.publish_checks(scenario, raw_label, &r, env.stored(&s).await?);
+            raw.push(r.rate());
+            raw_cpu.push(r.cpu_us());
+            env.delete_stream(&s).await;
+        }
     }
     out.figures.push(Figure::new(
         scenario,
@@ -380,6 +460,8 @@ async fn publish_confirmed(
             .into_iter()
             .collect(),
     ));
+    out.figures
+        .extend(cpu_figure(scenario, &lib_cpu, &raw_cpu, raw_label));
     Ok(())
 }
 
@@ -401,27 +483,32 @@ async fn publish_windowed(
     let batch_label = format!("raw atomic batches of {batch_size}, {batches_in_flight} in flight");
     let (mut lib, mut raw, mut batch) = (Vec::new(), Vec::new(), Vec::new());
     let mut batch_note = None;
+    let (mut lib_cpu, mut raw_cpu) = (Vec::new(), Vec::new());
     for rep in 0..cfg.reps {
-        let s = env.fresh_stream().await?;
-        let evs = EventFactory::new(&s.event_type)?.events(n)?;
-        let pb = env.bar(n, pb_msg(&scenario, LIB, rep, cfg.reps));
-        if let Some(r) = library::windowed(env, &evs, window, &pb).await? {
-            out.publish_checks(&scenario, LIB, &r, env.stored(&s).await?);
-            lib.push(r.rate());
+        if cfg.sides.library() {
+            let s = env.fresh_stream().await?;
+            let evs = EventFactory::new(&s.event_type)?.events(n)?;
+            let pb = env.bar(n, pb_msg(&scenario, LIB, rep, cfg.reps));
+            if let Some(r) = with_cpu(library::windowed(env, &evs, window, &pb)).await? {
+                out.publish_checks(&scenario, LIB, &r, env.stored(&s).await?);
+                lib.push(r.rate());
+                lib_cpu.push(r.cpu_us());
+            }
+            pb.finish_and_clear();
+            env.delete_stream(&s).await;
         }
-        pb.finish_and_clear();
-        env.delete_stream(&s).await;
-
-        let s = env.fresh_stream().await?;
-        let wires = encode_all(&EventFactory::new(&s.event_type)?.events(n)?);
-        let pb = env.bar(n, pb_msg(&scenario, "raw", rep, cfg.reps));
-        let r = raw::windowed(env, &wires, window, &pb).await?;
-        pb.finish_and_clear();
-        out.publish_checks(&scenario, &raw_label, &r, env.stored(&s).await?);
-        raw.push(r.rate());
-        env.delete_stream(&s).await;
-
-        if batch_size > 0 {
+        if cfg.sides.raw() {
+            let s = env.fresh_stream().await?;
+            let wires = encode_all(&EventFactory::new(&s.event_type)?.events(n)?);
+            let pb = env.bar(n, pb_msg(&scenario, "raw", rep, cfg.reps));
+            let r = with_cpu_raw(raw::windowed(env, &wires, window, &pb)).await?;
+            pb.finish_and_clear();
+            out.publish_checks(&scenario, &raw_label, &r, env.stored(&s).await?);
+            raw.push(r.rate());
+            raw_cpu.push(r.cpu_us());
+            env.delete_stream(&s).await;
+        }
+        if batch_size > 0 && cfg.sides.raw() {
             let s = env.fresh_stream().await?;
             let wires = encode_all(&EventFactory::new(&s.event_type)?.events(n)?);
             let pb = env.bar(n, pb_msg(&scenario, "raw atomic batch", rep, cfg.reps));
@@ -448,19 +535,21 @@ async fn publish_windowed(
     }
     let mut baselines: Vec<(String, Stats)> = Vec::new();
     if let Some(s) = Stats::of(&raw) {
-        baselines.push((raw_label, s));
+        baselines.push((raw_label.clone(), s));
     }
     if let Some(s) = Stats::of(&batch) {
         baselines.push((batch_label, s));
     }
     out.figures.push(Figure::new(
-        scenario,
+        scenario.clone(),
         "throughput",
         "events/s",
         Better::Higher,
         Stats::of(&lib).map(|s| ("library Publisher::publish_async".to_owned(), s)),
         baselines,
     ));
+    out.figures
+        .extend(cpu_figure(&scenario, &lib_cpu, &raw_cpu, &raw_label));
     Ok(())
 }
 
@@ -480,26 +569,33 @@ async fn consume(
     let modes = [AckMode::Ack, AckMode::DoubleAck];
     let mut lib = Vec::new();
     let mut raw: Vec<Vec<f64>> = vec![Vec::new(); modes.len()];
+    let (mut lib_cpu, mut raw_cpu) = (Vec::new(), Vec::new());
     for rep in 0..cfg.reps {
-        let s = env.fresh_stream().await?;
-        let pb = env.bar(n, format!("prefill {n} · rep {}/{}", rep + 1, cfg.reps));
-        raw::prefill(env, &s, n, &pb).await?;
-        pb.finish_and_clear();
-        let pb = env.bar(n, pb_msg(&scenario, LIB, rep, cfg.reps));
-        let spec = library::ConsumeSpec {
-            instances,
-            max_in_flight: cfg.max_in_flight,
-            limit: consume_limit(n),
-            id_from_body: false,
-        };
-        if let Some(r) = library::consume(env, &s, n, spec, None, &pb).await? {
-            out.consume_checks(&scenario, LIB, &r);
-            lib.push(r.rate());
+        if cfg.sides.library() {
+            let s = env.fresh_stream().await?;
+            let pb = env.bar(n, format!("prefill {n} · rep {}/{}", rep + 1, cfg.reps));
+            raw::prefill(env, &s, n, &pb).await?;
+            pb.finish_and_clear();
+            let pb = env.bar(n, pb_msg(&scenario, LIB, rep, cfg.reps));
+            let spec = library::ConsumeSpec {
+                instances,
+                max_in_flight: cfg.max_in_flight,
+                limit: consume_limit(n),
+                id_from_body: false,
+            };
+            if let Some(r) = with_cpu(library::consume(env, &s, n, spec, None, &pb)).await? {
+                out.consume_checks(&scenario, LIB, &r);
+                lib.push(r.rate());
+                lib_cpu.push(r.cpu_us());
+            }
+            pb.finish_and_clear();
+            env.delete_stream(&s).await;
         }
-        pb.finish_and_clear();
-        env.delete_stream(&s).await;
 
         for (i, mode) in modes.iter().enumerate() {
+            if !cfg.sides.raw() {
+                break;
+            }
             let s = env.fresh_stream().await?;
             let pb = env.bar(n, format!("prefill {n} · rep {}/{}", rep + 1, cfg.reps));
             raw::prefill(env, &s, n, &pb).await?;
@@ -515,10 +611,13 @@ async fn consume(
                 id_from: IdFrom::Sequence,
                 limit: consume_limit(n),
             };
-            let r = raw::consume(env, &s, n, spec, None, &pb).await?;
+            let r = with_cpu_raw(raw::consume(env, &s, n, spec, None, &pb)).await?;
             pb.finish_and_clear();
             out.consume_checks(&scenario, &side, &r);
             raw[i].push(r.rate());
+            if *mode == AckMode::DoubleAck {
+                raw_cpu.push(r.cpu_us());
+            }
             env.delete_stream(&s).await;
         }
     }
@@ -531,7 +630,7 @@ async fn consume(
         }
     }
     out.figures.push(Figure::new(
-        scenario,
+        scenario.clone(),
         "throughput",
         "events/s",
         Better::Higher,
@@ -542,6 +641,12 @@ async fn consume(
             )
         }),
         baselines,
+    ));
+    out.figures.extend(cpu_figure(
+        &scenario,
+        &lib_cpu,
+        &raw_cpu,
+        "raw pull + double_ack",
     ));
     Ok(())
 }
@@ -581,33 +686,35 @@ async fn e2e(
     let (mut lib, mut raw) = (LatencySamples::default(), LatencySamples::default());
     let limit = duration + Duration::from_secs(60);
     for rep in 0..cfg.reps {
-        // Library.
-        let s = env.fresh_stream().await?;
-        let factory = EventFactory::new(&s.event_type)?;
-        let rec = Arc::new(Mutex::new(LatencyRecorder::new()));
-        // Publishing starts 300 ms after the epoch so the consumer is pulling by then.
-        let epoch = Instant::now();
-        let start = epoch + Duration::from_millis(300);
-        let pb = env.bar(total, pb_msg(&scenario, LIB, rep, cfg.reps));
-        let spec = library::ConsumeSpec {
-            instances: 1,
-            max_in_flight: cfg.max_in_flight,
-            limit,
-            id_from_body: true,
-        };
-        let (c, p) = tokio::join!(
-            library::consume(env, &s, total, spec, Some((epoch, rec.clone())), &pb),
-            library::paced_publish(env, &factory, epoch, start, rate, total),
-        );
-        pb.finish_and_clear();
-        if let (Some(c), Some(p)) = (c?, p?) {
-            out.check(&scenario, LIB, "publish errors", Some(0), p);
-            out.consume_checks(&scenario, LIB, &c);
-            lib.push(lock_summary(&rec));
+        if cfg.sides.library() {
+            let s = env.fresh_stream().await?;
+            let factory = EventFactory::new(&s.event_type)?;
+            let rec = Arc::new(Mutex::new(LatencyRecorder::new()));
+            // Publishing starts 300 ms after the epoch so the consumer is pulling by then.
+            let epoch = Instant::now();
+            let start = epoch + Duration::from_millis(300);
+            let pb = env.bar(total, pb_msg(&scenario, LIB, rep, cfg.reps));
+            let spec = library::ConsumeSpec {
+                instances: 1,
+                max_in_flight: cfg.max_in_flight,
+                limit,
+                id_from_body: true,
+            };
+            let (c, p) = tokio::join!(
+                library::consume(env, &s, total, spec, Some((epoch, rec.clone())), &pb),
+                library::paced_publish(env, &factory, epoch, start, rate, total),
+            );
+            pb.finish_and_clear();
+            if let (Some(c), Some(p)) = (c?, p?) {
+                out.check(&scenario, LIB, "publish errors", Some(0), p);
+                out.consume_checks(&scenario, LIB, &c);
+                lib.push(lock_summary(&rec));
+            }
+            env.delete_stream(&s).await;
         }
-        env.delete_stream(&s).await;
-
-        // Raw.
+        if !cfg.sides.raw() {
+            continue;
+        }
         let s = env.fresh_stream().await?;
         let factory = EventFactory::new(&s.event_type)?;
         let rec = Arc::new(Mutex::new(LatencyRecorder::new()));
@@ -671,37 +778,41 @@ async fn load(
 ) -> anyhow::Result<()> {
     let scenario = format!("load ({n} events)");
     let raw_label = "raw js.publish + pull/double_ack";
-    // Library.
-    let s = env.fresh_stream().await?;
-    let evs = EventFactory::new(&s.event_type)?.events(n)?;
-    let pb = env.bar(n, format!("{scenario} · library publish"));
-    let lib_pub = library::windowed(env, &evs, window, &pb).await?;
-    pb.finish_and_clear();
-    drop(evs);
+    let mut lib_pub = None;
     let mut lib_cons = None;
     let mut lib_rss = None;
-    if let Some(r) = &lib_pub {
-        out.publish_checks(&scenario, LIB, r, env.stored(&s).await?);
-        let reset = env::reset_peak_rss();
-        let pb = env.bar(n, format!("{scenario} · library consume"));
-        let spec = library::ConsumeSpec {
-            instances: 1,
-            max_in_flight: cfg.max_in_flight,
-            limit: consume_limit(n),
-            id_from_body: true,
-        };
-        lib_cons = library::consume(env, &s, n, spec, None, &pb).await?;
+    if cfg.sides.library() {
+        let s = env.fresh_stream().await?;
+        let evs = EventFactory::new(&s.event_type)?.events(n)?;
+        let pb = env.bar(n, format!("{scenario} · library publish"));
+        lib_pub = library::windowed(env, &evs, window, &pb).await?;
         pb.finish_and_clear();
-        if reset {
-            lib_rss = env::peak_rss();
+        drop(evs);
+        if let Some(r) = &lib_pub {
+            out.publish_checks(&scenario, LIB, r, env.stored(&s).await?);
+            let reset = env::reset_peak_rss();
+            let pb = env.bar(n, format!("{scenario} · library consume"));
+            let spec = library::ConsumeSpec {
+                instances: 1,
+                max_in_flight: cfg.max_in_flight,
+                limit: consume_limit(n),
+                id_from_body: true,
+            };
+            lib_cons = library::consume(env, &s, n, spec, None, &pb).await?;
+            pb.finish_and_clear();
+            if reset {
+                lib_rss = env::peak_rss();
+            }
+            if let Some(c) = &lib_cons {
+                out.consume_checks(&scenario, LIB, c);
+            }
         }
-        if let Some(c) = &lib_cons {
-            out.consume_checks(&scenario, LIB, c);
-        }
+        env.delete_stream(&s).await;
     }
-    env.delete_stream(&s).await;
+    if !cfg.sides.raw() {
+        return Ok(());
+    }
 
-    // Raw.
     let s = env.fresh_stream().await?;
     let wires = encode_all(&EventFactory::new(&s.event_type)?.events(n)?);
     let pb = env.bar(n, format!("{scenario} · raw publish"));
