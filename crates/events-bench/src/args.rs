@@ -166,7 +166,11 @@ impl BenchArgs {
 /// # Errors
 /// As [`crate::run`], and if a harness check failed (missing ids, errors), after printing.
 pub async fn run_and_print(args: &BenchArgs) -> anyhow::Result<crate::BenchReport> {
-    let report = crate::run(args.to_config()).await?;
+    // On ctrl-c the run is dropped, and with it the server it started (killed on drop).
+    let report = tokio::select! {
+        r = crate::run(args.to_config()) => r?,
+        _ = tokio::signal::ctrl_c() => anyhow::bail!("interrupted"),
+    };
     if args.json {
         println!("{}", report.to_json());
     } else {

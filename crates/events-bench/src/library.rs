@@ -39,6 +39,7 @@ pub(crate) async fn windowed(
     _env: &Env,
     _events: &[Event],
     _window: usize,
+    _batch: bool,
     _pb: &ProgressBar,
 ) -> anyhow::Result<Option<SideResult>> {
     Ok(None)
@@ -64,6 +65,7 @@ pub(crate) async fn paced_publish(
     _start: Instant,
     _rate: u64,
     _total: u64,
+    _batch: bool,
 ) -> anyhow::Result<Option<u64>> {
     Ok(None)
 }

@@ -150,7 +150,7 @@ async fn bench_smoke_every_scenario_counts_every_event() {
             .count()
     };
     assert_eq!(scen("publish confirmed"), 2);
-    assert_eq!(scen("publish windowed"), 2);
+    assert_eq!(scen("publish windowed"), 4);
     assert_eq!(scen("consume"), 2);
     assert_eq!(scen("e2e"), 4);
     assert_eq!(scen("load"), 3);
