@@ -277,10 +277,15 @@ pub(crate) fn peak_rss() -> Option<u64> {
     Some(kb * 1024)
 }
 
-/// Resets the peak-RSS mark (Linux: writing `5` to `/proc/self/clear_refs`); false if it
-/// could not.
-pub(crate) fn reset_peak_rss() -> bool {
-    std::fs::write("/proc/self/clear_refs", "5").is_ok()
+/// Resets the peak-RSS mark (Linux: writing `5` to `/proc/self/clear_refs`) and returns
+/// the resident memory now, the base the later peak is compared with; `None` if it could
+/// not.
+pub(crate) fn reset_peak_rss() -> Option<u64> {
+    std::fs::write("/proc/self/clear_refs", "5").ok()?;
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
 }
 
 /// CPU time (user + system) of this process so far, from `/proc/self/stat` (clock ticks

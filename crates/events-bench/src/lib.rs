@@ -855,8 +855,8 @@ async fn load(
             };
             lib_cons = library::consume(env, &s, n, spec, None, &pb).await?;
             pb.finish_and_clear();
-            if reset {
-                lib_rss = env::peak_rss();
+            if let (Some(base), Some(peak)) = (reset, env::peak_rss()) {
+                lib_rss = Some(peak.saturating_sub(base));
             }
             if let Some(c) = &lib_cons {
                 out.consume_checks(&scenario, LIB, c);
@@ -888,7 +888,10 @@ async fn load(
     };
     let raw_cons = raw::consume(env, &s, n, spec, None, &pb).await?;
     pb.finish_and_clear();
-    let raw_rss = if reset { env::peak_rss() } else { None };
+    let raw_rss = match (reset, env::peak_rss()) {
+        (Some(base), Some(peak)) => Some(peak.saturating_sub(base)),
+        _ => None,
+    };
     out.consume_checks(&scenario, raw_label, &raw_cons);
     env.delete_stream(&s).await;
 
@@ -932,7 +935,7 @@ async fn load(
     let (l, r) = pair(lib_rss.map(mib), raw_rss.map(mib), raw_label);
     out.figures.push(Figure::new(
         scenario,
-        "peak RSS of the process while draining",
+        "RSS growth while draining (peak - start)",
         "MiB",
         Better::Lower,
         l,
