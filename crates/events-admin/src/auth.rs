@@ -1,13 +1,5 @@
-//! Admin tokens: configured as SHA-256 hashes, checked in constant time.
-//!
-//! Produce the hash of a token for the configuration with [`hash_token`], or in a shell:
-//!
-//! ```text
-//! $ TOKEN=$(openssl rand -hex 32)            # give this to the operator
-//! $ printf %s "$TOKEN" | sha256sum | cut -d' ' -f1
-//! ```
-//!
-//! and configure `ops:<hex>` ([`AdminToken::parse`]); only the hash is stored.
+//! Admin tokens: configured as SHA-256 hashes, checked in constant time (see the crate
+//! docs for how to make one).
 
 use axum::extract::{Request, State};
 use axum::http::header::{AUTHORIZATION, WWW_AUTHENTICATE};
@@ -96,7 +88,8 @@ impl AdminToken {
     }
 }
 
-/// The hex SHA-256 of a token secret: the value to put in the configuration.
+/// The hex SHA-256 of a token secret: the value to put in the configuration, as
+/// `<id>:<hash>` (same as `printf %s "$TOKEN" | sha256sum`).
 pub fn hash_token(secret: &str) -> String {
     Sha256::digest(secret.as_bytes())
         .iter()

@@ -16,6 +16,19 @@
 //! missing or wrong token is 401. Errors are JSON: `{ "error": { "code", "message" } }`.
 //! Each replay and delete is logged with the token id and the dead letter.
 //!
+//! # Configuring admin tokens
+//!
+//! Only the SHA-256 of a token is configured, as `<id>:<hex>` ([`AdminToken::parse`]); the
+//! id names who acted in the audit log. To make one:
+//!
+//! ```text
+//! $ TOKEN=$(openssl rand -hex 32)     # give this to the operator, store it nowhere else
+//! $ printf %s "$TOKEN" | sha256sum | cut -d' ' -f1
+//! # or: printf %s "$TOKEN" | cargo run -q -p events-admin --example hash_token -- ops
+//! ```
+//!
+//! [`hash_token`] computes the same value in code.
+//!
 //! ```no_run
 //! # async fn example() -> Result<(), Box<dyn std::error::Error>> {
 //! use events_admin::{AdminState, AdminToken, install_prometheus, serve};
@@ -122,8 +135,11 @@ impl AdminState {
         self
     }
 
-    /// Renders `/metrics` from this handle (see [`install_prometheus`]).
+    /// Renders `/metrics` from this handle (see [`install_prometheus`]). Also describes the
+    /// `events` metrics to the global recorder, which should be this handle's recorder.
     pub fn with_prometheus(mut self, handle: PrometheusHandle) -> Self {
+        events::metrics::describe();
+        describe_admin_metrics();
         self.inner_mut().prometheus = Some(handle);
         self
     }

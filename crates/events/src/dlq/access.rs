@@ -425,7 +425,8 @@ impl DeadLetters {
         let mut last = None;
         let result = async {
             loop {
-                if budget.is_some_and(|b| started.elapsed() >= b) {
+                // At least one letter per call, so a cursor always moves forward.
+                if scanned > 0 && budget.is_some_and(|b| started.elapsed() >= b) {
                     return Ok::<bool, ScanError>(false);
                 }
                 let Some(m) = scanner.next().await? else {
@@ -568,6 +569,14 @@ impl DeadLetters {
             dlq_sequence = sequence, subject = %subject, stream = %ack.stream,
             stream_sequence = ack.sequence, "dead letter replayed"
         );
+        if let Some(original) = dl.original_stream.as_deref()
+            && original != ack.stream
+        {
+            tracing::warn!(
+                dlq_sequence = sequence, subject = %subject, original_stream = original,
+                stream = %ack.stream, "replayed dead letter was stored by another stream"
+            );
+        }
         match self.delete_existing(sequence).await {
             Ok(()) => Ok(item(ReplayOutcome::Replayed {
                 stream: ack.stream,
