@@ -118,6 +118,8 @@ pub(crate) struct Scanner {
     stream_name: String,
     consumer: Option<PullConsumer>,
     batch: Option<Batch>,
+    /// Messages the current pull has delivered.
+    batch_delivered: usize,
     spec: ScanSpec,
     end_sequence: u64,
     /// Matching messages the consumer had to deliver when it was created (bounded above by
@@ -163,6 +165,7 @@ impl Scanner {
             stream_name: name.clone(),
             consumer: None,
             batch: None,
+            batch_delivered: 0,
             end_sequence: state.last_sequence,
             initial_pending: 0,
             done: false,
@@ -272,6 +275,7 @@ impl Scanner {
                 Ok(Ok(b)) => b,
             };
             self.batch = Some(batch);
+            self.batch_delivered = 0;
         }
         let Some(batch) = self.batch.as_mut() else {
             return Ok(());
@@ -284,8 +288,11 @@ impl Scanner {
         };
         match next {
             None => {
-                // The pull ended (batch complete or expired).
+                // The pull ended: complete (pull again) or expired empty (check why).
                 self.batch = None;
+                if self.batch_delivered > 0 {
+                    return Ok(());
+                }
                 self.check_pending_after_empty_pull().await
             }
             Some(Err(e)) => {
@@ -297,6 +304,7 @@ impl Scanner {
             }
             Some(Ok(msg)) => {
                 self.empty_pulls = 0;
+                self.batch_delivered += 1;
                 let info = msg.info().map_err(|e| ScanError::Fetch {
                     stream: self.stream_name.clone(),
                     source: e,

@@ -611,3 +611,64 @@ async fn dlq_purge_by_filter_then_all() {
     assert!(list_all(&dlq, &DeadLetterFilter::new()).await.is_empty());
     assert_eq!(consumer_count(&js, dlq::DLQ_STREAM).await, 0);
 }
+
+#[tokio::test]
+async fn dlq_list_pages_through_more_than_one_pull() {
+    let (_nats, js) = setup().await;
+    // Pipelined writes of 700 dead letters (several pulls of 256 per page).
+    let n = 700u64;
+    let mut acks = Vec::new();
+    for i in 0..n {
+        let mut h = HeaderMap::new();
+        h.insert(dlq::headers::ORIGINAL_SUBJECT, "auth.user.created");
+        h.insert(dlq::headers::ORIGINAL_STREAM, "AUTH_EVENTS");
+        h.insert(
+            dlq::headers::REASON,
+            if i % 7 == 0 { "invalid" } else { "permanent" },
+        );
+        acks.push(
+            js.publish_with_headers(
+                "dlq.auth.user.created",
+                h,
+                Bytes::from(format!("{{\"i\":{i}}}")),
+            )
+            .await
+            .expect("publish"),
+        );
+    }
+    let mut seqs = Vec::new();
+    for ack in acks {
+        seqs.push(
+            timeout(WAIT, ack)
+                .await
+                .expect("in time")
+                .expect("ack")
+                .sequence,
+        );
+    }
+    let dlq = DeadLetters::new(js.clone());
+    let mut seen = Vec::new();
+    let mut req = PageRequest::first(300);
+    loop {
+        let page = dlq.list(&DeadLetterFilter::new(), req).await.expect("list");
+        seen.extend(page.items.iter().map(|d| d.sequence));
+        match page.next_after {
+            Some(next) => req = PageRequest::after(next, 300),
+            None => break,
+        }
+    }
+    assert_eq!(seen, seqs);
+    let invalid = list_all(
+        &dlq,
+        &DeadLetterFilter::new().reason(DeadLetterReason::Invalid),
+    )
+    .await;
+    let want: Vec<u64> = seqs
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| i % 7 == 0)
+        .map(|(_, s)| *s)
+        .collect();
+    assert_eq!(invalid, want);
+    assert_eq!(consumer_count(&js, dlq::DLQ_STREAM).await, 0);
+}

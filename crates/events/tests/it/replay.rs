@@ -360,3 +360,77 @@ async fn replay_handler_error_stops_and_names_the_sequence() {
         "{err}"
     );
 }
+
+#[tokio::test]
+async fn replay_window_over_thousands_of_messages_reports_progress() {
+    let (_nats, js) = setup().await;
+    // Pipelined publishes: send all, then await every ack.
+    let n = 2_500u64;
+    let mut acks = Vec::new();
+    for i in 0..n {
+        let ev = Event::builder("auth.user.created")
+            .source("auth-service")
+            .organization("org-1")
+            .data(&serde_json::json!({ "i": i }))
+            .build()
+            .unwrap();
+        let enc = ev.encode();
+        acks.push(
+            js.publish_with_headers(enc.subject, enc.headers, enc.payload)
+                .await
+                .expect("publish"),
+        );
+    }
+    let mut seqs = Vec::new();
+    for ack in acks {
+        seqs.push(
+            timeout(WAIT, ack)
+                .await
+                .expect("ack in time")
+                .expect("ack")
+                .sequence,
+        );
+    }
+    let stream = js.get_stream("AUTH_EVENTS").await.unwrap();
+    let first = stream.get_raw_message(seqs[0]).await.unwrap().time;
+    let last = stream
+        .get_raw_message(*seqs.last().unwrap())
+        .await
+        .unwrap()
+        .time;
+
+    let calls = Arc::new(Mutex::new(Vec::<Progress>::new()));
+    let sink = calls.clone();
+    let count = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let c = count.clone();
+    let summary = timeout(
+        WAIT,
+        WindowReplay::new(
+            StreamName::new("AUTH_EVENTS").unwrap(),
+            first,
+            last + time::Duration::nanoseconds(1),
+        )
+        .unwrap()
+        .progress_interval(Duration::ZERO)
+        .on_progress(move |p| sink.lock().unwrap().push(*p))
+        .deliver_to(&js, move |_| {
+            c.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            async { Ok::<_, std::io::Error>(()) }
+        }),
+    )
+    .await
+    .expect("replay within bound")
+    .expect("replay");
+    assert_eq!(summary.matched, n);
+    assert_eq!(count.load(std::sync::atomic::Ordering::Relaxed), n);
+    let calls = std::mem::take(&mut *calls.lock().unwrap());
+    assert_eq!(
+        calls.len() as u64,
+        n + 1,
+        "one per message plus the final call"
+    );
+    assert!(calls.windows(2).all(|w| w[0].processed <= w[1].processed));
+    let fin = calls.last().unwrap();
+    assert!(fin.finished && fin.processed == n && fin.rate() > 0.0);
+    assert_eq!(consumer_count(&js, "AUTH_EVENTS").await, 0);
+}
