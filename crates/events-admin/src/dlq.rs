@@ -53,9 +53,11 @@ fn parse_seq(raw: &str) -> Result<u64, ApiError> {
     ok.then(|| raw.parse::<u64>().ok())
         .flatten()
         .ok_or_else(|| {
+            // Echo at most 32 characters of what was sent.
+            let shown: String = raw.chars().take(32).collect();
             ApiError::bad_request(
                 "invalid_sequence",
-                format!("sequence must be a positive integer, got {raw:?}"),
+                format!("sequence must be a positive integer, got {shown:?}"),
             )
         })
 }
