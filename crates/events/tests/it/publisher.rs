@@ -1,7 +1,6 @@
 //! Integration tests: publisher, against real nats-server processes (`sync_interval:
-//! always`). Streams are created with raw async-nats (duplicate window 2 minutes).
-
-mod kit;
+//! always`, from `events-testkit`). Streams are created with raw async-nats (duplicate
+//! window 2 minutes).
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
@@ -13,7 +12,7 @@ use events::publisher::{
     BatchConfig, PublishError, PublishOutcome, Publisher, PublisherConfig, RetryPolicy,
     SpoolConfig, TraceContextHook,
 };
-use kit::{NatsCluster, NatsServer};
+use events_testkit::{NatsCluster, NatsServer};
 
 const BOUND: Duration = Duration::from_secs(60);
 
@@ -87,6 +86,20 @@ async fn stored(js: &jetstream::Context, name: &str) -> Vec<(String, Bytes)> {
         out.push((id, m.payload));
     }
     out
+}
+
+/// A client for a server that is down right now: retries its first connect, reconnects.
+async fn connect_while_down(url: &str) -> async_nats::Client {
+    tokio::time::timeout(
+        Duration::from_secs(10),
+        async_nats::ConnectOptions::new()
+            .retry_on_initial_connect()
+            .reconnect_delay_callback(|n| Duration::from_millis((100 * n as u64).min(1000)))
+            .connect(url),
+    )
+    .await
+    .expect("connect in time")
+    .expect("connect")
 }
 
 fn count_ids(stored: &[(String, Bytes)]) -> HashMap<String, usize> {
@@ -499,7 +512,7 @@ async fn publisher_spool_survives_outage_and_restart_in_order() {
     drop(client);
 
     // A new publisher (as after a process restart) on the same spool, then NATS comes back.
-    let client = kit::connect(&[nats.url()]).await;
+    let client = connect_while_down(&nats.url()).await;
     let publisher = Publisher::new(client.clone(), cfg).await.unwrap();
     assert_eq!(publisher.spooled(), N as u64);
     nats.start_again().await;
