@@ -6,9 +6,9 @@
 //! `acked` file. A segment is a sequence of records, each
 //! `[body length: u32 LE][CRC-32 of body: u32 LE][body]`, the body being
 //! `[subject length: u16 LE][subject][id length: u16 LE][id][event JSON]`. Appends go to the
-//! last segment and are fsynced before `publish` reports [`PublishOutcome::Spooled`]
-//! (crate::publisher::PublishOutcome); a segment past `segment_bytes` is closed and a new
-//! one started. `acked` holds the position (segment, offset) up to which records were
+//! last segment and are fsynced before `publish` reports
+//! [`PublishOutcome::Spooled`](super::PublishOutcome::Spooled); a segment past
+//! `segment_bytes` is closed and a new one started. `acked` holds the position (segment, offset) up to which records were
 //! forwarded, with its own CRC; it is replaced atomically (write a temporary file, fsync,
 //! rename, fsync the directory). Fully forwarded segments are deleted.
 //!

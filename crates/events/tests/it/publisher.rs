@@ -12,7 +12,7 @@ use events::publisher::{
     BatchConfig, PublishError, PublishOutcome, Publisher, PublisherConfig, RetryPolicy,
     SpoolConfig, TraceContextHook,
 };
-use events_testkit::{NatsCluster, NatsServer};
+use events_testkit::{NatsCluster, NatsServer, SyncMode};
 
 const BOUND: Duration = Duration::from_secs(60);
 
@@ -717,50 +717,98 @@ fn summarize(results: &[Result<PublishOutcome, PublishError>]) {
     assert!(failed.is_empty(), "first failure: {:?}", failed[0]);
 }
 
-/// Throughput report (run with `--run-ignored only`): raw async-nats windowed per-message
-/// publishing vs the library per-message and batched, same server (`sync_interval: always`).
+/// Throughput report (run with `--run-ignored only`, ideally `--release`): raw async-nats
+/// windowed per-message publishing vs the library per-message and batched, interleaved in
+/// rounds on the same server, under `sync_interval: always` and the server default.
 #[tokio::test]
 #[ignore = "measurement, not a check"]
 async fn publisher_throughput_report() {
-    const N: usize = 20_000;
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-        .with_test_writer()
-        .try_init();
-    let nats = NatsServer::start().await;
-    let client = nats.client().await;
-    let js = jetstream::new(client.clone());
-    create_atomic_stream(&js, "AUTH_EVENTS", "auth.>").await;
-    let events: Vec<Event> = (0..N).map(ev).collect();
-
-    // Raw: a sliding window of 1,024 ack futures (await the oldest when full).
-    let t = Instant::now();
-    let mut acks = std::collections::VecDeque::new();
-    for e in &events {
-        let enc = e.encode();
-        let msg = jetstream::message::PublishMessage::build()
-            .headers(enc.headers)
-            .payload(enc.payload);
-        acks.push_back(js.send_publish(enc.subject, msg).await.unwrap());
-        if acks.len() >= 1024 {
-            acks.pop_front().unwrap().await.unwrap();
-        }
-    }
-    for a in acks {
-        a.await.unwrap();
-    }
-    let raw = N as f64 / t.elapsed().as_secs_f64();
-    js.get_stream("AUTH_EVENTS")
-        .await
-        .unwrap()
-        .purge()
+    const N: usize = 10_000;
+    const ROUNDS: usize = 3;
+    const WINDOW: usize = 1024;
+    for sync in [SyncMode::Always, SyncMode::Default] {
+        let nats = NatsServer::builder().sync(sync).start().await;
+        let client = nats.client().await;
+        let js = jetstream::new(client.clone());
+        create_atomic_stream(&js, "AUTH_EVENTS", "auth.>").await;
+        let per_msg = Publisher::new(
+            client.clone(),
+            PublisherConfig {
+                window: WINDOW,
+                ack_timeout: Duration::from_secs(5),
+                ..config()
+            },
+        )
         .await
         .unwrap();
+        let batched = Publisher::new(
+            client.clone(),
+            PublisherConfig {
+                ack_timeout: Duration::from_secs(5),
+                ..batch_config()
+            },
+        )
+        .await
+        .unwrap();
+        let (mut raw, mut lib, mut bat) = (Vec::new(), Vec::new(), Vec::new());
+        for _ in 0..ROUNDS {
+            // Fresh events (new ids) for every run, so nothing is a duplicate.
+            let events: Vec<Event> = (0..N).map(ev).collect();
+            let t = Instant::now();
+            let mut acks = std::collections::VecDeque::new();
+            for e in &events {
+                let enc = e.encode();
+                let msg = jetstream::message::PublishMessage::build()
+                    .headers(enc.headers)
+                    .payload(enc.payload);
+                acks.push_back(js.send_publish(enc.subject, msg).await.unwrap());
+                if acks.len() >= WINDOW {
+                    acks.pop_front().unwrap().await.unwrap();
+                }
+            }
+            for a in acks {
+                a.await.unwrap();
+            }
+            raw.push(N as f64 / t.elapsed().as_secs_f64());
 
-    // Fresh events (new ids) for each run: the stream de-duplicates ids across a purge.
-    let events: Vec<Event> = (0..N).map(ev).collect();
-    let per_msg = Publisher::new(
-        client.clone(),
+            let events: Vec<Event> = (0..N).map(ev).collect();
+            let t = Instant::now();
+            let r = per_msg.publish_all(&events).await;
+            lib.push(N as f64 / t.elapsed().as_secs_f64());
+            summarize(&r);
+
+            let events: Vec<Event> = (0..N).map(ev).collect();
+            let t = Instant::now();
+            let r = batched.publish_all(&events).await;
+            bat.push(N as f64 / t.elapsed().as_secs_f64());
+            summarize(&r);
+        }
+        let median = |v: &mut Vec<f64>| {
+            v.sort_by(f64::total_cmp);
+            v[v.len() / 2]
+        };
+        let (r, l, b) = (median(&mut raw), median(&mut lib), median(&mut bat));
+        eprintln!(
+            "sync {sync:?}, {N} events x {ROUNDS} rounds, window {WINDOW}, median: raw windowed \
+             {r:.0}/s, library windowed {l:.0}/s ({:.2}x raw), library batched {b:.0}/s \
+             ({:.2}x raw); all raw {raw:.0?} lib {lib:.0?} batched {bat:.0?}",
+            l / r,
+            b / r
+        );
+    }
+}
+
+/// Profiling target: only the library's windowed per-message path, server default sync.
+#[tokio::test]
+#[ignore = "measurement, not a check"]
+async fn publisher_profile_windowed() {
+    const N: usize = 50_000;
+    let nats = NatsServer::builder().sync(SyncMode::Default).start().await;
+    let client = nats.client().await;
+    let js = jetstream::new(client.clone());
+    create_stream(&js, "AUTH_EVENTS", "auth.>", 1).await;
+    let publisher = Publisher::new(
+        client,
         PublisherConfig {
             window: 1024,
             ack_timeout: Duration::from_secs(5),
@@ -769,36 +817,12 @@ async fn publisher_throughput_report() {
     )
     .await
     .unwrap();
-    let t = Instant::now();
-    let r = per_msg.publish_all(&events).await;
-    let lib = N as f64 / t.elapsed().as_secs_f64();
-    summarize(&r);
-    js.get_stream("AUTH_EVENTS")
-        .await
-        .unwrap()
-        .purge()
-        .await
-        .unwrap();
-
     let events: Vec<Event> = (0..N).map(ev).collect();
-    let batched = Publisher::new(
-        client.clone(),
-        PublisherConfig {
-            ack_timeout: Duration::from_secs(5),
-            ..batch_config()
-        },
-    )
-    .await
-    .unwrap();
     let t = Instant::now();
-    let r = batched.publish_all(&events).await;
-    let lib_batch = N as f64 / t.elapsed().as_secs_f64();
-    summarize(&r);
+    let r = publisher.publish_all(&events).await;
     eprintln!(
-        "sync_interval always, {N} events, ~{} bytes each: raw windowed {raw:.0}/s, \
-         library windowed {lib:.0}/s ({:.2}x), library batched {lib_batch:.0}/s ({:.1}x raw)",
-        events[0].encode().payload.len(),
-        lib / raw,
-        lib_batch / raw
+        "library windowed: {:.0}/s",
+        N as f64 / t.elapsed().as_secs_f64()
     );
+    summarize(&r);
 }
