@@ -472,10 +472,25 @@ async fn publisher_cluster_rides_out_stream_leader_kill() {
 
 #[tokio::test]
 async fn publisher_spool_survives_outage_and_restart_in_order() {
+    spool_scenario(false).await;
+}
+
+/// The same, into a stream that takes atomic batches: the forwarder sends the spool in
+/// batches (stored whole or not at all, so the order still holds).
+#[tokio::test]
+async fn publisher_spool_forwards_in_atomic_batches_in_order() {
+    spool_scenario(true).await;
+}
+
+async fn spool_scenario(atomic: bool) {
     const N: usize = 500;
     let mut nats = NatsServer::start().await;
     let js = jetstream::new(nats.client().await);
-    create_stream(&js, "AUTH_EVENTS", "auth.>", 1).await;
+    if atomic {
+        create_atomic_stream(&js, "AUTH_EVENTS", "auth.>").await;
+    } else {
+        create_stream(&js, "AUTH_EVENTS", "auth.>", 1).await;
+    }
     let spool_dir = tempfile::tempdir().unwrap();
     let cfg = PublisherConfig {
         spool: Some(SpoolConfig {
@@ -531,6 +546,18 @@ async fn publisher_spool_survives_outage_and_restart_in_order() {
     for e in &events {
         assert_eq!(*bodies[e.id()], e.encode().payload);
     }
+    let first = js
+        .get_stream("AUTH_EVENTS")
+        .await
+        .unwrap()
+        .get_raw_message(1)
+        .await
+        .unwrap();
+    assert_eq!(
+        first.headers.get("Nats-Batch-Id").is_some(),
+        atomic,
+        "forwarded in atomic batches exactly when the stream allows them"
+    );
     // Live publishing resumes once the spool is empty.
     let out = publisher.publish(&ev(N)).await.unwrap();
     assert_eq!(out.ack().unwrap().sequence, N as u64 + 1);
