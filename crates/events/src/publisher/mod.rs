@@ -15,6 +15,34 @@
 //!   [`PublisherConfig::deadline`], which `validate()` keeps shorter than the stream's
 //!   duplicate window: a retry is de-duplicated by the server, never stored twice.
 //!
+//! ```no_run
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! use std::time::Duration;
+//! use events::Event;
+//! use events::publisher::{PublishOutcome, Publisher, PublisherConfig};
+//!
+//! let client = async_nats::connect("nats://127.0.0.1:4222").await?;
+//! let publisher = Publisher::new(client, PublisherConfig::new("auth-service")).await?;
+//! let event = Event::builder("auth.user.created")
+//!     .source("auth-service")
+//!     .organization("org-1")
+//!     .data(&serde_json::json!({ "user_id": "u1" }))
+//!     .build()?;
+//! match publisher.publish(&event).await? {
+//!     PublishOutcome::Stored(ack) => println!("stored: {} #{}", ack.stream, ack.sequence),
+//!     PublishOutcome::Spooled => println!("on disk, forwarded when NATS is back"),
+//!     _ => {}
+//! }
+//! // Many at once: at most `window` in flight, each with its own outcome.
+//! let batch: Vec<Event> = Vec::new();
+//! for outcome in publisher.publish_all(&batch).await {
+//!     outcome?;
+//! }
+//! publisher.close(Duration::from_secs(10)).await?;
+//! # Ok(())
+//! # }
+//! ```
+//!
 //! # Retries
 //! Transient failures (ack timeout, broken connection, "no responders" during a leader
 //! election, a 503 answer) are retried with exponential backoff and jitter ([`RetryPolicy`]:
@@ -248,8 +276,9 @@ enum Stop {
 }
 
 /// Confirmed, windowed JetStream publisher. Cheap to clone (clones share the window, the
-/// spool and the background forwarder); the background work stops at [`Publisher::close`]
-/// or when the last clone is dropped.
+/// spool and the background tasks). Call [`Publisher::close`] before dropping it: dropping
+/// the last clone stops the background work at once, and events still in flight then
+/// report [`PublishError::Cancelled`] (or are spooled, with a spool).
 #[derive(Clone)]
 pub struct Publisher {
     inner: Arc<Inner>,
