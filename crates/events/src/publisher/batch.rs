@@ -53,9 +53,9 @@ pub(super) struct Item {
 }
 
 impl Item {
-    fn complete(self, res: Result<PublishOutcome, PublishError>) {
+    fn complete(self, inner: &Inner, res: Result<PublishOutcome, PublishError>) {
         let _enter = self.span.enter();
-        record(&self.event_type, res.as_ref(), self.started);
+        record(inner, &self.event_type, res.as_ref(), self.started);
         drop(self.permit);
         let _ = self.tx.send(res);
     }
@@ -215,7 +215,7 @@ async fn abandon(inner: &Arc<Inner>, items: Vec<Item>) {
                 .map(|()| PublishOutcome::Spooled),
             None => Err(PublishError::Cancelled),
         };
-        item.complete(res);
+        item.complete(inner, res);
     }
 }
 
@@ -345,7 +345,7 @@ async fn await_commit(inner: &Arc<Inner>, items: Vec<Item>, mut sub: Subscriber,
             let first = seq + 1 - count;
             for (i, item) in items.into_iter().enumerate() {
                 let ack = PublishAck::new(stream.clone(), first + i as u64, false);
-                item.complete(Ok(PublishOutcome::Stored(ack)));
+                item.complete(inner, Ok(PublishOutcome::Stored(ack)));
             }
         }
         Some(BatchReply {
@@ -378,7 +378,7 @@ fn fallback(inner: &Arc<Inner>, items: Vec<Item>) {
                 let res = task_inner
                     .finish(item.wire.clone(), None, item.started)
                     .await;
-                item.complete(res);
+                item.complete(&task_inner, res);
             }
             .instrument(span),
         );

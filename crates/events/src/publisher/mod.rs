@@ -310,6 +310,9 @@ struct Inner {
     /// The server's `max_payload` and when it was read (`server_info()` clones the whole
     /// INFO, too much per event; the value only changes on reconnect to another server).
     max_payload: std::sync::Mutex<(usize, Instant)>,
+    /// Metric handles per event type (registered with the recorder installed when the
+    /// publisher first sees the type).
+    metrics: std::sync::Mutex<std::collections::HashMap<String, Arc<TypeMetrics>>>,
 }
 
 impl Publisher {
@@ -364,6 +367,7 @@ impl Publisher {
             routes: batch::Routes::default(),
             no_stream_cache: std::sync::Mutex::new(Vec::new()),
             max_payload: std::sync::Mutex::new((0, Instant::now())),
+            metrics: std::sync::Mutex::new(std::collections::HashMap::new()),
         });
         if let Some(rx) = batch_rx {
             inner.tasks.spawn(batch::run(inner.clone(), rx));
@@ -423,7 +427,7 @@ impl Publisher {
         let wire = match self.check(event) {
             Ok(w) => w,
             Err(e) => {
-                record(&event_type, Err(&e), started);
+                record(&self.inner, &event_type, Err(&e), started);
                 return Err(e);
             }
         };
@@ -452,7 +456,7 @@ impl Publisher {
             let res = spool_now(&spool, &wire)
                 .await
                 .map(|()| PublishOutcome::Spooled);
-            record(&event_type, res.as_ref(), started);
+            record(inner, &event_type, res.as_ref(), started);
             drop(permit);
             let _ = tx.send(res);
             return Ok(handle);
@@ -472,7 +476,7 @@ impl Publisher {
                 span,
             };
             if let Err(mpsc::error::SendError((_, item))) = btx.send((stream, item)).await {
-                item_closed(item);
+                item_closed(inner, item);
             }
             return Ok(handle);
         }
@@ -483,7 +487,7 @@ impl Publisher {
         inner.tasks.spawn(
             async move {
                 let res = task_inner.finish(wire, Some(first), started).await;
-                record(&event_type, res.as_ref(), started);
+                record(&task_inner, &event_type, res.as_ref(), started);
                 drop(permit);
                 let _ = tx.send(res);
             }
@@ -576,16 +580,69 @@ impl EventPublisher for Publisher {
     }
 }
 
-fn record(event_type: &str, res: Result<&PublishOutcome, &PublishError>, started: Instant) {
+/// The metric handles of one event type for the common outcomes, registered once per
+/// publisher (building a labelled key per event costs several allocations).
+struct TypeMetrics {
+    ok: metrics::Counter,
+    duplicate: metrics::Counter,
+    spooled: metrics::Counter,
+    duration: metrics::Histogram,
+}
+
+impl TypeMetrics {
+    fn new(event_type: &str) -> Self {
+        let c = |status: &'static str| metrics::counter!(EVENTS_PUBLISHED_TOTAL, "event_type" => event_type.to_owned(), "status" => status);
+        Self {
+            ok: c("ok"),
+            duplicate: c("duplicate"),
+            spooled: c("spooled"),
+            duration: metrics::histogram!(EVENT_PUBLISH_DURATION_SECONDS, "event_type" => event_type.to_owned()),
+        }
+    }
+}
+
+/// Most event types whose handles a publisher keeps (labels are bounded anyway).
+const MAX_CACHED_TYPES: usize = 1024;
+
+fn record(
+    inner: &Inner,
+    event_type: &str,
+    res: Result<&PublishOutcome, &PublishError>,
+    started: Instant,
+) {
     let status = match res {
         Ok(o) => o.status(),
         Err(e) => e.kind(),
     };
-    metrics::counter!(EVENTS_PUBLISHED_TOTAL, "event_type" => event_type.to_owned(), "status" => status)
-        .increment(1);
-    if let Ok(PublishOutcome::Stored(_)) = res {
-        metrics::histogram!(EVENT_PUBLISH_DURATION_SECONDS, "event_type" => event_type.to_owned())
-            .record(started.elapsed().as_secs_f64());
+    let handles = inner.metrics.lock().ok().and_then(|mut cache| {
+        if let Some(h) = cache.get(event_type) {
+            return Some(h.clone());
+        }
+        if cache.len() >= MAX_CACHED_TYPES {
+            return None;
+        }
+        let h = Arc::new(TypeMetrics::new(event_type));
+        cache.insert(event_type.to_owned(), h.clone());
+        Some(h)
+    });
+    match (&handles, res) {
+        (Some(h), Ok(PublishOutcome::Stored(ack))) => {
+            if ack.duplicate {
+                h.duplicate.increment(1);
+            } else {
+                h.ok.increment(1);
+            }
+            h.duration.record(started.elapsed().as_secs_f64());
+        }
+        (Some(h), Ok(PublishOutcome::Spooled)) => h.spooled.increment(1),
+        _ => {
+            metrics::counter!(EVENTS_PUBLISHED_TOTAL, "event_type" => event_type.to_owned(), "status" => status)
+                .increment(1);
+            if let Ok(PublishOutcome::Stored(_)) = res {
+                metrics::histogram!(EVENT_PUBLISH_DURATION_SECONDS, "event_type" => event_type.to_owned())
+                    .record(started.elapsed().as_secs_f64());
+            }
+        }
     }
     match res {
         Ok(_) => debug!(status, "published"),
@@ -600,8 +657,13 @@ fn fits_batch(size: usize, max_payload: usize) -> bool {
 }
 
 /// The batcher is gone (publisher closing): the event was never sent.
-fn item_closed(item: batch::Item) {
-    record(&item.event_type, Err(&PublishError::Closed), item.started);
+fn item_closed(inner: &Inner, item: batch::Item) {
+    record(
+        inner,
+        &item.event_type,
+        Err(&PublishError::Closed),
+        item.started,
+    );
     let _ = item.tx.send(Err(PublishError::Closed));
 }
 
