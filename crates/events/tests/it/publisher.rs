@@ -346,17 +346,37 @@ async fn publisher_windowed_flush_close_and_trace_context() {
 
 #[tokio::test]
 async fn publisher_sigkill_during_windowed_burst_loses_nothing_acked() {
-    const N: usize = 5_000;
+    sigkill_scenario(false).await;
+}
+
+/// The same with atomic batching: batches in flight when the server dies either were
+/// stored whole (their per-message fallback then reports duplicates) or not at all.
+#[tokio::test]
+async fn publisher_sigkill_during_batched_burst_loses_nothing_acked() {
+    sigkill_scenario(true).await;
+}
+
+async fn sigkill_scenario(batched: bool) {
+    // Batches store ~10x faster: a longer burst so the kill lands in its middle.
+    let n: usize = if batched { 20_000 } else { 5_000 };
     let mut nats = NatsServer::start().await;
     let client = nats.client().await;
     let js = jetstream::new(client.clone());
-    create_stream(&js, "AUTH_EVENTS", "auth.>", 1).await;
-    let cfg = PublisherConfig {
-        window: 512,
-        ..config()
+    let cfg = if batched {
+        create_atomic_stream(&js, "AUTH_EVENTS", "auth.>").await;
+        PublisherConfig {
+            window: 2048,
+            ..batch_config()
+        }
+    } else {
+        create_stream(&js, "AUTH_EVENTS", "auth.>", 1).await;
+        PublisherConfig {
+            window: 512,
+            ..config()
+        }
     };
     let publisher = Publisher::new(client.clone(), cfg).await.unwrap();
-    let events: Vec<Event> = (0..N).map(ev).collect();
+    let events: Vec<Event> = (0..n).map(ev).collect();
 
     let submitter = {
         let publisher = publisher.clone();
@@ -378,11 +398,17 @@ async fn publisher_sigkill_during_windowed_burst_loses_nothing_acked() {
     };
     // Kill once the burst is under way, restart after about a second.
     let start = Instant::now();
-    while stored_count(&js).await < 500 {
+    let mut at_kill = 0;
+    while at_kill < n as u64 / 10 {
         assert!(start.elapsed() < BOUND, "burst did not start");
         tokio::time::sleep(Duration::from_millis(10)).await;
+        at_kill = stored_count(&js).await;
     }
     nats.kill();
+    assert!(
+        at_kill < n as u64,
+        "killed mid-burst ({at_kill} of {n} stored)"
+    );
     tokio::time::sleep(Duration::from_secs(1)).await;
     nats.start_again().await;
 
@@ -390,7 +416,7 @@ async fn publisher_sigkill_during_windowed_burst_loses_nothing_acked() {
         .await
         .expect("burst finished in time")
         .unwrap();
-    assert_eq!(results.len(), N);
+    assert_eq!(results.len(), n);
     let mut ok_ids = Vec::new();
     let mut failed = 0;
     for (e, r) in events.iter().zip(&results) {
@@ -401,10 +427,10 @@ async fn publisher_sigkill_during_windowed_burst_loses_nothing_acked() {
         }
     }
     eprintln!(
-        "sigkill burst: {} acked, {failed} failed with Unavailable",
+        "sigkill burst (batched: {batched}): {} acked, {failed} failed with Unavailable",
         ok_ids.len()
     );
-    assert_eq!(ok_ids.len() + failed, N, "every publish has an outcome");
+    assert_eq!(ok_ids.len() + failed, n, "every publish has an outcome");
 
     let js = jetstream::new(client);
     let stored = stored(&js, "AUTH_EVENTS").await;
