@@ -1,1 +1,74 @@
-//! placeholder
+//! Real `nats-server` processes for tests and benchmarks: one server or a cluster, each on
+//! free loopback ports with its own temporary JetStream store, killed when dropped.
+//!
+//! This crate is for tests: every operation waits with a bound, and every failure
+//! **panics** with a message that ends in the tail of the server's log. A missing
+//! `nats-server` binary is a failure too, never a skipped test (see [`nats_server_bin`]).
+//!
+//! # Quick start
+//!
+//! ```no_run
+//! use events_testkit::{NatsServer, unique_name};
+//!
+//! # async fn example() {
+//! let nats = NatsServer::start().await; // free port, temp store, fsync always
+//! let js = nats.jetstream().await;
+//! let stream = unique_name("ORDERS");
+//! js.create_stream(async_nats::jetstream::stream::Config {
+//!     name: stream.clone(),
+//!     subjects: vec![format!("{stream}.>")],
+//!     ..Default::default()
+//! })
+//! .await
+//! .unwrap();
+//! js.publish(format!("{stream}.created"), "hi".into()).await.unwrap().await.unwrap();
+//!
+//! nats.log_tail(20); // the last 20 lines of the server's log, e.g. for a failing assert
+//! # }
+//! ```
+//!
+//! Crash and restart tests:
+//!
+//! ```no_run
+//! # use events_testkit::NatsServer;
+//! # async fn example() {
+//! let mut nats = NatsServer::start().await;
+//! nats.kill(); // SIGKILL: no chance to flush anything
+//! // ... do things while the server is down ...
+//! nats.start_again().await; // same port, same store; returns once streams are back
+//! # }
+//! ```
+//!
+//! A three-node JetStream cluster:
+//!
+//! ```no_run
+//! # use events_testkit::NatsCluster;
+//! # async fn example() {
+//! let mut cluster = NatsCluster::start(3).await; // returns once an R3 stream can be created
+//! let leader = cluster.stream_leader("ORDERS").await;
+//! cluster.kill(leader);
+//! cluster.restart(leader).await; // returns once the node is healthy again
+//! # }
+//! ```
+//!
+//! # Module map
+//!
+//! - [`NatsServer`], [`NatsServerBuilder`], [`SyncMode`]: one server (`server.rs`).
+//! - [`NatsCluster`], [`NatsClusterBuilder`]: n servers in a full route mesh (`cluster.rs`).
+//! - [`nats_server_bin`]: where the binary comes from (`bin.rs`).
+//! - [`unique_name`]: collision-free stream/consumer names for fixtures (`names.rs`).
+//! - private: free ports (`ports.rs`), a tiny HTTP/1.0 client for the monitoring port
+//!   (`http.rs`), config rendering (`config.rs`).
+
+mod bin;
+mod cluster;
+mod config;
+mod http;
+mod names;
+mod ports;
+mod server;
+
+pub use bin::{NATS_SERVER_BIN_ENV, nats_server_bin};
+pub use cluster::{NatsCluster, NatsClusterBuilder};
+pub use names::unique_name;
+pub use server::{NatsServer, NatsServerBuilder, SyncMode};

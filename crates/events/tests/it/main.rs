@@ -2,6 +2,7 @@
 //! (one test binary, modules per area).
 
 mod connection;
+mod dashboard;
 mod dlq;
 mod publisher;
 mod replay;

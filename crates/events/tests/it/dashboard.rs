@@ -1,0 +1,1 @@
+//! Integration tests: the Grafana dashboard names only exported metrics.

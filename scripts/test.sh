@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Runs the whole test suite exactly as CI does: installs the pinned nats-server if missing,
+# then format check, clippy (-D warnings), rustdoc (-D warnings), all tests (unit,
+# integration against real nats-server processes, CLI, admin API) and doc tests.
+set -euo pipefail
+
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$root"
+
+NATS_SERVER_BIN=${NATS_SERVER_BIN:-$(scripts/setup-nats.sh | tail -n1)}
+export NATS_SERVER_BIN
+"$NATS_SERVER_BIN" --version
+
+step() { printf '\n==> %s\n' "$*"; }
+
+step "cargo fmt --all --check"
+cargo fmt --all --check
+
+step "cargo clippy"
+cargo clippy --workspace --all-targets --all-features --locked -- -D warnings
+
+step "cargo doc"
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked --quiet
+
+if cargo nextest --version >/dev/null 2>&1; then
+  step "cargo nextest run (unit + integration)"
+  cargo nextest run --workspace --locked --profile ci
+else
+  step "cargo test (cargo-nextest not installed)"
+  cargo test --workspace --locked --all-targets
+fi
+
+step "cargo test --doc"
+cargo test --workspace --doc --locked
