@@ -1188,3 +1188,240 @@ async fn subscriber_recreates_a_deleted_consumer() {
     .await;
     sub.stop().await;
 }
+
+/// A recorder that keeps every metric by `name{label=value,...}` (labels sorted).
+#[derive(Default)]
+struct TestRecorder {
+    counters: Mutex<HashMap<String, Arc<std::sync::atomic::AtomicU64>>>,
+    gauges: Mutex<HashMap<String, Arc<std::sync::atomic::AtomicU64>>>,
+    histograms: Mutex<HashMap<String, Arc<Samples>>>,
+}
+
+#[derive(Default)]
+struct Samples(Mutex<Vec<f64>>);
+
+impl metrics::HistogramFn for Samples {
+    fn record(&self, value: f64) {
+        self.0.lock().unwrap().push(value);
+    }
+}
+
+fn metric_key(key: &metrics::Key) -> String {
+    let mut labels: Vec<String> = key
+        .labels()
+        .map(|l| format!("{}={}", l.key(), l.value()))
+        .collect();
+    labels.sort();
+    format!("{}{{{}}}", key.name(), labels.join(","))
+}
+
+impl metrics::Recorder for TestRecorder {
+    fn describe_counter(
+        &self,
+        _: metrics::KeyName,
+        _: Option<metrics::Unit>,
+        _: metrics::SharedString,
+    ) {
+    }
+    fn describe_gauge(
+        &self,
+        _: metrics::KeyName,
+        _: Option<metrics::Unit>,
+        _: metrics::SharedString,
+    ) {
+    }
+    fn describe_histogram(
+        &self,
+        _: metrics::KeyName,
+        _: Option<metrics::Unit>,
+        _: metrics::SharedString,
+    ) {
+    }
+    fn register_counter(&self, key: &metrics::Key, _: &metrics::Metadata<'_>) -> metrics::Counter {
+        let slot = self
+            .counters
+            .lock()
+            .unwrap()
+            .entry(metric_key(key))
+            .or_default()
+            .clone();
+        metrics::Counter::from_arc(slot)
+    }
+    fn register_gauge(&self, key: &metrics::Key, _: &metrics::Metadata<'_>) -> metrics::Gauge {
+        let slot = self
+            .gauges
+            .lock()
+            .unwrap()
+            .entry(metric_key(key))
+            .or_default()
+            .clone();
+        metrics::Gauge::from_arc(slot)
+    }
+    fn register_histogram(
+        &self,
+        key: &metrics::Key,
+        _: &metrics::Metadata<'_>,
+    ) -> metrics::Histogram {
+        let slot = self
+            .histograms
+            .lock()
+            .unwrap()
+            .entry(metric_key(key))
+            .or_default()
+            .clone();
+        metrics::Histogram::from_arc(slot)
+    }
+}
+
+impl TestRecorder {
+    fn counter(&self, key: &str) -> u64 {
+        self.counters
+            .lock()
+            .unwrap()
+            .get(key)
+            .map_or(0, |c| c.load(Ordering::SeqCst))
+    }
+    fn gauge(&self, key: &str) -> Option<f64> {
+        self.gauges
+            .lock()
+            .unwrap()
+            .get(key)
+            .map(|g| f64::from_bits(g.load(Ordering::SeqCst)))
+    }
+    fn samples(&self, key: &str) -> Vec<f64> {
+        self.histograms
+            .lock()
+            .unwrap()
+            .get(key)
+            .map(|h| h.0.lock().unwrap().clone())
+            .unwrap_or_default()
+    }
+}
+
+#[tokio::test]
+async fn subscriber_records_the_contract_metrics() {
+    // nextest runs each test in its own process, so the global recorder is this test's;
+    // under `cargo test` the labels below are unique to this test anyway.
+    let recorder: &'static TestRecorder = Box::leak(Box::default());
+    if metrics::set_global_recorder(recorder).is_err() {
+        panic!("another test installed a global metrics recorder");
+    }
+    let nats = NatsServer::start().await;
+    let js = nats.jetstream().await;
+    create_streams(&js).await;
+    let handler = handler_fn(|event: Event, _ctx: DeliveryContext| async move {
+        match n_of(&event) {
+            0 => Err(HandlerError::permanent("rejected")),
+            1 => Err(HandlerError::transient("try later")),
+            _ => Ok(()),
+        }
+    });
+    let cfg = SubscriberConfig {
+        retry: RetryPolicy {
+            max_attempts: 2,
+            initial_backoff: Duration::from_millis(20),
+            max_backoff: Duration::from_millis(20),
+            jitter: 0.0,
+        },
+        lag_interval: Duration::from_millis(100),
+        ..fast_config()
+    };
+    let sub = Subscriber::builder(js.clone(), filter("auth.metered.*"))
+        .group("metered")
+        .config(cfg)
+        .build()
+        .await
+        .unwrap();
+    let consumer = sub.durable_name().to_owned();
+    let token = CancellationToken::new();
+    let handle = tokio::spawn(sub.run(handler, token.clone()));
+    let ty = "auth.metered.created";
+    for n in 0..5usize {
+        let ev = Event::builder(ty)
+            .source("auth-service")
+            .organization("org-1")
+            .data(&serde_json::json!({ "n": n }))
+            .build()
+            .unwrap();
+        let enc = ev.encode();
+        js.publish_with_headers(enc.subject, enc.headers, enc.payload)
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+    }
+    js.publish("auth.metered.created", Bytes::from_static(b"garbage"))
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    let lag_key = format!("subscription_lag{{consumer={consumer},stream={STREAM}}}");
+    wait_for("all settled and the lag gauge at zero", BOUND, async || {
+        recorder.counter(&format!(
+            "events_dead_lettered_total{{consumer={consumer},reason=max_deliveries}}"
+        )) == 1
+            && recorder.counter(&format!(
+                "events_consumed_total{{event_type={ty},status=ack}}"
+            )) == 3
+            && recorder.gauge(&lag_key) == Some(0.0)
+    })
+    .await;
+    token.cancel();
+    timeout(BOUND, handle).await.unwrap().unwrap();
+
+    let c = |k: String| recorder.counter(&k);
+    assert_eq!(
+        c(format!(
+            "events_consumed_total{{event_type={ty},status=dead_letter}}"
+        )),
+        2
+    );
+    assert_eq!(
+        c(format!(
+            "events_consumed_total{{event_type={ty},status=nak}}"
+        )),
+        1
+    );
+    assert_eq!(
+        c("events_consumed_total{event_type=unknown,status=dead_letter}".into()),
+        1
+    );
+    assert_eq!(
+        c(format!(
+            "events_dead_lettered_total{{consumer={consumer},reason=permanent}}"
+        )),
+        1
+    );
+    assert_eq!(
+        c(format!(
+            "events_dead_lettered_total{{consumer={consumer},reason=undecodable}}"
+        )),
+        1
+    );
+    assert_eq!(
+        c(format!(
+            "event_handler_errors_total{{consumer={consumer},kind=permanent}}"
+        )),
+        1
+    );
+    assert_eq!(
+        c(format!(
+            "event_handler_errors_total{{consumer={consumer},kind=transient}}"
+        )),
+        2
+    );
+    assert_eq!(
+        c(format!(
+            "event_handler_errors_total{{consumer={consumer},kind=undecodable}}"
+        )),
+        1
+    );
+    // The handler ran 3 (ok) + 1 (permanent) + 2 (transient twice) times.
+    let durations = recorder.samples(&format!(
+        "event_handler_duration_seconds{{consumer={consumer}}}"
+    ));
+    assert_eq!(durations.len(), 6);
+    let e2e = recorder.samples(&format!("event_end_to_end_seconds{{consumer={consumer}}}"));
+    assert_eq!(e2e.len(), 3);
+    assert!(e2e.iter().all(|s| (0.0..60.0).contains(s)), "{e2e:?}");
+}
