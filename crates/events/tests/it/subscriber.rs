@@ -31,7 +31,16 @@ const BOUND: Duration = Duration::from_secs(60);
 // ---------------------------------------------------------------------------------------
 // helpers
 
+/// Logs to the test's output, filtered by `RUST_LOG` (e.g. `RUST_LOG=events=info`).
+fn init_tracing() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
+}
+
 async fn create_streams(js: &jetstream::Context) {
+    init_tracing();
     js.create_stream(stream::Config {
         name: STREAM.into(),
         subjects: vec!["auth.>".into()],
@@ -1424,4 +1433,79 @@ async fn subscriber_records_the_contract_metrics() {
     let e2e = recorder.samples(&format!("event_end_to_end_seconds{{consumer={consumer}}}"));
     assert_eq!(e2e.len(), 3);
     assert!(e2e.iter().all(|s| (0.0..60.0).contains(s)), "{e2e:?}");
+}
+
+#[tokio::test]
+async fn subscriber_survives_the_consumer_leader_being_killed_in_a_cluster() {
+    init_tracing();
+    let mut cluster = events_testkit::NatsCluster::start(3).await;
+    let js = cluster.jetstream().await;
+    for (name, subjects, discard) in [
+        (STREAM, "auth.>", stream::DiscardPolicy::Old),
+        (DLQ_STREAM, "dlq.>", stream::DiscardPolicy::New),
+    ] {
+        timeout(
+            BOUND,
+            js.create_stream(stream::Config {
+                name: name.into(),
+                subjects: vec![subjects.into()],
+                discard,
+                num_replicas: 3,
+                ..Default::default()
+            }),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    }
+    let calls = Arc::new(Calls::default());
+    let c = calls.clone();
+    let handler = handler_fn(move |event: Event, ctx: DeliveryContext| {
+        let calls = c.clone();
+        async move {
+            calls.record(n_of(&event), ctx.delivered, 0);
+            sleep(Duration::from_millis(10)).await;
+            Ok::<_, HandlerError>(())
+        }
+    });
+    let cfg = SubscriberConfig {
+        max_in_flight: 2,
+        fetch_batch: 2,
+        ..fast_config()
+    };
+    let sub = start(&js, "elected", cfg, handler).await;
+    const N: usize = 300;
+    publish_range(&js, 0..N).await;
+    wait_for("some handled", BOUND, async || calls.distinct() >= 50).await;
+
+    // Kill the node that leads the consumer: a new leader is elected among the other two.
+    let info = js
+        .get_stream(STREAM)
+        .await
+        .unwrap()
+        .consumer_info(&sub.durable)
+        .await
+        .unwrap();
+    let leader_name = info
+        .cluster
+        .and_then(|c| c.leader)
+        .expect("consumer leader");
+    let leader = (0..cluster.size())
+        .find(|i| cluster.node(*i).name() == leader_name)
+        .expect("leader is a node");
+    cluster.kill(leader);
+    let at_kill = calls.distinct();
+    assert!(
+        at_kill < N,
+        "the kill came after the work was done; slow the handler down"
+    );
+
+    wait_for(
+        "every event handled after the election",
+        BOUND,
+        async || calls.distinct() == N,
+    )
+    .await;
+    sub.stop().await;
+    cluster.restart(leader).await;
 }
