@@ -132,7 +132,7 @@ pub enum SubscribeError {
     #[error("invalid group name")]
     Name(#[source] NameError),
     /// No stream holds the filter's subjects.
-    #[error("no stream holds subjects matching {filter}")]
+    #[error("cannot find the stream holding subjects matching {filter}")]
     StreamNotFound {
         /// The filter.
         filter: String,

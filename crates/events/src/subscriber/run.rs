@@ -185,9 +185,13 @@ pub(super) async fn run<H: Handler>(
                 failures = failures.saturating_add(1);
                 warn!(consumer = %durable, failures, "pull request not sent in time; re-establishing the consumer");
                 consumer = None;
+                if !sleep_unless(&shutdown, reconnect_delay(failures)).await {
+                    break 'pull;
+                }
                 continue;
             }
         };
+        let pulled_at = Instant::now();
 
         let mut received = 0usize;
         let mut broken = false;
@@ -249,6 +253,14 @@ pub(super) async fn run<H: Handler>(
                 info!(consumer = %durable, "pull loop healthy again");
             }
             failures = 0;
+        } else if pulled_at.elapsed() < cfg.fetch_expires / 2 {
+            // Ended empty long before it expires (e.g. the connection is closing): back off
+            // rather than spin.
+            failures = failures.saturating_add(1);
+            debug!(consumer = %durable, failures, "pull request ended early and empty");
+            if !sleep_unless(&shutdown, reconnect_delay(failures)).await {
+                break 'pull;
+            }
         }
     }
 
