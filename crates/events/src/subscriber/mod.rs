@@ -75,8 +75,10 @@
 //!
 //! [`Subscriber::run`] returns after its cancellation token is cancelled: it stops pulling,
 //! lets in-flight handlers finish for up to `drain_timeout`, settles what finished, and
-//! leaves the rest unacked for redelivery (messages the server already sent to an
-//! outstanding pull request come back after `ack_wait`). Every task it starts is owned by a
+//! leaves the rest unacked for redelivery. Its outstanding pull request's inbox is
+//! unsubscribed, so the server drops that request and later events stay pending for other
+//! instances (only a message already on the wire at that instant returns after
+//! `ack_wait`). Every task it starts is owned by a
 //! `JoinSet` and is finished or aborted before it returns. When a pull request fails (server
 //! restart, leader election, consumer deleted) it logs a warning, backs off (100 ms doubling
 //! to 5 s) and recreates the consumer from its declared config; a pull request lost without

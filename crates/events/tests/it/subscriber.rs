@@ -1509,3 +1509,30 @@ async fn subscriber_survives_the_consumer_leader_being_killed_in_a_cluster() {
     sub.stop().await;
     cluster.restart(leader).await;
 }
+
+#[tokio::test]
+async fn subscriber_stopped_while_idle_leaves_later_events_pending() {
+    let nats = NatsServer::start().await;
+    let js = nats.jetstream().await;
+    create_streams(&js).await;
+    let calls = Arc::new(Calls::default());
+    let cfg = SubscriberConfig {
+        fetch_expires: Duration::from_secs(30), // an outstanding pull request at shutdown
+        ..fast_config()
+    };
+    let sub = start(&js, "idle", cfg, recording(calls.clone(), 0)).await;
+    publish_range(&js, 0..1).await;
+    wait_for("first event", BOUND, async || calls.total() == 1).await;
+    let durable = sub.durable.clone();
+    let report = sub.stop().await;
+    assert_eq!(report.in_flight, 0);
+    // The stopped instance's pull request must not swallow events published afterwards
+    // (they would sit unacked until ack_wait ran out).
+    publish_range(&js, 1..6).await;
+    sleep(Duration::from_millis(300)).await;
+    let lag = events::subscriber::lag(&js, STREAM, &durable)
+        .await
+        .unwrap();
+    assert_eq!((lag.pending, lag.ack_pending), (5, 0), "{lag:?}");
+    assert_eq!(calls.total(), 1);
+}
