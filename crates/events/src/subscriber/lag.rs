@@ -76,3 +76,50 @@ pub async fn lag(js: &jetstream::Context, stream: &str, consumer: &str) -> Resul
         .map_err(|e| err(e.into()))?;
     Ok(Lag::from_info(&info))
 }
+
+/// The lag of every subscription of `group` on `stream` (the durable consumers named
+/// `<group>__…`, one per subject filter), summed; `Ok(None)` if the group has none there.
+///
+/// # Errors
+/// [`LagError::Info`] if the stream cannot be read or the server fails.
+pub async fn group_lag(
+    js: &jetstream::Context,
+    stream: &str,
+    group: &str,
+) -> Result<Option<Lag>, LagError> {
+    use futures::TryStreamExt;
+    let err = |source: super::handler::BoxError| LagError::Info {
+        stream: stream.to_owned(),
+        consumer: format!("{group}{}*", super::DURABLE_SEPARATOR),
+        source,
+    };
+    let prefix = format!("{group}{}", super::DURABLE_SEPARATOR);
+    let infos: Vec<jetstream::consumer::Info> = js
+        .get_stream_no_info(stream)
+        .await
+        .map_err(|e| err(e.into()))?
+        .consumers()
+        .try_collect()
+        .await
+        .map_err(|e| err(e.into()))?;
+    let mut total: Option<Lag> = None;
+    for info in infos.iter().filter(|i| i.name.starts_with(&prefix)) {
+        let l = Lag::from_info(info);
+        total = Some(match total {
+            None => l,
+            Some(t) => Lag {
+                pending: t.pending + l.pending,
+                ack_pending: t.ack_pending + l.ack_pending,
+                redelivered: t.redelivered + l.redelivered,
+                waiting: t.waiting + l.waiting,
+                delivered_stream_sequence: t
+                    .delivered_stream_sequence
+                    .max(l.delivered_stream_sequence),
+                ack_floor_stream_sequence: t
+                    .ack_floor_stream_sequence
+                    .min(l.ack_floor_stream_sequence),
+            },
+        });
+    }
+    Ok(total)
+}

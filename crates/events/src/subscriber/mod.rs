@@ -98,7 +98,7 @@ pub use backoff::backoff;
 pub use config::{ConfigError, RetryPolicy, SubscriberConfig};
 pub use dead_letter::DeadLetterError;
 pub use handler::{BoxError, DeliveryContext, Handler, HandlerError, ResultExt, handler_fn};
-pub use lag::{Lag, LagError, lag};
+pub use lag::{Lag, LagError, group_lag, lag};
 pub use outcome::Outcome;
 pub use run::DrainReport;
 

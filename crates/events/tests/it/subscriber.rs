@@ -422,6 +422,22 @@ async fn subscriber_one_group_may_subscribe_to_several_filters() {
             .unwrap()
     };
     assert!(names.contains(users.durable_name()) && names.contains(all.durable_name()));
+    // Lag per group sums its subscriptions.
+    publish_range(&js, 0..3).await;
+    let lag = events::subscriber::group_lag(&js, STREAM, "catalog-service")
+        .await
+        .unwrap()
+        .expect("the group has consumers");
+    assert_eq!(
+        lag.pending, 6,
+        "3 events pending on each of the two filters"
+    );
+    assert!(
+        events::subscriber::group_lag(&js, STREAM, "nobody")
+            .await
+            .unwrap()
+            .is_none()
+    );
     // Bad input gives a typed error naming the problem.
     let err = Subscriber::builder(js.clone(), filter("auth.>"))
         .group("bad group")
@@ -1535,4 +1551,47 @@ async fn subscriber_stopped_while_idle_leaves_later_events_pending() {
         .unwrap();
     assert_eq!((lag.pending, lag.ack_pending), (5, 0), "{lag:?}");
     assert_eq!(calls.total(), 1);
+}
+
+#[tokio::test]
+async fn subscriber_accepts_binary_mode_cloudevents() {
+    let nats = NatsServer::start().await;
+    let js = nats.jetstream().await;
+    create_streams(&js).await;
+    let seen: Arc<Mutex<Vec<(String, String, serde_json::Value)>>> = Arc::default();
+    let s = seen.clone();
+    let handler = handler_fn(move |event: Event, _ctx: DeliveryContext| {
+        let s = s.clone();
+        async move {
+            s.lock().unwrap().push((
+                event.id().to_owned(),
+                event.organization_id().as_str().to_owned(),
+                serde_json::Value::Object(event.data().clone()),
+            ));
+            Ok::<_, HandlerError>(())
+        }
+    });
+    let sub = start(&js, "binary", fast_config(), handler).await;
+    // What the CloudEvents SDKs of other languages send: attributes in ce- headers.
+    let mut hm = HeaderMap::new();
+    for (k, v) in [
+        ("ce-specversion", "1.0"),
+        ("ce-id", "bin-1"),
+        ("ce-source", "go-service"),
+        ("ce-type", SUBJECT),
+        ("ce-time", "2024-05-01T10:00:00Z"),
+        ("ce-organizationid", "org-7"),
+        ("ce-schemaversion", "1.0"),
+        ("Content-Type", "application/json"),
+    ] {
+        hm.insert(k, v);
+    }
+    publish_raw(&js, Some(hm), br#"{"user_id":"u-1"}"#).await;
+    wait_for("handled", BOUND, async || !seen.lock().unwrap().is_empty()).await;
+    sub.stop().await;
+    assert_eq!(stream_len(&js, DLQ_STREAM).await, 0);
+    let seen = seen.lock().unwrap().clone();
+    assert_eq!(seen[0].0, "bin-1");
+    assert_eq!(seen[0].1, "org-7");
+    assert_eq!(seen[0].2, serde_json::json!({ "user_id": "u-1" }));
 }
