@@ -105,7 +105,7 @@ pub struct SubscriberConfig {
     pub drain_timeout: Duration,
     /// How often a running handler's message gets an in-progress ack; `None` means
     /// `ack_wait / 2`.
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "humantime_serde", skip_serializing_if = "Option::is_none")]
     pub in_progress_interval: Option<Duration>,
     /// Most messages asked for in one pull request (also capped by the free handler slots).
     pub fetch_batch: u32,
@@ -275,6 +275,9 @@ mod tests {
         let text = toml::to_string(&c).unwrap();
         let back: SubscriberConfig = toml::from_str(&text).unwrap();
         assert_eq!(back, c);
+        let defaults = SubscriberConfig::default();
+        let back: SubscriberConfig = toml::from_str(&toml::to_string(&defaults).unwrap()).unwrap();
+        assert_eq!(back, defaults);
         let partial: SubscriberConfig =
             toml::from_str("retry = { max_attempts = 3, initial_backoff = \"10ms\" }").unwrap();
         assert_eq!(partial.retry.max_attempts, 3);
