@@ -1538,8 +1538,14 @@ async fn subscriber_stopped_while_idle_leaves_later_events_pending() {
     };
     let sub = start(&js, "idle", cfg, recording(calls.clone(), 0)).await;
     publish_range(&js, 0..1).await;
-    wait_for("first event", BOUND, async || calls.total() == 1).await;
     let durable = sub.durable.clone();
+    wait_for("first event acked", BOUND, async || {
+        let l = events::subscriber::lag(&js, STREAM, &durable)
+            .await
+            .unwrap();
+        l.ack_floor_stream_sequence == 1
+    })
+    .await;
     let report = sub.stop().await;
     assert_eq!(report.in_flight, 0);
     // The stopped instance's pull request must not swallow events published afterwards
