@@ -424,14 +424,18 @@ async fn subscriber_one_group_may_subscribe_to_several_filters() {
     assert!(names.contains(users.durable_name()) && names.contains(all.durable_name()));
     // Lag per group sums its subscriptions.
     publish_range(&js, 0..3).await;
-    let lag = events::subscriber::group_lag(&js, STREAM, "catalog-service")
-        .await
-        .unwrap()
-        .expect("the group has consumers");
-    assert_eq!(
-        lag.pending, 6,
-        "3 events pending on each of the two filters"
-    );
+    wait_for(
+        "3 events pending on each of the two filters",
+        BOUND,
+        async || {
+            let lag = events::subscriber::group_lag(&js, STREAM, "catalog-service")
+                .await
+                .unwrap()
+                .expect("the group has consumers");
+            lag.pending == 6
+        },
+    )
+    .await;
     assert!(
         events::subscriber::group_lag(&js, STREAM, "nobody")
             .await
