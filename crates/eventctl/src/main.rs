@@ -1,0 +1,49 @@
+//! `eventctl`: the command-line tool of the events backbone.
+//!
+//! Run with:
+//!
+//! ```text
+//! cargo run -p eventctl -- streams apply --file deploy/streams.toml --profile dev
+//! cargo run -p eventctl -- streams list
+//! cargo run -p eventctl -- streams info AUTH_EVENTS --json
+//! ```
+//!
+//! Layout: `cli.rs` holds the clap types (global connection options and the command
+//! tree), `cmd/<command>.rs` one file per command group, `output.rs` the table and JSON
+//! helpers. Exit codes: 0 ok, 1 failure, 2 usage error.
+
+mod cli;
+mod cmd;
+mod output;
+
+use std::process::ExitCode;
+
+use clap::Parser as _;
+
+fn main() -> ExitCode {
+    // Usage errors exit with 2 here (clap's default); --help and --version with 0.
+    let cli = cli::Cli::parse();
+    init_tracing();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn run(cli: cli::Cli) -> anyhow::Result<()> {
+    cmd::run(cli).await
+}
+
+/// Logs to stderr; `RUST_LOG` overrides the default (warnings and errors only).
+fn init_tracing() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
