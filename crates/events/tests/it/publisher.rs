@@ -989,3 +989,39 @@ async fn publisher_records_metrics_by_event_type_and_status() {
     );
     assert_eq!(get(&format!("event_publish_duration_seconds{{{t}}}")), 3.0);
 }
+
+#[tokio::test]
+async fn publisher_close_is_bounded_and_cancels_what_is_left() {
+    let mut nats = NatsServer::start().await;
+    let client = nats.client().await;
+    let js = jetstream::new(client.clone());
+    create_stream(&js, "AUTH_EVENTS", "auth.>", 1).await;
+    let publisher = Publisher::new(client, config()).await.unwrap();
+    nats.kill();
+    let events: Vec<Event> = (0..20).map(ev).collect();
+    let mut handles = Vec::new();
+    for e in &events {
+        handles.push(publisher.publish_async(e).await.unwrap());
+    }
+    let t = Instant::now();
+    let err = publisher
+        .close(Duration::from_millis(300))
+        .await
+        .unwrap_err();
+    assert_eq!(err.pending, events.len());
+    assert!(
+        t.elapsed() < Duration::from_secs(3),
+        "close is bounded: {:?}",
+        t.elapsed()
+    );
+    for h in handles {
+        let res = tokio::time::timeout(Duration::from_secs(2), h)
+            .await
+            .expect("every handle resolves after close");
+        assert!(matches!(res, Err(PublishError::Cancelled)), "got {res:?}");
+    }
+    assert!(matches!(
+        publisher.publish(&ev(99)).await,
+        Err(PublishError::Closed)
+    ));
+}
