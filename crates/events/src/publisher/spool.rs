@@ -48,8 +48,9 @@ use bytes::Bytes;
 use tracing::{error, info, warn};
 
 use super::config::SpoolConfig;
+use super::deliver::Stop;
 use super::error::PublishError;
-use super::{Inner, Stop, Wire, spool_headers, wire_size};
+use super::{Inner, Wire, spool_headers, wire_size};
 use crate::metrics::EVENTS_PUBLISHED_TOTAL;
 
 /// Largest record body accepted when reading (a sanity bound against garbage lengths).
