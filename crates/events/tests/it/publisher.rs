@@ -251,6 +251,23 @@ async fn publisher_bad_input_gets_typed_errors_and_keeps_working() {
         t.elapsed() < publisher.config().deadline,
         "no-stream fails before the deadline"
     );
+    // Also when there is no retry left to make the second check.
+    let no_retry = Publisher::new(
+        client.clone(),
+        PublisherConfig {
+            retry: RetryPolicy {
+                max_retries: 0,
+                ..config().retry
+            },
+            ..config()
+        },
+    )
+    .await
+    .unwrap();
+    assert!(matches!(
+        no_retry.publish(&stray).await,
+        Err(PublishError::NoStream { .. })
+    ));
 
     // A stream-level refusal comes back with its err_code.
     js.create_stream(stream::Config {
