@@ -1,16 +1,14 @@
 //! Atomic batching (issue 6): exact per-event outcomes, fallbacks, and a throughput report.
 
 use std::collections::HashMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use async_nats::jetstream;
 use events::Event;
-use events::publisher::{PublishError, PublishOutcome, Publisher, PublisherConfig};
-use events_testkit::{NatsServer, SyncMode};
+use events::publisher::{PublishOutcome, Publisher};
+use events_testkit::NatsServer;
 
-use super::{
-    BOUND, batch_config, config, count_ids, create_atomic_stream, create_stream, ev, stored,
-};
+use super::{BOUND, batch_config, count_ids, create_atomic_stream, create_stream, ev, stored};
 
 #[tokio::test]
 async fn publisher_batches_windowed_publishes_into_atomic_stream_in_order() {
@@ -148,129 +146,4 @@ async fn publisher_batching_falls_back_on_streams_without_atomic() {
             .chain(count_ids(&s).values())
             .all(|c| *c == 1)
     );
-}
-
-/// Prints how the outcomes split and fails on anything not stored.
-fn summarize(results: &[Result<PublishOutcome, PublishError>]) {
-    let dup = results
-        .iter()
-        .filter(|r| matches!(r, Ok(PublishOutcome::Stored(a)) if a.duplicate))
-        .count();
-    let failed: Vec<_> = results.iter().filter(|r| r.is_err()).collect();
-    eprintln!(
-        "{} stored ({dup} reported duplicate after a retry), {} failed",
-        results.len() - failed.len(),
-        failed.len()
-    );
-    assert!(failed.is_empty(), "first failure: {:?}", failed[0]);
-}
-
-/// Throughput report (run with `--run-ignored only`, ideally `--release`): raw async-nats
-/// windowed per-message publishing vs the library per-message and batched, interleaved in
-/// rounds on the same server, under `sync_interval: always` and the server default.
-#[tokio::test]
-#[ignore = "measurement, not a check"]
-async fn publisher_throughput_report() {
-    const N: usize = 10_000;
-    const ROUNDS: usize = 3;
-    const WINDOW: usize = 1024;
-    for sync in [SyncMode::Always, SyncMode::Default] {
-        let nats = NatsServer::builder().sync(sync).start().await;
-        let client = nats.client().await;
-        let js = jetstream::new(client.clone());
-        create_atomic_stream(&js, "AUTH_EVENTS", "auth.>").await;
-        let per_msg = Publisher::new(
-            client.clone(),
-            PublisherConfig {
-                window: WINDOW,
-                ack_timeout: Duration::from_secs(5),
-                ..config()
-            },
-        )
-        .await
-        .unwrap();
-        let batched = Publisher::new(
-            client.clone(),
-            PublisherConfig {
-                ack_timeout: Duration::from_secs(5),
-                ..batch_config()
-            },
-        )
-        .await
-        .unwrap();
-        let (mut raw, mut lib, mut bat) = (Vec::new(), Vec::new(), Vec::new());
-        for _ in 0..ROUNDS {
-            // Fresh events (new ids) for every run, so nothing is a duplicate.
-            let events: Vec<Event> = (0..N).map(ev).collect();
-            let t = Instant::now();
-            let mut acks = std::collections::VecDeque::new();
-            for e in &events {
-                let enc = e.encode();
-                let msg = jetstream::message::PublishMessage::build()
-                    .headers(enc.headers)
-                    .payload(enc.payload);
-                acks.push_back(js.send_publish(enc.subject, msg).await.unwrap());
-                if acks.len() >= WINDOW {
-                    acks.pop_front().unwrap().await.unwrap();
-                }
-            }
-            for a in acks {
-                a.await.unwrap();
-            }
-            raw.push(N as f64 / t.elapsed().as_secs_f64());
-
-            let events: Vec<Event> = (0..N).map(ev).collect();
-            let t = Instant::now();
-            let r = per_msg.publish_all(&events).await;
-            lib.push(N as f64 / t.elapsed().as_secs_f64());
-            summarize(&r);
-
-            let events: Vec<Event> = (0..N).map(ev).collect();
-            let t = Instant::now();
-            let r = batched.publish_all(&events).await;
-            bat.push(N as f64 / t.elapsed().as_secs_f64());
-            summarize(&r);
-        }
-        let median = |v: &mut Vec<f64>| {
-            v.sort_by(f64::total_cmp);
-            v[v.len() / 2]
-        };
-        let (r, l, b) = (median(&mut raw), median(&mut lib), median(&mut bat));
-        eprintln!(
-            "sync {sync:?}, {N} events x {ROUNDS} rounds, window {WINDOW}, median: raw windowed \
-             {r:.0}/s, library windowed {l:.0}/s ({:.2}x raw), library batched {b:.0}/s \
-             ({:.2}x raw); all raw {raw:.0?} lib {lib:.0?} batched {bat:.0?}",
-            l / r,
-            b / r
-        );
-    }
-}
-
-/// Profiling target: only the library's windowed per-message path, server default sync.
-#[tokio::test]
-#[ignore = "measurement, not a check"]
-async fn publisher_profile_windowed() {
-    const N: usize = 50_000;
-    let nats = NatsServer::builder().sync(SyncMode::Default).start().await;
-    let client = nats.client().await;
-    let js = jetstream::new(client.clone());
-    create_stream(&js, "AUTH_EVENTS", "auth.>", 1).await;
-    let publisher = Publisher::new(
-        client,
-        PublisherConfig {
-            window: 1024,
-            ack_timeout: Duration::from_secs(5),
-            ..config()
-        },
-    )
-    .await
-    .unwrap();
-    let events: Vec<Event> = (0..N).map(ev).collect();
-    let t = Instant::now();
-    let r = publisher.publish_all(&events).await;
-    eprintln!(
-        "library windowed: {:.0}/s",
-        N as f64 / t.elapsed().as_secs_f64()
-    );
-    summarize(&r);
 }
