@@ -150,9 +150,10 @@ pub struct DeliveryContext {
 /// [`handler_fn`] helps the closure's types be inferred.
 ///
 /// A trait of our own rather than a `tower::Service`: one handler value is shared by every
-/// concurrent delivery (`&self`, no `poll_ready`/clone per call), and the delivery context
-/// is part of the call. Middleware is still plain wrapping, as
-/// [`crate::idempotency::Idempotent`] shows.
+/// concurrent delivery (`&self`, no `poll_ready`/clone per call), the delivery context is
+/// part of the call, and the transient/permanent outcome is typed rather than downcast from
+/// a `BoxError`. Middleware is plain wrapping, as [`crate::idempotency::Idempotent`] shows;
+/// a tower stack plugs in through [`super::service_handler`].
 pub trait Handler: Send + Sync + 'static {
     /// Handles the event.
     fn handle(

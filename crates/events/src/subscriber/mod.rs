@@ -91,6 +91,7 @@ mod handler;
 mod lag;
 pub mod outcome;
 mod run;
+mod service;
 
 use async_nats::jetstream::{self, consumer::pull};
 
@@ -101,6 +102,7 @@ pub use handler::{BoxError, DeliveryContext, Handler, HandlerError, ResultExt, h
 pub use lag::{Lag, LagError, group_lag, lag};
 pub use outcome::Outcome;
 pub use run::DrainReport;
+pub use service::{Delivery, Permanent, ServiceHandler, service_handler};
 
 use crate::names::{ConsumerName, NameError, SubjectFilter};
 
