@@ -66,11 +66,11 @@ pub(crate) async fn run(conn: &ConnArgs, args: ReplayArgs) -> anyhow::Result<()>
         let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
         // The template is a constant known to parse; the fallback keeps the default style.
         if let Ok(style) = ProgressStyle::with_template(
-            "{spinner} {msg} {human_pos} messages ({per_sec}) {elapsed}",
+            "{spinner} {prefix} {human_pos} messages ({msg}) {elapsed}",
         ) {
             bar.set_style(style);
         }
-        bar.set_message(if args.dry_run {
+        bar.set_prefix(if args.dry_run {
             "counting"
         } else {
             "replaying"
@@ -80,7 +80,10 @@ pub(crate) async fn run(conn: &ConnArgs, args: ReplayArgs) -> anyhow::Result<()>
     };
     let progress = bar.clone();
     let summary = replay
-        .on_progress(move |p| progress.set_position(p.processed))
+        .on_progress(move |p| {
+            progress.set_position(p.processed);
+            progress.set_message(format!("{:.0}/s", p.rate()));
+        })
         .republish_to(nats.jetstream(), &args.to_subject)
         .await;
     bar.finish_and_clear();
