@@ -53,10 +53,13 @@ async fn run(cli: cli::Cli) -> anyhow::Result<()> {
 
 /// Logs to stderr; `RUST_LOG` overrides the default (warnings and errors only).
 fn init_tracing() {
+    use std::io::IsTerminal as _;
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn"));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        // No colour codes in logs captured to files or pipes.
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
 }
