@@ -237,3 +237,59 @@ async fn tail_shows_undecodable_messages() {
     assert!(text.contains("UNDECODABLE message"), "{text}");
     assert!(text.contains("body: not a cloud event"), "{text}");
 }
+
+#[tokio::test]
+async fn tail_as_a_group_dead_letters_what_it_cannot_read() {
+    let nats = server_with_topology().await;
+    let url = nats.url();
+    let js = nats.jetstream().await;
+    js.publish(TYPE, "junk".into())
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    let out = publish(&url, "org-1", r#"{"user_id":"u1"}"#, &["--json"]).await;
+    assert_code(&out, 0);
+    let id = json(&out)["id"].as_str().unwrap().to_owned();
+
+    // The group member prints the event; the junk is not handed to it but dead-lettered.
+    let out = eventctl(
+        &url,
+        &[
+            "tail",
+            "auth.user.*",
+            "--group",
+            "g",
+            "--count",
+            "1",
+            "--timeout",
+            "20s",
+            "--json",
+        ],
+    )
+    .await;
+    assert_code(&out, 0);
+    let lines = json_lines(&out);
+    assert_eq!(lines.len(), 1, "{}", stdout(&out));
+    assert_eq!(lines[0]["event"]["id"], id.as_str());
+    assert_eq!(lines[0]["sequence"], 2);
+    assert_eq!(lines[0]["consumer"], "g__auth_user_any");
+
+    let v = tokio::time::timeout(std::time::Duration::from_secs(10), async {
+        loop {
+            let v = json(&eventctl(&url, &["dlq", "list", "--json"]).await);
+            if !v["items"].as_array().unwrap().is_empty() {
+                return v;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    })
+    .await
+    .expect("the dead letter is listed within 10 s");
+    let items = v["items"].as_array().unwrap();
+    assert_eq!(items.len(), 1, "{v}");
+    assert_eq!(items[0]["reason"], "undecodable");
+    assert_eq!(items[0]["consumer"], "g__auth_user_any");
+    assert_eq!(items[0]["original_sequence"], 1);
+    assert_eq!(items[0]["body"], "junk");
+}

@@ -168,5 +168,6 @@ async fn bad_token_config_and_flags() {
     assert_code(&out, 2);
     let out = eventctl("nats://127.0.0.1:1", &["serve", "--listen", "localhost"]).await;
     assert_code(&out, 2);
+    crate::assert_unreachable_fails(&["serve", "--listen", "127.0.0.1:0"]).await;
     let _ = std::fs::remove_dir_all(&dir);
 }
