@@ -9,8 +9,9 @@
 pub const EVENTS_PUBLISHED_TOTAL: &str = "events_published_total";
 /// Histogram `event_publish_duration_seconds{event_type}`: from the call to the stream's ack.
 pub const EVENT_PUBLISH_DURATION_SECONDS: &str = "event_publish_duration_seconds";
-/// Counter `events_consumed_total{event_type,status}`; status is the outcome (`ack`, `nak`,
-/// `dead_letter`, `skipped`).
+/// Counter `events_consumed_total{event_type,status}`; status is how the delivery was
+/// settled: `ack`, `nak` (retry later), `dead_letter`, or `ack_failed` (the ack was not
+/// confirmed, so the server will redeliver).
 pub const EVENTS_CONSUMED_TOTAL: &str = "events_consumed_total";
 /// Histogram `event_handler_duration_seconds{consumer}`.
 pub const EVENT_HANDLER_DURATION_SECONDS: &str = "event_handler_duration_seconds";

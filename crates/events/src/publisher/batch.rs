@@ -53,9 +53,9 @@ pub(super) struct Item {
 }
 
 impl Item {
-    fn complete(self, res: Result<PublishOutcome, PublishError>) {
+    fn complete(self, inner: &Inner, res: Result<PublishOutcome, PublishError>) {
         let _enter = self.span.enter();
-        record(&self.event_type, res.as_ref(), self.started);
+        record(inner, &self.event_type, res.as_ref(), self.started);
         drop(self.permit);
         let _ = self.tx.send(res);
     }
@@ -215,7 +215,7 @@ async fn abandon(inner: &Arc<Inner>, items: Vec<Item>) {
                 .map(|()| PublishOutcome::Spooled),
             None => Err(PublishError::Cancelled),
         };
-        item.complete(res);
+        item.complete(inner, res);
     }
 }
 
@@ -223,30 +223,11 @@ async fn abandon(inner: &Arc<Inner>, items: Vec<Item>) {
 /// waiting for the commit's reply.
 async fn send_batch(inner: &Arc<Inner>, items: Vec<Item>, slot: OwnedSemaphorePermit) {
     let n = items.len();
-    let batch_id = uuid::Uuid::new_v4().simple().to_string();
-    let inbox = inner.client.new_inbox();
-    let client = &inner.client;
-    let sent = tokio::time::timeout(inner.config.ack_timeout, async {
-        let sub = client.subscribe(inbox.clone()).await?;
-        for (i, item) in items.iter().enumerate() {
-            let mut h = item.wire.headers.clone();
-            // Header values built from `&str` must not hold CR/LF; these are hex digits
-            // and decimal numbers.
-            h.insert(NATS_BATCH_ID, batch_id.as_str());
-            h.insert(NATS_BATCH_SEQUENCE, (i + 1).to_string().as_str());
-            let subject = item.wire.subject.clone();
-            let payload = item.wire.payload.clone();
-            if i + 1 == n {
-                h.insert(NATS_BATCH_COMMIT, "1");
-                client
-                    .publish_with_reply_and_headers(subject, inbox.clone(), h, payload)
-                    .await?;
-            } else {
-                client.publish_with_headers(subject, h, payload).await?;
-            }
-        }
-        Ok::<Subscriber, async_nats::Error>(sub)
-    })
+    let wires: Vec<&Wire> = items.iter().map(|i| &i.wire).collect();
+    let sent = tokio::time::timeout(
+        inner.config.ack_timeout,
+        publish_batch(&inner.client, &wires),
+    )
     .await;
     match sent {
         Ok(Ok(sub)) => {
@@ -266,6 +247,65 @@ async fn send_batch(inner: &Arc<Inner>, items: Vec<Item>, slot: OwnedSemaphorePe
             drop(slot);
             fallback(inner, items);
         }
+    }
+}
+
+/// Publishes one atomic batch: every message, the last as the commit request whose reply
+/// arrives on the returned subscription.
+async fn publish_batch(
+    client: &async_nats::Client,
+    wires: &[&Wire],
+) -> Result<Subscriber, async_nats::Error> {
+    let n = wires.len();
+    let batch_id = uuid::Uuid::new_v4().simple().to_string();
+    let inbox = client.new_inbox();
+    let sub = client.subscribe(inbox.clone()).await?;
+    for (i, wire) in wires.iter().enumerate() {
+        let mut h = wire.headers.clone();
+        // Header values built from `&str` must not hold CR/LF; these are hex digits and
+        // decimal numbers.
+        h.insert(NATS_BATCH_ID, batch_id.as_str());
+        h.insert(NATS_BATCH_SEQUENCE, (i + 1).to_string().as_str());
+        let subject = wire.subject.clone();
+        let payload = wire.payload.clone();
+        if i + 1 == n {
+            h.insert(NATS_BATCH_COMMIT, "1");
+            client
+                .publish_with_reply_and_headers(subject, inbox.clone(), h, payload)
+                .await?;
+        } else {
+            client.publish_with_headers(subject, h, payload).await?;
+        }
+    }
+    Ok(sub)
+}
+
+/// Sends `wires` as one atomic batch and waits for its ack (each step bounded by the ack
+/// timeout). `Some(stream)` if all were stored by this batch; `None` if the batch was
+/// refused, not acknowledged or could not be sent (then nothing or everything is stored:
+/// publish them again one by one, the ids keep that exact).
+pub(super) async fn commit_atomic(inner: &Inner, wires: &[&Wire]) -> Option<String> {
+    if wires.is_empty() || wires.len() > 1000 {
+        return None;
+    }
+    let t = inner.config.ack_timeout;
+    let mut sub = tokio::time::timeout(t, publish_batch(&inner.client, wires))
+        .await
+        .ok()?
+        .ok()?;
+    let msg = tokio::time::timeout(t, sub.next()).await.ok()??;
+    match serde_json::from_slice::<BatchReply>(&msg.payload).ok()? {
+        BatchReply {
+            error: None,
+            stream,
+            count: Some(count),
+            ..
+        } if count == wires.len() as u64 => Some(stream),
+        BatchReply { error: Some(e), .. } => {
+            debug!(error = %e, "atomic batch refused");
+            None
+        }
+        _ => None,
     }
 }
 
@@ -305,7 +345,7 @@ async fn await_commit(inner: &Arc<Inner>, items: Vec<Item>, mut sub: Subscriber,
             let first = seq + 1 - count;
             for (i, item) in items.into_iter().enumerate() {
                 let ack = PublishAck::new(stream.clone(), first + i as u64, false);
-                item.complete(Ok(PublishOutcome::Stored(ack)));
+                item.complete(inner, Ok(PublishOutcome::Stored(ack)));
             }
         }
         Some(BatchReply {
@@ -338,7 +378,7 @@ fn fallback(inner: &Arc<Inner>, items: Vec<Item>) {
                 let res = task_inner
                     .finish(item.wire.clone(), None, item.started)
                     .await;
-                item.complete(res);
+                item.complete(&task_inner, res);
             }
             .instrument(span),
         );

@@ -15,6 +15,34 @@
 //!   [`PublisherConfig::deadline`], which `validate()` keeps shorter than the stream's
 //!   duplicate window: a retry is de-duplicated by the server, never stored twice.
 //!
+//! ```no_run
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! use std::time::Duration;
+//! use events::Event;
+//! use events::publisher::{PublishOutcome, Publisher, PublisherConfig};
+//!
+//! let client = async_nats::connect("nats://127.0.0.1:4222").await?;
+//! let publisher = Publisher::new(client, PublisherConfig::new("auth-service")).await?;
+//! let event = Event::builder("auth.user.created")
+//!     .source("auth-service")
+//!     .organization("org-1")
+//!     .data(&serde_json::json!({ "user_id": "u1" }))
+//!     .build()?;
+//! match publisher.publish(&event).await? {
+//!     PublishOutcome::Stored(ack) => println!("stored: {} #{}", ack.stream, ack.sequence),
+//!     PublishOutcome::Spooled => println!("on disk, forwarded when NATS is back"),
+//!     _ => {}
+//! }
+//! // Many at once: at most `window` in flight, each with its own outcome.
+//! let batch: Vec<Event> = Vec::new();
+//! for outcome in publisher.publish_all(&batch).await {
+//!     outcome?;
+//! }
+//! publisher.close(Duration::from_secs(10)).await?;
+//! # Ok(())
+//! # }
+//! ```
+//!
 //! # Retries
 //! Transient failures (ack timeout, broken connection, "no responders" during a leader
 //! election, a 503 answer) are retried with exponential backoff and jitter ([`RetryPolicy`]:
@@ -50,6 +78,7 @@
 
 mod batch;
 mod config;
+mod deliver;
 mod error;
 mod recording;
 mod retry;
@@ -63,7 +92,6 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use async_nats::connection::State;
-use async_nats::jetstream::context::{GetStreamByNameErrorKind, PublishAckFuture};
 use async_nats::jetstream::message::PublishMessage;
 use async_nats::{Client, HeaderMap, jetstream};
 use bytes::Bytes;
@@ -83,7 +111,6 @@ pub use config::{
 pub use error::{BoxError, FlushError, NewPublisherError, PublishError, TransientError};
 pub use recording::{DEFAULT_MAX_PAYLOAD, RecordingPublisher};
 
-use retry::Failure;
 use spool::{Spool, SpoolRecord};
 
 /// The stream's acknowledgement of a stored event.
@@ -96,6 +123,8 @@ pub struct PublishAck {
     pub sequence: u64,
     /// True if the stream already held an event with this id (within its duplicate window)
     /// and did not store it again: the event is stored once, which is what the caller wants.
+    /// This includes the case where this same call's earlier try was stored but its ack was
+    /// lost and the retry found it (the server cannot tell the two apart).
     pub duplicate: bool,
 }
 
@@ -238,16 +267,10 @@ fn prepare(event: &Event, max_payload: usize) -> Result<Wire, PublishError> {
     })
 }
 
-/// Why the retry loop stopped without an ack.
-enum Stop {
-    Permanent(PublishError),
-    Exhausted { attempts: u32, last: TransientError },
-    Cancelled,
-}
-
 /// Confirmed, windowed JetStream publisher. Cheap to clone (clones share the window, the
-/// spool and the background forwarder); the background work stops at [`Publisher::close`]
-/// or when the last clone is dropped.
+/// spool and the background tasks). Call [`Publisher::close`] before dropping it: dropping
+/// the last clone stops the background work at once, and events still in flight then
+/// report [`PublishError::Cancelled`] (or are spooled, with a spool).
 #[derive(Clone)]
 pub struct Publisher {
     inner: Arc<Inner>,
@@ -276,6 +299,12 @@ struct Inner {
     batch_tx: Option<mpsc::Sender<(String, batch::Item)>>,
     routes: batch::Routes,
     no_stream_cache: std::sync::Mutex<Vec<(String, Instant, bool)>>,
+    /// The server's `max_payload` and when it was read (`server_info()` clones the whole
+    /// INFO, too much per event; the value only changes on reconnect to another server).
+    max_payload: std::sync::Mutex<(usize, Instant)>,
+    /// Metric handles per event type (registered with the recorder installed when the
+    /// publisher first sees the type).
+    metrics: std::sync::Mutex<std::collections::HashMap<String, Arc<TypeMetrics>>>,
 }
 
 impl Publisher {
@@ -329,6 +358,8 @@ impl Publisher {
             batch_tx,
             routes: batch::Routes::default(),
             no_stream_cache: std::sync::Mutex::new(Vec::new()),
+            max_payload: std::sync::Mutex::new((0, Instant::now())),
+            metrics: std::sync::Mutex::new(std::collections::HashMap::new()),
         });
         if let Some(rx) = batch_rx {
             inner.tasks.spawn(batch::run(inner.clone(), rx));
@@ -388,7 +419,7 @@ impl Publisher {
         let wire = match self.check(event) {
             Ok(w) => w,
             Err(e) => {
-                record(&event_type, Err(&e), started);
+                record(&self.inner, &event_type, Err(&e), started);
                 return Err(e);
             }
         };
@@ -417,7 +448,7 @@ impl Publisher {
             let res = spool_now(&spool, &wire)
                 .await
                 .map(|()| PublishOutcome::Spooled);
-            record(&event_type, res.as_ref(), started);
+            record(inner, &event_type, res.as_ref(), started);
             drop(permit);
             let _ = tx.send(res);
             return Ok(handle);
@@ -425,7 +456,7 @@ impl Publisher {
         // Batching: hand it to the batcher if its stream takes atomic batches.
         if batchable
             && let Some(btx) = &inner.batch_tx
-            && fits_batch(wire.size, inner.client.server_info().max_payload)
+            && fits_batch(wire.size, inner.max_payload())
             && let batch::Route::Atomic(stream) = inner.route(&wire.subject).await
         {
             let item = batch::Item {
@@ -437,7 +468,7 @@ impl Publisher {
                 span,
             };
             if let Err(mpsc::error::SendError((_, item))) = btx.send((stream, item)).await {
-                item_closed(item);
+                item_closed(inner, item);
             }
             return Ok(handle);
         }
@@ -448,7 +479,7 @@ impl Publisher {
         inner.tasks.spawn(
             async move {
                 let res = task_inner.finish(wire, Some(first), started).await;
-                record(&event_type, res.as_ref(), started);
+                record(&task_inner, &event_type, res.as_ref(), started);
                 drop(permit);
                 let _ = tx.send(res);
             }
@@ -517,7 +548,7 @@ impl Publisher {
     }
 
     fn check(&self, event: &Event) -> Result<Wire, PublishError> {
-        let max = self.inner.client.server_info().max_payload;
+        let max = self.inner.max_payload();
         if event.traceparent().is_none()
             && let Some(hook) = &self.inner.config.trace_context
             && let Some((tp, ts)) = hook.current()
@@ -541,16 +572,69 @@ impl EventPublisher for Publisher {
     }
 }
 
-fn record(event_type: &str, res: Result<&PublishOutcome, &PublishError>, started: Instant) {
+/// The metric handles of one event type for the common outcomes, registered once per
+/// publisher (building a labelled key per event costs several allocations).
+struct TypeMetrics {
+    ok: metrics::Counter,
+    duplicate: metrics::Counter,
+    spooled: metrics::Counter,
+    duration: metrics::Histogram,
+}
+
+impl TypeMetrics {
+    fn new(event_type: &str) -> Self {
+        let c = |status: &'static str| metrics::counter!(EVENTS_PUBLISHED_TOTAL, "event_type" => event_type.to_owned(), "status" => status);
+        Self {
+            ok: c("ok"),
+            duplicate: c("duplicate"),
+            spooled: c("spooled"),
+            duration: metrics::histogram!(EVENT_PUBLISH_DURATION_SECONDS, "event_type" => event_type.to_owned()),
+        }
+    }
+}
+
+/// Most event types whose handles a publisher keeps (labels are bounded anyway).
+const MAX_CACHED_TYPES: usize = 1024;
+
+fn record(
+    inner: &Inner,
+    event_type: &str,
+    res: Result<&PublishOutcome, &PublishError>,
+    started: Instant,
+) {
     let status = match res {
         Ok(o) => o.status(),
         Err(e) => e.kind(),
     };
-    metrics::counter!(EVENTS_PUBLISHED_TOTAL, "event_type" => event_type.to_owned(), "status" => status)
-        .increment(1);
-    if let Ok(PublishOutcome::Stored(_)) = res {
-        metrics::histogram!(EVENT_PUBLISH_DURATION_SECONDS, "event_type" => event_type.to_owned())
-            .record(started.elapsed().as_secs_f64());
+    let handles = inner.metrics.lock().ok().and_then(|mut cache| {
+        if let Some(h) = cache.get(event_type) {
+            return Some(h.clone());
+        }
+        if cache.len() >= MAX_CACHED_TYPES {
+            return None;
+        }
+        let h = Arc::new(TypeMetrics::new(event_type));
+        cache.insert(event_type.to_owned(), h.clone());
+        Some(h)
+    });
+    match (&handles, res) {
+        (Some(h), Ok(PublishOutcome::Stored(ack))) => {
+            if ack.duplicate {
+                h.duplicate.increment(1);
+            } else {
+                h.ok.increment(1);
+            }
+            h.duration.record(started.elapsed().as_secs_f64());
+        }
+        (Some(h), Ok(PublishOutcome::Spooled)) => h.spooled.increment(1),
+        _ => {
+            metrics::counter!(EVENTS_PUBLISHED_TOTAL, "event_type" => event_type.to_owned(), "status" => status)
+                .increment(1);
+            if let Ok(PublishOutcome::Stored(_)) = res {
+                metrics::histogram!(EVENT_PUBLISH_DURATION_SECONDS, "event_type" => event_type.to_owned())
+                    .record(started.elapsed().as_secs_f64());
+            }
+        }
     }
     match res {
         Ok(_) => debug!(status, "published"),
@@ -565,8 +649,13 @@ fn fits_batch(size: usize, max_payload: usize) -> bool {
 }
 
 /// The batcher is gone (publisher closing): the event was never sent.
-fn item_closed(item: batch::Item) {
-    record(&item.event_type, Err(&PublishError::Closed), item.started);
+fn item_closed(inner: &Inner, item: batch::Item) {
+    record(
+        inner,
+        &item.event_type,
+        Err(&PublishError::Closed),
+        item.started,
+    );
     let _ = item.tx.send(Err(PublishError::Closed));
 }
 
@@ -580,184 +669,6 @@ async fn spool_now(spool: &Arc<Spool>, wire: &Wire) -> Result<(), PublishError> 
     tokio::task::spawn_blocking(move || spool.append(&rec))
         .await
         .map_err(|e| PublishError::Spool(std::io::Error::other(e.to_string())))?
-}
-
-impl Inner {
-    fn remaining(deadline: Instant) -> Duration {
-        deadline.saturating_duration_since(Instant::now())
-    }
-
-    /// One send, bounded by the deadline.
-    async fn send(&self, wire: &Wire, deadline: Instant) -> Result<PublishAckFuture, Failure> {
-        let limit = self.client.server_info().max_payload;
-        let classify = |e| {
-            retry::classify(
-                e,
-                &wire.subject,
-                &wire.event_id,
-                wire.size,
-                limit,
-                self.config.ack_timeout,
-            )
-        };
-        match tokio::time::timeout(
-            Self::remaining(deadline),
-            self.js.send_publish(wire.subject.clone(), wire.message()),
-        )
-        .await
-        {
-            Ok(Ok(f)) => Ok(f),
-            Ok(Err(e)) => Err(classify(e)),
-            Err(_) => Err(Failure::Transient(TransientError::AckTimeout(
-                self.config.ack_timeout,
-            ))),
-        }
-    }
-
-    async fn await_ack(
-        &self,
-        wire: &Wire,
-        fut: PublishAckFuture,
-        deadline: Instant,
-    ) -> Result<jetstream::publish::PublishAck, Failure> {
-        let limit = self.client.server_info().max_payload;
-        match tokio::time::timeout(Self::remaining(deadline), fut.into_future()).await {
-            Ok(Ok(ack)) => Ok(ack),
-            Ok(Err(e)) => Err(retry::classify(
-                e,
-                &wire.subject,
-                &wire.event_id,
-                wire.size,
-                limit,
-                self.config.ack_timeout,
-            )),
-            Err(_) => Err(Failure::Transient(TransientError::AckTimeout(
-                self.config.ack_timeout,
-            ))),
-        }
-    }
-
-    /// Is there a stream for this subject? `None` if the server could not say.
-    async fn stream_exists(&self, subject: &str) -> Option<bool> {
-        const TTL: Duration = Duration::from_millis(250);
-        if let Ok(cache) = self.no_stream_cache.lock()
-            && let Some((_, at, exists)) = cache.iter().find(|(s, _, _)| s == subject)
-            && at.elapsed() < TTL
-        {
-            return Some(*exists);
-        }
-        let lookup = tokio::time::timeout(
-            self.config.ack_timeout,
-            self.js.stream_by_subject(subject.to_owned()),
-        )
-        .await;
-        let exists = match lookup {
-            Ok(Ok(_)) => true,
-            Ok(Err(e)) if e.kind() == GetStreamByNameErrorKind::NotFound => false,
-            _ => return None,
-        };
-        if let Ok(mut cache) = self.no_stream_cache.lock() {
-            cache.retain(|(s, at, _)| s != subject && at.elapsed() < TTL);
-            cache.push((subject.to_owned(), Instant::now(), exists));
-        }
-        Some(exists)
-    }
-
-    /// The retry loop: from the first send's result to an ack or a reason to stop.
-    /// `bail_when_down`: stop early (as exhausted) when the connection is not up, because
-    /// the caller has somewhere better to put the event (the spool).
-    async fn deliver(
-        &self,
-        wire: &Wire,
-        first: Option<Result<PublishAckFuture, Failure>>,
-        deadline: Instant,
-        bail_when_down: bool,
-    ) -> Result<jetstream::publish::PublishAck, Stop> {
-        let policy = &self.config.retry;
-        let mut attempts: u32 = 1;
-        let mut no_stream_seen: u32 = 0;
-        let mut sent = match first {
-            Some(s) => s,
-            None => self.send(wire, deadline).await,
-        };
-        loop {
-            let res = match sent {
-                Ok(fut) => self.await_ack(wire, fut, deadline).await,
-                Err(f) => Err(f),
-            };
-            let last = match res {
-                Ok(ack) => return Ok(ack),
-                Err(Failure::Permanent(e)) => return Err(Stop::Permanent(e)),
-                Err(Failure::Transient(t)) => t,
-            };
-            if matches!(last, TransientError::NoResponders)
-                && self.stream_exists(&wire.subject).await == Some(false)
-            {
-                no_stream_seen += 1;
-                if no_stream_seen >= 2 {
-                    return Err(Stop::Permanent(PublishError::NoStream {
-                        subject: wire.subject.clone(),
-                    }));
-                }
-            }
-            let wait = retry::jittered_backoff(policy, attempts - 1);
-            let down = self.client.connection_state() != State::Connected;
-            if attempts > policy.max_retries
-                || Instant::now() + wait >= deadline
-                || (bail_when_down && down)
-            {
-                return Err(Stop::Exhausted { attempts, last });
-            }
-            warn!(attempt = attempts, error = %last, wait = ?wait, "publish try failed; retrying with the same id");
-            tokio::select! {
-                biased;
-                () = self.cancel.cancelled() => return Err(Stop::Cancelled),
-                () = tokio::time::sleep(wait) => {}
-            }
-            attempts += 1;
-            sent = self.send(wire, deadline).await;
-        }
-    }
-
-    /// The live path after the first send: retries, then the spool or a typed error.
-    async fn finish(
-        &self,
-        wire: Wire,
-        first: Option<Result<PublishAckFuture, Failure>>,
-        started: Instant,
-    ) -> Result<PublishOutcome, PublishError> {
-        let deadline = started + self.config.deadline;
-        let spool = self.spool.as_ref();
-        let res = tokio::select! {
-            biased;
-            r = self.deliver(&wire, first, deadline, spool.is_some()) => r,
-            // close() gave up: stop waiting (an ack may still arrive; the id keeps a later
-            // publish of the same event idempotent).
-            () = self.cancel.cancelled() => Err(Stop::Cancelled),
-        };
-        let stop = match res {
-            Ok(ack) => {
-                return Ok(PublishOutcome::Stored(PublishAck {
-                    stream: ack.stream,
-                    sequence: ack.sequence,
-                    duplicate: ack.duplicate,
-                }));
-            }
-            Err(stop) => stop,
-        };
-        match (stop, spool) {
-            (Stop::Permanent(e), _) => Err(e),
-            (_, Some(spool)) => spool_now(spool, &wire)
-                .await
-                .map(|()| PublishOutcome::Spooled),
-            (Stop::Exhausted { attempts, last }, None) => Err(PublishError::Unavailable {
-                attempts,
-                elapsed: started.elapsed(),
-                last,
-            }),
-            (Stop::Cancelled, None) => Err(PublishError::Cancelled),
-        }
-    }
 }
 
 /// Headers for a spooled record: the same `Content-Type` and `Nats-Msg-Id` as
