@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use anyhow::{Context as _, bail};
+use async_nats::jetstream::context::ConsumerInfoErrorKind;
 use async_nats::jetstream::{self, consumer::DeliverPolicy, consumer::pull::OrderedConfig};
 use clap::Args;
 use events::subscriber::{DeliveryContext, HandlerError, Subscriber, SubscriberConfig};
@@ -31,7 +32,8 @@ Without --group nothing durable is created: an ordered ephemeral consumer reads 
 and goes away with the command. With --group G the command joins the durable group \
 G (consumer G__<filter>, as a service subscribing to SUBJECT with group G would): each \
 event it prints is acked, and what the group cannot handle is retried and dead-lettered by \
-the library, so this drains or probes the group's backlog.\n\n\
+the library, so this drains or probes the group's backlog. A group that does not exist yet \
+is refused (exit 1) unless --create is given.\n\n\
 Stops at ctrl-c, after --count events, or after --timeout. Exit 0 unless --count was given \
 and fewer events arrived before --timeout (exit 1).\n\n\
 Times: RFC 3339, relative (-2h, -30m, -1d) or now.")]
@@ -56,6 +58,10 @@ pub(crate) struct TailArgs {
     /// Consume as a member of this durable group (acks, retries, dead letters).
     #[arg(long, value_name = "G")]
     pub(crate) group: Option<String>,
+    /// With --group: create the group's consumer if it does not exist (from the start of
+    /// the stream, as a new service's group would).
+    #[arg(long, requires = "group")]
+    pub(crate) create: bool,
     /// One JSON object per line: the event plus stream, sequence and delivery count.
     #[arg(long)]
     pub(crate) json: bool,
@@ -196,14 +202,33 @@ async fn tail_group(
     };
     // Joining must not change the group's consumer: keep the ack wait and ack-pending
     // limit it was created with (the subscriber updates the consumer to its config).
-    if let Ok(s) = js.get_stream_no_info(stream).await
-        && let Ok(info) = s.consumer_info(durable.as_str()).await
-    {
-        config.ack_wait = info.config.ack_wait;
-        if let Ok(n) = u32::try_from(info.config.max_ack_pending)
-            && n > 0
-        {
-            config.max_ack_pending = n;
+    // A group that does not exist is only created on request: a mistyped name would
+    // otherwise leave a durable consumer behind that collects a backlog for ever.
+    let existing = js
+        .get_stream_no_info(stream)
+        .await
+        .with_context(|| format!("opening stream {stream}"))?
+        .consumer_info(durable.as_str())
+        .await;
+    match existing {
+        Ok(info) => {
+            config.ack_wait = info.config.ack_wait;
+            if let Ok(n) = u32::try_from(info.config.max_ack_pending)
+                && n > 0
+            {
+                config.max_ack_pending = n;
+            }
+        }
+        Err(e) if e.kind() == ConsumerInfoErrorKind::NotFound => {
+            if !args.create {
+                bail!(
+                    "group {group} has no consumer {durable} on {stream} (a service subscribing \
+                     to {filter} with this group creates it); add --create to create it here"
+                );
+            }
+        }
+        Err(e) => {
+            return Err(e).with_context(|| format!("reading consumer {durable} on {stream}"));
         }
     }
     let subscriber = Subscriber::builder(js.clone(), filter.clone())

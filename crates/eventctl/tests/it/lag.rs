@@ -29,7 +29,24 @@ async fn a_group_with_pending_messages_is_flagged() {
         .await;
         assert_code(&out, 0);
     }
-    // The group handles (prints and acks) two through the library's subscriber.
+    // A group that does not exist is not created by accident.
+    let out = eventctl(
+        &url,
+        &["tail", "auth.user.*", "--group", "probe", "--timeout", "5s"],
+    )
+    .await;
+    assert_code(&out, 1);
+    assert!(
+        stderr(&out).contains("group probe has no consumer probe__auth_user_any on AUTH_EVENTS"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(stderr(&out).contains("add --create"), "{}", stderr(&out));
+    let v = json(&eventctl(&url, &["lag", "--json"]).await);
+    assert_eq!(v["consumers"].as_array().unwrap().len(), 0, "{v}");
+
+    // With --create, the group handles (prints and acks) two through the library's
+    // subscriber.
     let drained: u64 = 2;
     let out = eventctl(
         &url,
@@ -38,6 +55,7 @@ async fn a_group_with_pending_messages_is_flagged() {
             "auth.user.*",
             "--group",
             "probe",
+            "--create",
             "--count",
             &drained.to_string(),
             "--timeout",

@@ -189,6 +189,7 @@ async fn usage_errors_and_unreachable_server() {
         &["tail", "auth.>", "--from", "yesterday"],
         &["tail", "auth.>", "--group", "g", "--from", "-1h"],
         &["tail", "auth.>", "--count", "0"],
+        &["tail", "auth.>", "--create"],
     ] {
         let out = eventctl("nats://127.0.0.1:1", args).await;
         assert_code(&out, 2);
@@ -260,6 +261,7 @@ async fn tail_as_a_group_dead_letters_what_it_cannot_read() {
             "auth.user.*",
             "--group",
             "g",
+            "--create",
             "--count",
             "1",
             "--timeout",
