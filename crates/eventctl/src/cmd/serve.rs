@@ -28,7 +28,8 @@ pub(crate) struct ServeArgs {
     /// Address to listen on (port 0 picks a free port; the address is printed).
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:9090")]
     pub(crate) listen: SocketAddr,
-    /// An admin token as ID:SHA256HEX (repeatable; env: comma-separated).
+    /// An admin token as ID:SHA256HEX (repeatable; the env variable holds a comma-separated
+    /// list, used when the flag is not given).
     #[arg(
         long = "admin-token-hash",
         value_name = "ID:SHA256HEX",
@@ -38,7 +39,7 @@ pub(crate) struct ServeArgs {
         value_parser = |s: &str| AdminToken::parse(s.trim()).map_err(|e| e.to_string())
     )]
     pub(crate) admin_token_hash: Vec<AdminToken>,
-    /// A file of admin tokens, one ID:SHA256HEX per line.
+    /// A file of admin tokens, one ID:SHA256HEX per line (added to the others).
     #[arg(long, value_name = "FILE")]
     pub(crate) admin_tokens_file: Option<PathBuf>,
     /// Longest wait for in-flight requests on shutdown.

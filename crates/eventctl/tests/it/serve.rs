@@ -17,19 +17,21 @@ struct Served {
     startup: String,
 }
 
-async fn serve(url: &str, extra: &[&str]) -> Served {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_eventctl"))
-        .args(["--server", url, "serve", "--listen", "127.0.0.1:0"])
+async fn serve(url: &str, extra: &[&str], token_hashes_env: Option<&str>) -> Served {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_eventctl"));
+    cmd.args(["--server", url, "serve", "--listen", "127.0.0.1:0"])
         .args(extra)
-        .env_remove("EVENTS_ADMIN_TOKEN_HASHES")
         .env_remove("EVENTS_NATS_URL")
         .env_remove("RUST_LOG")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("eventctl serve starts");
+        .kill_on_drop(true);
+    match token_hashes_env {
+        Some(v) => cmd.env("EVENTS_ADMIN_TOKEN_HASHES", v),
+        None => cmd.env_remove("EVENTS_ADMIN_TOKEN_HASHES"),
+    };
+    let mut child = cmd.spawn().expect("eventctl serve starts");
     let mut stderr = BufReader::new(child.stderr.take().unwrap());
     let mut startup = String::new();
     let addr = timeout(Duration::from_secs(20), async {
@@ -99,8 +101,15 @@ async fn terminate(mut served: Served) -> (Option<i32>, String) {
 async fn serves_health_and_dlq_with_a_token_then_stops_on_sigterm() {
     let nats = server_with_topology().await;
     let secret = "s3cret-token-for-tests";
-    let entry = format!("ops:{}", events_admin::hash_token(secret));
-    let served = serve(&nats.url(), &["--admin-token-hash", &entry]).await;
+    // One token from the flag, two from the environment (comma-separated).
+    let flag = format!("ops:{}", events_admin::hash_token(secret));
+    let env = format!(
+        "ci:{},oncall:{}",
+        events_admin::hash_token("another"),
+        events_admin::hash_token("third")
+    );
+    let served = serve(&nats.url(), &["--admin-token-hash", &flag], Some(&env)).await;
+    // The flag replaces the environment's list (clap: the command line wins).
     assert!(
         served.startup.contains("1 admin token(s) configured"),
         "{}",
@@ -130,7 +139,7 @@ async fn serves_health_and_dlq_with_a_token_then_stops_on_sigterm() {
 #[tokio::test]
 async fn without_a_token_the_dlq_api_is_refused() {
     let nats = NatsServer::start().await;
-    let served = serve(&nats.url(), &[]).await;
+    let served = serve(&nats.url(), &[], None).await;
     assert!(
         served.startup.contains("no admin token configured"),
         "{}",
@@ -141,6 +150,44 @@ async fn without_a_token_the_dlq_api_is_refused() {
     assert_eq!(status, 403, "{body}");
     let (code, rest) = terminate(served).await;
     assert_eq!(code, Some(0), "{rest}");
+}
+
+#[tokio::test]
+async fn tokens_from_the_environment_and_a_file() {
+    let nats = server_with_topology().await;
+    let dir = crate::tempfile_dir();
+    let file = dir.join("tokens");
+    std::fs::write(
+        &file,
+        format!(
+            "# ops team\n\nfile-ops:{}\n",
+            events_admin::hash_token("from-file")
+        ),
+    )
+    .unwrap();
+    let env = format!(
+        "ci:{}, oncall:{}",
+        events_admin::hash_token("from-env"),
+        events_admin::hash_token("third")
+    );
+    let served = serve(
+        &nats.url(),
+        &["--admin-tokens-file", file.to_str().unwrap()],
+        Some(&env),
+    )
+    .await;
+    assert!(
+        served.startup.contains("3 admin token(s) configured"),
+        "{}",
+        served.startup
+    );
+    for (token, status) in [("from-file", 200), ("from-env", 200), ("nope", 401)] {
+        let (got, body) = get(&served.addr, "/api/v1/events/dlq", Some(token)).await;
+        assert_eq!(got, status, "{token}: {body}");
+    }
+    let (code, rest) = terminate(served).await;
+    assert_eq!(code, Some(0), "{rest}");
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[tokio::test]
