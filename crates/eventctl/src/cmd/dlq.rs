@@ -172,6 +172,25 @@ pub(crate) struct PurgeArgs {
 
 pub(crate) async fn run(conn: &ConnArgs, cmd: DlqCommand) -> anyhow::Result<()> {
     // Usage problems are found before connecting.
+    let filter_args = match &cmd {
+        DlqCommand::List(a) => Some(&a.filter),
+        DlqCommand::Replay(a) => Some(&a.filter),
+        DlqCommand::Purge(a) => Some(&a.filter),
+        DlqCommand::Show(_) => None,
+    };
+    if let Some(FilterArgs {
+        since: Some(since),
+        until: Some(until),
+        ..
+    }) = filter_args
+        && since >= until
+    {
+        usage!(
+            "--since ({}) must be before --until ({})",
+            rfc3339(*since),
+            rfc3339(*until)
+        );
+    }
     match &cmd {
         DlqCommand::Replay(a) => {
             let filtered = !a.filter.filter().is_empty();

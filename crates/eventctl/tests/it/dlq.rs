@@ -365,6 +365,7 @@ async fn no_dlq_stream_bad_flag_unreachable() {
         &["dlq", "show", "abc"],
         &["dlq", "list", "--limit", "0"],
         &["dlq", "list", "--since", "last week"],
+        &["dlq", "list", "--since", "-1h", "--until", "-2h"],
     ] {
         assert_code(&eventctl(&nats.url(), args).await, 2);
     }
