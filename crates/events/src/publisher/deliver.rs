@@ -92,7 +92,7 @@ impl Inner {
     }
 
     /// Is there a stream for this subject? `None` if the server could not say.
-    pub(super) async fn stream_exists(&self, subject: &str) -> Option<bool> {
+    pub(super) async fn stream_exists(&self, subject: &str, deadline: Instant) -> Option<bool> {
         const TTL: Duration = Duration::from_millis(250);
         if let Ok(cache) = self.no_stream_cache.lock()
             && let Some((_, at, exists)) = cache.iter().find(|(s, _, _)| s == subject)
@@ -100,11 +100,9 @@ impl Inner {
         {
             return Some(*exists);
         }
-        let lookup = tokio::time::timeout(
-            self.config.ack_timeout,
-            self.js.stream_by_subject(subject.to_owned()),
-        )
-        .await;
+        let bound = self.config.ack_timeout.min(Self::remaining(deadline));
+        let lookup =
+            tokio::time::timeout(bound, self.js.stream_by_subject(subject.to_owned())).await;
         let exists = match lookup {
             Ok(Ok(_)) => true,
             Ok(Err(e)) if e.kind() == GetStreamByNameErrorKind::NotFound => false,
@@ -144,9 +142,10 @@ impl Inner {
                 Err(Failure::Permanent(e)) => return Err(Stop::Permanent(e)),
                 Err(Failure::Transient(t)) => t,
             };
-            if matches!(last, TransientError::NoResponders)
-                && self.stream_exists(&wire.subject).await == Some(false)
-            {
+            // No responders: no stream at all, or one not answering yet? Ask the server.
+            let no_stream = matches!(last, TransientError::NoResponders)
+                && self.stream_exists(&wire.subject, deadline).await == Some(false);
+            if no_stream {
                 no_stream_seen += 1;
                 if no_stream_seen >= 2 {
                     return Err(Stop::Permanent(PublishError::NoStream {
@@ -160,6 +159,11 @@ impl Inner {
                 || Instant::now() + wait >= deadline
                 || (bail_when_down && down)
             {
+                if no_stream {
+                    return Err(Stop::Permanent(PublishError::NoStream {
+                        subject: wire.subject.clone(),
+                    }));
+                }
                 return Err(Stop::Exhausted { attempts, last });
             }
             warn!(attempt = attempts, error = %last, wait = ?wait, "publish try failed; retrying with the same id");
