@@ -26,7 +26,7 @@ subscription_lag metric. A consumer over --threshold is marked with `!` (JSON: \
 \"over_threshold\": true). The exit code stays 0 when consumers are flagged, unless \
 --fail-over-threshold is given (then 1).")]
 pub(crate) struct LagArgs {
-    /// Only this group's consumers (named G or G__<filter>).
+    /// Only this group's consumers (named G or `G__<filter>`).
     #[arg(long, value_name = "G")]
     pub(crate) group: Option<String>,
     /// Only consumers of this stream.
