@@ -1,1 +1,784 @@
-//! Publisher: confirmed and windowed publishing with retries, outage spool. (Filled by the publisher work.)
+//! Publisher: confirmed and windowed publishing with retries that never store a second copy,
+//! and an opt-in durable spool for outages.
+//!
+//! # What a caller gets
+//! - [`Publisher::publish`] returns only when the stream has acknowledged the event
+//!   ([`PublishOutcome::Stored`] with stream, sequence and the duplicate flag), when the event
+//!   was written to the durable spool ([`PublishOutcome::Spooled`], only with a
+//!   [`SpoolConfig`]), or with a typed [`PublishError`] saying which problem it is.
+//! - [`Publisher::publish_async`] sends at once and returns a [`PublishHandle`] (a future of
+//!   the same outcome); at most [`PublisherConfig::window`] events are in flight, a submit
+//!   beyond that waits (backpressure, bounded memory). [`Publisher::flush`] waits until every
+//!   accepted event has its outcome; [`Publisher::publish_all`] is a batch helper on the same
+//!   path; [`Publisher::close`] stops accepting, flushes and stops the background work.
+//! - Every try carries `Nats-Msg-Id` = event id, and all tries of one publish happen within
+//!   [`PublisherConfig::deadline`], which `validate()` keeps shorter than the stream's
+//!   duplicate window: a retry is de-duplicated by the server, never stored twice.
+//!
+//! # Retries
+//! Transient failures (ack timeout, broken connection, "no responders" during a leader
+//! election, a 503 answer) are retried with exponential backoff and jitter ([`RetryPolicy`]:
+//! by default 3 retries waiting about 1 s, 2 s, 4 s). async-nats reports "no responders" as
+//! `StreamNotFound`; since that is also what a stream being created or electing a leader
+//! looks like, the publisher asks the server which stream captures the subject and fails
+//! with [`PublishError::NoStream`] only if none does on two checks one backoff apart.
+//! Permanent failures fail at once: invalid event or subject, payload over the server's
+//! `max_payload` (with size and limit), no stream, permission denied (a 403 answer), other
+//! JetStream refusals by `err_code`. A publish permission violation at the connection level
+//! is only reported by the server asynchronously (to the client's event callback), so it
+//! shows here as ack timeouts, then [`PublishError::Unavailable`].
+//!
+//! # Tracing and metrics
+//! A `publish` span (debug level) per event with `event_id` and `event_type`. The library
+//! uses plain `tracing`, which cannot read an OpenTelemetry context; a service that has one
+//! sets [`PublisherConfig::trace_context`] and the publisher puts its `traceparent` (and
+//! `tracestate`) on events that have none. Metrics (CONTRACT.md §5):
+//! `events_published_total{event_type,status}` with status `ok`, `duplicate`, `spooled` or
+//! [`PublishError::kind`], and `event_publish_duration_seconds{event_type}` for stored events.
+//!
+//! # Testing a service
+//! Services depend on the dyn-compatible [`EventPublisher`] trait; [`RecordingPublisher`]
+//! implements it in memory with the same validation, so a unit test needs no server.
+
+mod config;
+mod error;
+mod recording;
+mod retry;
+mod spool;
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use async_nats::connection::State;
+use async_nats::jetstream::context::{GetStreamByNameErrorKind, PublishAckFuture};
+use async_nats::jetstream::message::PublishMessage;
+use async_nats::{Client, HeaderMap, jetstream};
+use bytes::Bytes;
+use futures::future::BoxFuture;
+use tokio::sync::{Semaphore, oneshot};
+use tokio_util::sync::{CancellationToken, DropGuard};
+use tokio_util::task::TaskTracker;
+use tracing::{Instrument, debug, warn};
+
+use crate::event::{CONTENT_TYPE_HEADER, Event, MSG_ID_HEADER, STRUCTURED_CONTENT_TYPE};
+use crate::metrics::{EVENT_PUBLISH_DURATION_SECONDS, EVENTS_PUBLISHED_TOTAL};
+use crate::names::Subject;
+
+pub use config::{ConfigError, PublisherConfig, RetryPolicy, SpoolConfig, TraceContextHook};
+pub use error::{BoxError, FlushError, NewPublisherError, PublishError, TransientError};
+pub use recording::{DEFAULT_MAX_PAYLOAD, RecordingPublisher};
+
+use retry::Failure;
+use spool::{Spool, SpoolRecord};
+
+/// The stream's acknowledgement of a stored event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct PublishAck {
+    /// The stream that stored the event.
+    pub stream: String,
+    /// Its sequence in the stream.
+    pub sequence: u64,
+    /// True if the stream already held an event with this id (within its duplicate window)
+    /// and did not store it again: the event is stored once, which is what the caller wants.
+    pub duplicate: bool,
+}
+
+impl PublishAck {
+    /// Builds an ack (for test doubles and tools).
+    pub fn new(stream: impl Into<String>, sequence: u64, duplicate: bool) -> Self {
+        Self {
+            stream: stream.into(),
+            sequence,
+            duplicate,
+        }
+    }
+}
+
+/// Where a published event is now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum PublishOutcome {
+    /// Stored in the stream (acknowledged).
+    Stored(PublishAck),
+    /// Not confirmed by NATS, but written (fsynced) to the durable spool; the publisher
+    /// forwards it with its id, in order, once NATS is back. Only with a [`SpoolConfig`].
+    Spooled,
+}
+
+impl PublishOutcome {
+    /// The ack if stored.
+    pub fn ack(&self) -> Option<&PublishAck> {
+        match self {
+            Self::Stored(a) => Some(a),
+            Self::Spooled => None,
+        }
+    }
+
+    /// True if the event went to the spool rather than the stream.
+    pub fn is_spooled(&self) -> bool {
+        matches!(self, Self::Spooled)
+    }
+
+    fn status(&self) -> &'static str {
+        match self {
+            Self::Stored(a) if a.duplicate => "duplicate",
+            Self::Stored(_) => "ok",
+            Self::Spooled => "spooled",
+        }
+    }
+}
+
+/// The outcome of one event submitted with [`Publisher::publish_async`]: a future that
+/// resolves once the event is stored, spooled or has failed. Dropping it does not cancel
+/// the publish (the outcome is still counted in the metrics).
+#[derive(Debug)]
+#[must_use = "a handle carries the event's outcome"]
+pub struct PublishHandle {
+    event_id: String,
+    rx: oneshot::Receiver<Result<PublishOutcome, PublishError>>,
+}
+
+impl PublishHandle {
+    /// The id of the event this handle reports on.
+    pub fn event_id(&self) -> &str {
+        &self.event_id
+    }
+}
+
+impl Future for PublishHandle {
+    type Output = Result<PublishOutcome, PublishError>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        Pin::new(&mut self.rx)
+            .poll(cx)
+            .map(|r| r.unwrap_or(Err(PublishError::Cancelled)))
+    }
+}
+
+/// Publishing as a service sees it: a dyn-compatible seam so that a service can be tested
+/// with [`RecordingPublisher`] instead of a server.
+pub trait EventPublisher: Send + Sync {
+    /// Publishes one event and waits for its outcome (see [`Publisher::publish`]).
+    fn publish<'a>(
+        &'a self,
+        event: &'a Event,
+    ) -> BoxFuture<'a, Result<PublishOutcome, PublishError>>;
+}
+
+/// An event ready for the wire.
+#[derive(Debug, Clone)]
+struct Wire {
+    event_id: String,
+    subject: String,
+    headers: HeaderMap,
+    payload: Bytes,
+    size: usize,
+}
+
+impl Wire {
+    fn message(&self) -> PublishMessage {
+        PublishMessage::build()
+            .payload(self.payload.clone())
+            .headers(self.headers.clone())
+    }
+}
+
+/// Size of headers plus body as the server counts it against `max_payload`.
+fn wire_size(headers: &HeaderMap, payload_len: usize) -> usize {
+    let mut len = b"NATS/1.0\r\n".len() + b"\r\n".len();
+    for (k, vs) in headers.iter() {
+        for v in vs {
+            len += AsRef::<str>::as_ref(k).len() + 2 + v.as_str().len() + 2;
+        }
+    }
+    len + payload_len
+}
+
+/// Checks what the event type cannot guarantee by itself and builds the wire form: the
+/// subject has no wildcard or reserved prefix, and the message fits `max_payload` (0 = not
+/// known, not checked). Shared with [`RecordingPublisher`].
+fn prepare(event: &Event, max_payload: usize) -> Result<Wire, PublishError> {
+    let enc = event.encode();
+    if let Err(e) = Subject::new(&enc.subject) {
+        return Err(PublishError::InvalidSubject {
+            subject: enc.subject,
+            reason: e.rule,
+        });
+    }
+    let size = wire_size(&enc.headers, enc.payload.len());
+    if max_payload > 0 && size > max_payload {
+        return Err(PublishError::PayloadTooLarge {
+            event_id: event.id().to_owned(),
+            size,
+            limit: max_payload,
+        });
+    }
+    Ok(Wire {
+        event_id: event.id().to_owned(),
+        subject: enc.subject,
+        headers: enc.headers,
+        payload: enc.payload,
+        size,
+    })
+}
+
+/// Why the retry loop stopped without an ack.
+enum Stop {
+    Permanent(PublishError),
+    Exhausted { attempts: u32, last: TransientError },
+    Cancelled,
+}
+
+/// Confirmed, windowed JetStream publisher. Cheap to clone (clones share the window, the
+/// spool and the background forwarder); the background work stops at [`Publisher::close`]
+/// or when the last clone is dropped.
+#[derive(Clone)]
+pub struct Publisher {
+    inner: Arc<Inner>,
+    _guard: Arc<DropGuard>,
+}
+
+impl std::fmt::Debug for Publisher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Publisher")
+            .field("source", &self.inner.config.source)
+            .field("window", &self.inner.config.window)
+            .field("in_flight", &self.in_flight())
+            .finish_non_exhaustive()
+    }
+}
+
+struct Inner {
+    client: Client,
+    js: jetstream::Context,
+    config: PublisherConfig,
+    window: Arc<Semaphore>,
+    closed: AtomicBool,
+    tasks: TaskTracker,
+    cancel: CancellationToken,
+    spool: Option<Arc<Spool>>,
+    no_stream_cache: std::sync::Mutex<Vec<(String, Instant, bool)>>,
+}
+
+impl Publisher {
+    /// A publisher over a connected client. Builds its own JetStream context (request
+    /// timeout = `ack_timeout`, in-flight acks bounded by the window) and, with a spool
+    /// configured, opens it and starts the forwarder (which needs a Tokio runtime).
+    ///
+    /// # Errors
+    /// [`NewPublisherError::Config`] if `config.validate()` fails; [`NewPublisherError::Spool`]
+    /// if the spool directory cannot be opened or is locked by another publisher.
+    pub async fn new(client: Client, config: PublisherConfig) -> Result<Self, NewPublisherError> {
+        config.validate()?;
+        let js = jetstream::ContextBuilder::new()
+            .timeout(config.ack_timeout)
+            .ack_timeout(config.ack_timeout)
+            .max_ack_inflight(config.window.saturating_mul(2))
+            .backpressure_on_inflight(true)
+            .build(client.clone());
+        let spool = match &config.spool {
+            Some(sc) => {
+                let sc2 = sc.clone();
+                let opened = tokio::task::spawn_blocking(move || Spool::open(&sc2))
+                    .await
+                    .map_err(|e| std::io::Error::other(e.to_string()))
+                    .and_then(|r| r);
+                Some(Arc::new(opened.map_err(|source| {
+                    NewPublisherError::Spool {
+                        dir: sc.dir.clone(),
+                        source,
+                    }
+                })?))
+            }
+            None => None,
+        };
+        let cancel = CancellationToken::new();
+        let inner = Arc::new(Inner {
+            client,
+            js,
+            window: Arc::new(Semaphore::new(config.window)),
+            config,
+            closed: AtomicBool::new(false),
+            tasks: TaskTracker::new(),
+            cancel: cancel.clone(),
+            spool,
+            no_stream_cache: std::sync::Mutex::new(Vec::new()),
+        });
+        if let Some(spool) = inner.spool.clone() {
+            inner.tasks.spawn(spool::forward(inner.clone(), spool));
+        }
+        Ok(Self {
+            inner,
+            _guard: Arc::new(cancel.drop_guard()),
+        })
+    }
+
+    /// The configuration in use.
+    pub fn config(&self) -> &PublisherConfig {
+        &self.inner.config
+    }
+
+    /// Events submitted whose outcome is not known yet.
+    pub fn in_flight(&self) -> usize {
+        self.inner.config.window - self.inner.window.available_permits()
+    }
+
+    /// Spooled events not yet forwarded (0 without a spool).
+    pub fn spooled(&self) -> u64 {
+        self.inner.spool.as_ref().map_or(0, |s| s.pending())
+    }
+
+    /// Publishes one event and waits until the stream acknowledged it (or it was spooled,
+    /// or it failed). Bounded by [`PublisherConfig::deadline`] plus the wait for a window slot.
+    ///
+    /// # Errors
+    /// A [`PublishError`] naming the problem; [`PublishError::Unavailable`] if NATS did not
+    /// ack within the deadline and retries.
+    pub async fn publish(&self, event: &Event) -> Result<PublishOutcome, PublishError> {
+        self.publish_async(event).await?.await
+    }
+
+    /// Validates and sends an event without waiting for its ack; the returned handle
+    /// resolves to its outcome. Waits for a window slot when
+    /// [`PublisherConfig::window`] events are already in flight.
+    ///
+    /// # Errors
+    /// Validation errors ([`PublishError::InvalidSubject`], [`PublishError::PayloadTooLarge`],
+    /// [`PublishError::Invalid`]) and [`PublishError::Closed`] at once; everything else
+    /// through the handle.
+    pub async fn publish_async(&self, event: &Event) -> Result<PublishHandle, PublishError> {
+        let inner = &self.inner;
+        let event_type = event.event_type().as_str().to_owned();
+        let started = Instant::now();
+        let span =
+            tracing::debug_span!("publish", event_id = %event.id(), event_type = %event_type);
+        let wire = match self.check(event) {
+            Ok(w) => w,
+            Err(e) => {
+                record(&event_type, Err(&e), started);
+                return Err(e);
+            }
+        };
+        if inner.closed.load(Ordering::Acquire) {
+            return Err(PublishError::Closed);
+        }
+        let permit = inner
+            .window
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| PublishError::Closed)?;
+        if inner.closed.load(Ordering::Acquire) {
+            return Err(PublishError::Closed);
+        }
+        let (tx, rx) = oneshot::channel();
+        let handle = PublishHandle {
+            event_id: wire.event_id.clone(),
+            rx,
+        };
+        // With a spool: while it holds a backlog (keep order) or NATS is down, spool now.
+        if let Some(spool) = &inner.spool
+            && (spool.pending() > 0 || inner.client.connection_state() != State::Connected)
+        {
+            let spool = spool.clone();
+            let res = spool_now(&spool, &wire)
+                .await
+                .map(|()| PublishOutcome::Spooled);
+            record(&event_type, res.as_ref(), started);
+            drop(permit);
+            let _ = tx.send(res);
+            return Ok(handle);
+        }
+        // First try inline: messages leave in submission order.
+        let deadline = started + inner.config.deadline;
+        let first = inner.send(&wire, deadline).instrument(span.clone()).await;
+        let task_inner = inner.clone();
+        inner.tasks.spawn(
+            async move {
+                let res = task_inner.finish(wire, first, started).await;
+                record(&event_type, res.as_ref(), started);
+                drop(permit);
+                let _ = tx.send(res);
+            }
+            .instrument(span),
+        );
+        Ok(handle)
+    }
+
+    /// Publishes every event through the windowed path and returns their outcomes in input
+    /// order (at most `window` in flight at once).
+    pub async fn publish_all<'a, I>(&self, events: I) -> Vec<Result<PublishOutcome, PublishError>>
+    where
+        I: IntoIterator<Item = &'a Event>,
+    {
+        let mut pending = Vec::new();
+        for ev in events {
+            pending.push(self.publish_async(ev).await);
+        }
+        let mut out = Vec::with_capacity(pending.len());
+        for p in pending {
+            out.push(match p {
+                Ok(h) => h.await,
+                Err(e) => Err(e),
+            });
+        }
+        out
+    }
+
+    /// Waits until every event accepted before this call has its outcome (stored, spooled
+    /// or failed). Later submits wait behind it.
+    ///
+    /// # Errors
+    /// [`FlushError`] with the count still in flight if `timeout` passes first.
+    pub async fn flush(&self, timeout: Duration) -> Result<(), FlushError> {
+        let n = u32::try_from(self.inner.config.window).unwrap_or(u32::MAX);
+        match tokio::time::timeout(timeout, self.inner.window.acquire_many(n)).await {
+            Ok(_) => Ok(()),
+            Err(_) => Err(FlushError {
+                pending: self.in_flight(),
+                timeout,
+            }),
+        }
+    }
+
+    /// Stops accepting events, waits (up to `timeout`) for those in flight, then stops the
+    /// spool forwarder and cancels what is left ([`PublishError::Cancelled`], or spooled
+    /// when a spool is configured). Spooled events stay on disk for the next publisher.
+    ///
+    /// # Errors
+    /// [`FlushError`] if events were still in flight at the timeout.
+    pub async fn close(&self, timeout: Duration) -> Result<(), FlushError> {
+        self.inner.closed.store(true, Ordering::Release);
+        let start = Instant::now();
+        let flushed = self.flush(timeout).await;
+        self.inner.cancel.cancel();
+        self.inner.tasks.close();
+        let rest = timeout.saturating_sub(start.elapsed()) + Duration::from_secs(1);
+        if tokio::time::timeout(rest, self.inner.tasks.wait())
+            .await
+            .is_err()
+        {
+            warn!("publisher tasks did not stop in time");
+        }
+        self.inner.window.close();
+        flushed
+    }
+
+    fn check(&self, event: &Event) -> Result<Wire, PublishError> {
+        let max = self.inner.client.server_info().max_payload;
+        if event.traceparent().is_none()
+            && let Some(hook) = &self.inner.config.trace_context
+            && let Some((tp, ts)) = hook.current()
+        {
+            let mut ev = event.clone();
+            match ev.set_trace_context(&tp, ts.as_deref()) {
+                Ok(()) => return prepare(&ev, max),
+                Err(e) => debug!(error = %e, "trace context hook gave an invalid value; ignored"),
+            }
+        }
+        prepare(event, max)
+    }
+}
+
+impl EventPublisher for Publisher {
+    fn publish<'a>(
+        &'a self,
+        event: &'a Event,
+    ) -> BoxFuture<'a, Result<PublishOutcome, PublishError>> {
+        Box::pin(Publisher::publish(self, event))
+    }
+}
+
+fn record(event_type: &str, res: Result<&PublishOutcome, &PublishError>, started: Instant) {
+    let status = match res {
+        Ok(o) => o.status(),
+        Err(e) => e.kind(),
+    };
+    metrics::counter!(EVENTS_PUBLISHED_TOTAL, "event_type" => event_type.to_owned(), "status" => status)
+        .increment(1);
+    if let Ok(PublishOutcome::Stored(_)) = res {
+        metrics::histogram!(EVENT_PUBLISH_DURATION_SECONDS, "event_type" => event_type.to_owned())
+            .record(started.elapsed().as_secs_f64());
+    }
+    match res {
+        Ok(_) => debug!(status, "published"),
+        Err(e) if e.is_transient() => warn!(error = %e, "publish failed"),
+        Err(e) => debug!(error = %e, "publish refused"),
+    }
+}
+
+async fn spool_now(spool: &Arc<Spool>, wire: &Wire) -> Result<(), PublishError> {
+    let spool = spool.clone();
+    let rec = SpoolRecord {
+        subject: wire.subject.clone(),
+        msg_id: wire.event_id.clone(),
+        payload: wire.payload.clone(),
+    };
+    tokio::task::spawn_blocking(move || spool.append(&rec))
+        .await
+        .map_err(|e| PublishError::Spool(std::io::Error::other(e.to_string())))?
+}
+
+impl Inner {
+    fn remaining(deadline: Instant) -> Duration {
+        deadline.saturating_duration_since(Instant::now())
+    }
+
+    /// One send, bounded by the deadline.
+    async fn send(&self, wire: &Wire, deadline: Instant) -> Result<PublishAckFuture, Failure> {
+        let limit = self.client.server_info().max_payload;
+        let classify = |e| {
+            retry::classify(
+                e,
+                &wire.subject,
+                &wire.event_id,
+                wire.size,
+                limit,
+                self.config.ack_timeout,
+            )
+        };
+        match tokio::time::timeout(
+            Self::remaining(deadline),
+            self.js.send_publish(wire.subject.clone(), wire.message()),
+        )
+        .await
+        {
+            Ok(Ok(f)) => Ok(f),
+            Ok(Err(e)) => Err(classify(e)),
+            Err(_) => Err(Failure::Transient(TransientError::AckTimeout(
+                self.config.ack_timeout,
+            ))),
+        }
+    }
+
+    async fn await_ack(
+        &self,
+        wire: &Wire,
+        fut: PublishAckFuture,
+        deadline: Instant,
+    ) -> Result<jetstream::publish::PublishAck, Failure> {
+        let limit = self.client.server_info().max_payload;
+        match tokio::time::timeout(Self::remaining(deadline), fut.into_future()).await {
+            Ok(Ok(ack)) => Ok(ack),
+            Ok(Err(e)) => Err(retry::classify(
+                e,
+                &wire.subject,
+                &wire.event_id,
+                wire.size,
+                limit,
+                self.config.ack_timeout,
+            )),
+            Err(_) => Err(Failure::Transient(TransientError::AckTimeout(
+                self.config.ack_timeout,
+            ))),
+        }
+    }
+
+    /// Is there a stream for this subject? `None` if the server could not say.
+    async fn stream_exists(&self, subject: &str) -> Option<bool> {
+        const TTL: Duration = Duration::from_millis(250);
+        if let Ok(cache) = self.no_stream_cache.lock()
+            && let Some((_, at, exists)) = cache.iter().find(|(s, _, _)| s == subject)
+            && at.elapsed() < TTL
+        {
+            return Some(*exists);
+        }
+        let lookup = tokio::time::timeout(
+            self.config.ack_timeout,
+            self.js.stream_by_subject(subject.to_owned()),
+        )
+        .await;
+        let exists = match lookup {
+            Ok(Ok(_)) => true,
+            Ok(Err(e)) if e.kind() == GetStreamByNameErrorKind::NotFound => false,
+            _ => return None,
+        };
+        if let Ok(mut cache) = self.no_stream_cache.lock() {
+            cache.retain(|(s, at, _)| s != subject && at.elapsed() < TTL);
+            cache.push((subject.to_owned(), Instant::now(), exists));
+        }
+        Some(exists)
+    }
+
+    /// The retry loop: from the first send's result to an ack or a reason to stop.
+    /// `bail_when_down`: stop early (as exhausted) when the connection is not up, because
+    /// the caller has somewhere better to put the event (the spool).
+    async fn deliver(
+        &self,
+        wire: &Wire,
+        first: Option<Result<PublishAckFuture, Failure>>,
+        deadline: Instant,
+        bail_when_down: bool,
+    ) -> Result<jetstream::publish::PublishAck, Stop> {
+        let policy = &self.config.retry;
+        let mut attempts: u32 = 1;
+        let mut no_stream_seen: u32 = 0;
+        let mut sent = match first {
+            Some(s) => s,
+            None => self.send(wire, deadline).await,
+        };
+        loop {
+            let res = match sent {
+                Ok(fut) => self.await_ack(wire, fut, deadline).await,
+                Err(f) => Err(f),
+            };
+            let last = match res {
+                Ok(ack) => return Ok(ack),
+                Err(Failure::Permanent(e)) => return Err(Stop::Permanent(e)),
+                Err(Failure::Transient(t)) => t,
+            };
+            if matches!(last, TransientError::NoResponders)
+                && self.stream_exists(&wire.subject).await == Some(false)
+            {
+                no_stream_seen += 1;
+                if no_stream_seen >= 2 {
+                    return Err(Stop::Permanent(PublishError::NoStream {
+                        subject: wire.subject.clone(),
+                    }));
+                }
+            }
+            let wait = retry::jittered_backoff(policy, attempts - 1);
+            let down = self.client.connection_state() != State::Connected;
+            if attempts > policy.max_retries
+                || Instant::now() + wait >= deadline
+                || (bail_when_down && down)
+            {
+                return Err(Stop::Exhausted { attempts, last });
+            }
+            warn!(attempt = attempts, error = %last, wait = ?wait, "publish try failed; retrying with the same id");
+            tokio::select! {
+                biased;
+                () = self.cancel.cancelled() => return Err(Stop::Cancelled),
+                () = tokio::time::sleep(wait) => {}
+            }
+            attempts += 1;
+            sent = self.send(wire, deadline).await;
+        }
+    }
+
+    /// The live path after the first send: retries, then the spool or a typed error.
+    async fn finish(
+        &self,
+        wire: Wire,
+        first: Result<PublishAckFuture, Failure>,
+        started: Instant,
+    ) -> Result<PublishOutcome, PublishError> {
+        let deadline = started + self.config.deadline;
+        let spool = self.spool.as_ref();
+        let res = tokio::select! {
+            biased;
+            r = self.deliver(&wire, Some(first), deadline, spool.is_some()) => r,
+            // close() gave up: stop waiting (an ack may still arrive; the id keeps a later
+            // publish of the same event idempotent).
+            () = self.cancel.cancelled() => Err(Stop::Cancelled),
+        };
+        let stop = match res {
+            Ok(ack) => {
+                return Ok(PublishOutcome::Stored(PublishAck {
+                    stream: ack.stream,
+                    sequence: ack.sequence,
+                    duplicate: ack.duplicate,
+                }));
+            }
+            Err(stop) => stop,
+        };
+        match (stop, spool) {
+            (Stop::Permanent(e), _) => Err(e),
+            (_, Some(spool)) => spool_now(spool, &wire)
+                .await
+                .map(|()| PublishOutcome::Spooled),
+            (Stop::Exhausted { attempts, last }, None) => Err(PublishError::Unavailable {
+                attempts,
+                elapsed: started.elapsed(),
+                last,
+            }),
+            (Stop::Cancelled, None) => Err(PublishError::Cancelled),
+        }
+    }
+}
+
+/// Headers for a spooled record: the same `Content-Type` and `Nats-Msg-Id` as
+/// [`Event::encode`] gives.
+fn spool_headers(msg_id: &str) -> Option<HeaderMap> {
+    let mut h = HeaderMap::new();
+    h.insert(
+        CONTENT_TYPE_HEADER,
+        STRUCTURED_CONTENT_TYPE
+            .parse::<async_nats::HeaderValue>()
+            .ok()?,
+    );
+    h.insert(
+        MSG_ID_HEADER,
+        msg_id.parse::<async_nats::HeaderValue>().ok()?,
+    );
+    Some(h)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event() -> Event {
+        Event::builder("auth.user.created")
+            .source("auth-service")
+            .organization("org-1")
+            .data(&serde_json::json!({"user": "u1"}))
+            .build()
+            .unwrap()
+    }
+
+    #[test]
+    fn wire_size_matches_header_serialization() {
+        let ev = event();
+        let enc = ev.encode();
+        let mut expected = String::from("NATS/1.0\r\n");
+        for (k, vs) in enc.headers.iter() {
+            for v in vs {
+                expected.push_str(&format!("{}: {}\r\n", AsRef::<str>::as_ref(k), v.as_str()));
+            }
+        }
+        expected.push_str("\r\n");
+        assert_eq!(
+            wire_size(&enc.headers, enc.payload.len()),
+            expected.len() + enc.payload.len()
+        );
+    }
+
+    #[test]
+    fn prepare_refuses_oversized_payload_with_size_and_limit() {
+        let ev = event();
+        match prepare(&ev, 100) {
+            Err(PublishError::PayloadTooLarge { size, limit, .. }) => {
+                assert_eq!(limit, 100);
+                assert!(size > 100);
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        prepare(&ev, 0).unwrap();
+        prepare(&ev, 1 << 20).unwrap();
+    }
+
+    #[test]
+    fn spool_headers_match_encode() {
+        let ev = event();
+        let enc = ev.encode();
+        let h = spool_headers(ev.id()).unwrap();
+        assert_eq!(
+            h.get(MSG_ID_HEADER).map(|v| v.as_str().to_owned()),
+            enc.headers
+                .get(MSG_ID_HEADER)
+                .map(|v| v.as_str().to_owned())
+        );
+        assert_eq!(
+            h.get(CONTENT_TYPE_HEADER).map(|v| v.as_str().to_owned()),
+            enc.headers
+                .get(CONTENT_TYPE_HEADER)
+                .map(|v| v.as_str().to_owned())
+        );
+    }
+}
