@@ -294,7 +294,7 @@ pub async fn serve_on(
 pub fn install_prometheus() -> Result<PrometheusHandle, metrics::SetRecorderError<()>> {
     static HANDLE: OnceLock<Result<PrometheusHandle, ()>> = OnceLock::new();
     let result = HANDLE.get_or_init(|| {
-        let recorder = PrometheusBuilder::new().build_recorder();
+        let recorder = prometheus_builder().build_recorder();
         let handle = recorder.handle();
         match metrics::set_global_recorder(recorder) {
             Ok(()) => {
@@ -306,6 +306,21 @@ pub fn install_prometheus() -> Result<PrometheusHandle, metrics::SetRecorderErro
         }
     });
     result.clone().map_err(|()| metrics::SetRecorderError(()))
+}
+
+/// A Prometheus builder with [`events::metrics::SECONDS_BUCKETS`] set for the library's
+/// histograms, so they render as histograms (`_bucket` series) rather than summaries.
+pub fn prometheus_builder() -> PrometheusBuilder {
+    events::metrics::HISTOGRAMS
+        .iter()
+        .fold(PrometheusBuilder::new(), |b, name| {
+            // Invariant: SECONDS_BUCKETS is a non-empty constant, the only error case.
+            b.set_buckets_for_metric(
+                metrics_exporter_prometheus::Matcher::Full((*name).to_owned()),
+                events::metrics::SECONDS_BUCKETS,
+            )
+            .expect("bucket list is not empty")
+        })
 }
 
 fn describe_admin_metrics() {

@@ -37,6 +37,22 @@ pub const ALL: &[&str] = &[
     EVENT_END_TO_END_SECONDS,
 ];
 
+/// The histograms, all in seconds: exporters should give them [`SECONDS_BUCKETS`] so that
+/// they render as Prometheus histograms (`_bucket` series, which the dashboard's
+/// `histogram_quantile` queries need) rather than summaries.
+pub const HISTOGRAMS: &[&str] = &[
+    EVENT_PUBLISH_DURATION_SECONDS,
+    EVENT_HANDLER_DURATION_SECONDS,
+    EVENT_END_TO_END_SECONDS,
+];
+
+/// Bucket bounds for every histogram in [`HISTOGRAMS`]: 0.5 ms to 60 s, dense where publish
+/// and handler latencies live.
+pub const SECONDS_BUCKETS: &[f64] = &[
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+    60.0,
+];
+
 /// Registers a description and unit for every metric with the installed recorder.
 /// Call once after installing a recorder (the admin server does); harmless without one.
 pub fn describe() {

@@ -622,6 +622,11 @@ async fn admin_metrics_show_counters_moved_by_the_right_amounts() {
         metrics::counter!(events::metrics::EVENTS_PUBLISHED_TOTAL, "event_type" => "metrics.test.published", "status" => "ok").increment(1);
     }
     metrics::counter!(events::metrics::EVENTS_DEAD_LETTERED_TOTAL, "consumer" => "metrics-test", "reason" => "permanent").increment(dead);
+    // Histograms render with buckets (the dashboard's histogram_quantile needs `_bucket`).
+    let handled = [0.003, 0.2, 7.0];
+    for secs in handled {
+        metrics::histogram!(events::metrics::EVENT_HANDLER_DURATION_SECONDS, "consumer" => "metrics-test").record(secs);
+    }
     // Admin activity: unmatched requests and DLQ deletes of an unknown sequence.
     let misses = 4;
     for _ in 0..misses {
@@ -647,6 +652,16 @@ async fn admin_metrics_show_counters_moved_by_the_right_amounts() {
     let delta = |name: &str, labels: &[(&str, &str)]| {
         sample(&after, name, labels) - sample(&before, name, labels)
     };
+    let le = |bound: &str| {
+        delta(
+            "event_handler_duration_seconds_bucket",
+            &[("consumer", "metrics-test"), ("le", bound)],
+        )
+    };
+    let within = |b: f64| handled.iter().filter(|v| **v <= b).count() as f64;
+    assert_eq!(le("0.005"), within(0.005), "{after}");
+    assert_eq!(le("0.25"), within(0.25), "{after}");
+    assert_eq!(le("+Inf"), handled.len() as f64, "{after}");
     assert_eq!(
         delta(
             "events_published_total",

@@ -28,6 +28,14 @@
 //! is only reported by the server asynchronously (to the client's event callback), so it
 //! shows here as ack timeouts, then [`PublishError::Unavailable`].
 //!
+//! # Batching (opt-in)
+//! With [`BatchConfig::enabled`], windowed publishes to a stream created with
+//! `allow_atomic: true` are grouped per stream into atomic batches (ADR-50) of up to 1,000
+//! events with a short linger; each event still gets its own exact outcome, and a refused
+//! or unacknowledged batch falls back to per-message publishing (the ids keep it exact).
+//! Worth it when the server fsyncs every write (`sync_interval: always`), not otherwise.
+//! See the `batch` module for the protocol and the verified server behaviour.
+//!
 //! # Tracing and metrics
 //! A `publish` span (debug level) per event with `event_id` and `event_type`. The library
 //! uses plain `tracing`, which cannot read an OpenTelemetry context; a service that has one
@@ -40,6 +48,7 @@
 //! Services depend on the dyn-compatible [`EventPublisher`] trait; [`RecordingPublisher`]
 //! implements it in memory with the same validation, so a unit test needs no server.
 
+mod batch;
 mod config;
 mod error;
 mod recording;
@@ -59,7 +68,7 @@ use async_nats::jetstream::message::PublishMessage;
 use async_nats::{Client, HeaderMap, jetstream};
 use bytes::Bytes;
 use futures::future::BoxFuture;
-use tokio::sync::{Semaphore, oneshot};
+use tokio::sync::{Semaphore, mpsc, oneshot};
 use tokio_util::sync::{CancellationToken, DropGuard};
 use tokio_util::task::TaskTracker;
 use tracing::{Instrument, debug, warn};
@@ -68,7 +77,9 @@ use crate::event::{CONTENT_TYPE_HEADER, Event, MSG_ID_HEADER, STRUCTURED_CONTENT
 use crate::metrics::{EVENT_PUBLISH_DURATION_SECONDS, EVENTS_PUBLISHED_TOTAL};
 use crate::names::Subject;
 
-pub use config::{ConfigError, PublisherConfig, RetryPolicy, SpoolConfig, TraceContextHook};
+pub use config::{
+    BatchConfig, ConfigError, PublisherConfig, RetryPolicy, SpoolConfig, TraceContextHook,
+};
 pub use error::{BoxError, FlushError, NewPublisherError, PublishError, TransientError};
 pub use recording::{DEFAULT_MAX_PAYLOAD, RecordingPublisher};
 
@@ -262,6 +273,8 @@ struct Inner {
     tasks: TaskTracker,
     cancel: CancellationToken,
     spool: Option<Arc<Spool>>,
+    batch_tx: Option<mpsc::Sender<(String, batch::Item)>>,
+    routes: batch::Routes,
     no_stream_cache: std::sync::Mutex<Vec<(String, Instant, bool)>>,
 }
 
@@ -298,6 +311,12 @@ impl Publisher {
             None => None,
         };
         let cancel = CancellationToken::new();
+        let (batch_tx, batch_rx) = if config.batch.enabled {
+            let (tx, rx) = mpsc::channel(config.window);
+            (Some(tx), Some(rx))
+        } else {
+            (None, None)
+        };
         let inner = Arc::new(Inner {
             client,
             js,
@@ -307,8 +326,13 @@ impl Publisher {
             tasks: TaskTracker::new(),
             cancel: cancel.clone(),
             spool,
+            batch_tx,
+            routes: batch::Routes::default(),
             no_stream_cache: std::sync::Mutex::new(Vec::new()),
         });
+        if let Some(rx) = batch_rx {
+            inner.tasks.spawn(batch::run(inner.clone(), rx));
+        }
         if let Some(spool) = inner.spool.clone() {
             inner.tasks.spawn(spool::forward(inner.clone(), spool));
         }
@@ -340,7 +364,7 @@ impl Publisher {
     /// A [`PublishError`] naming the problem; [`PublishError::Unavailable`] if NATS did not
     /// ack within the deadline and retries.
     pub async fn publish(&self, event: &Event) -> Result<PublishOutcome, PublishError> {
-        self.publish_async(event).await?.await
+        self.submit(event, false).await?.await
     }
 
     /// Validates and sends an event without waiting for its ack; the returned handle
@@ -352,6 +376,10 @@ impl Publisher {
     /// [`PublishError::Invalid`]) and [`PublishError::Closed`] at once; everything else
     /// through the handle.
     pub async fn publish_async(&self, event: &Event) -> Result<PublishHandle, PublishError> {
+        self.submit(event, true).await
+    }
+
+    async fn submit(&self, event: &Event, batchable: bool) -> Result<PublishHandle, PublishError> {
         let inner = &self.inner;
         let event_type = event.event_type().as_str().to_owned();
         let started = Instant::now();
@@ -394,13 +422,32 @@ impl Publisher {
             let _ = tx.send(res);
             return Ok(handle);
         }
+        // Batching: hand it to the batcher if its stream takes atomic batches.
+        if batchable
+            && let Some(btx) = &inner.batch_tx
+            && fits_batch(wire.size, inner.client.server_info().max_payload)
+            && let batch::Route::Atomic(stream) = inner.route(&wire.subject).await
+        {
+            let item = batch::Item {
+                wire,
+                tx,
+                permit,
+                started,
+                event_type,
+                span,
+            };
+            if let Err(mpsc::error::SendError((_, item))) = btx.send((stream, item)).await {
+                item_closed(item);
+            }
+            return Ok(handle);
+        }
         // First try inline: messages leave in submission order.
         let deadline = started + inner.config.deadline;
         let first = inner.send(&wire, deadline).instrument(span.clone()).await;
         let task_inner = inner.clone();
         inner.tasks.spawn(
             async move {
-                let res = task_inner.finish(wire, first, started).await;
+                let res = task_inner.finish(wire, Some(first), started).await;
                 record(&event_type, res.as_ref(), started);
                 drop(permit);
                 let _ = tx.send(res);
@@ -510,6 +557,17 @@ fn record(event_type: &str, res: Result<&PublishOutcome, &PublishError>, started
         Err(e) if e.is_transient() => warn!(error = %e, "publish failed"),
         Err(e) => debug!(error = %e, "publish refused"),
     }
+}
+
+/// True if a message of `size` bytes still fits `max_payload` with the batch headers.
+fn fits_batch(size: usize, max_payload: usize) -> bool {
+    max_payload == 0 || size + batch::BATCH_HEADER_ALLOWANCE <= max_payload
+}
+
+/// The batcher is gone (publisher closing): the event was never sent.
+fn item_closed(item: batch::Item) {
+    record(&item.event_type, Err(&PublishError::Closed), item.started);
+    let _ = item.tx.send(Err(PublishError::Closed));
 }
 
 async fn spool_now(spool: &Arc<Spool>, wire: &Wire) -> Result<(), PublishError> {
@@ -665,14 +723,14 @@ impl Inner {
     async fn finish(
         &self,
         wire: Wire,
-        first: Result<PublishAckFuture, Failure>,
+        first: Option<Result<PublishAckFuture, Failure>>,
         started: Instant,
     ) -> Result<PublishOutcome, PublishError> {
         let deadline = started + self.config.deadline;
         let spool = self.spool.as_ref();
         let res = tokio::select! {
             biased;
-            r = self.deliver(&wire, Some(first), deadline, spool.is_some()) => r,
+            r = self.deliver(&wire, first, deadline, spool.is_some()) => r,
             // close() gave up: stop waiting (an ack may still arrive; the id keeps a later
             // publish of the same event idempotent).
             () = self.cancel.cancelled() => Err(Stop::Cancelled),
@@ -761,6 +819,13 @@ mod tests {
         }
         prepare(&ev, 0).unwrap();
         prepare(&ev, 1 << 20).unwrap();
+    }
+
+    #[test]
+    fn batch_headers_must_fit_max_payload() {
+        assert!(fits_batch(100, 0));
+        assert!(fits_batch(1000, 1000 + batch::BATCH_HEADER_ALLOWANCE));
+        assert!(!fits_batch(1001, 1000 + batch::BATCH_HEADER_ALLOWANCE));
     }
 
     #[test]

@@ -1,7 +1,6 @@
 //! Integration tests: publisher, against real nats-server processes (`sync_interval:
-//! always`). Streams are created with raw async-nats (duplicate window 2 minutes).
-
-mod kit;
+//! always`, from `events-testkit`). Streams are created with raw async-nats (duplicate
+//! window 2 minutes).
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
@@ -10,10 +9,10 @@ use async_nats::jetstream::{self, stream};
 use bytes::Bytes;
 use events::Event;
 use events::publisher::{
-    PublishError, PublishOutcome, Publisher, PublisherConfig, RetryPolicy, SpoolConfig,
-    TraceContextHook,
+    BatchConfig, PublishError, PublishOutcome, Publisher, PublisherConfig, RetryPolicy,
+    SpoolConfig, TraceContextHook,
 };
-use kit::{NatsCluster, NatsServer};
+use events_testkit::{NatsCluster, NatsServer};
 
 const BOUND: Duration = Duration::from_secs(60);
 
@@ -87,6 +86,20 @@ async fn stored(js: &jetstream::Context, name: &str) -> Vec<(String, Bytes)> {
         out.push((id, m.payload));
     }
     out
+}
+
+/// A client for a server that is down right now: retries its first connect, reconnects.
+async fn connect_while_down(url: &str) -> async_nats::Client {
+    tokio::time::timeout(
+        Duration::from_secs(10),
+        async_nats::ConnectOptions::new()
+            .retry_on_initial_connect()
+            .reconnect_delay_callback(|n| Duration::from_millis((100 * n as u64).min(1000)))
+            .connect(url),
+    )
+    .await
+    .expect("connect in time")
+    .expect("connect")
 }
 
 fn count_ids(stored: &[(String, Bytes)]) -> HashMap<String, usize> {
@@ -499,7 +512,7 @@ async fn publisher_spool_survives_outage_and_restart_in_order() {
     drop(client);
 
     // A new publisher (as after a process restart) on the same spool, then NATS comes back.
-    let client = kit::connect(&[nats.url()]).await;
+    let client = connect_while_down(&nats.url()).await;
     let publisher = Publisher::new(client.clone(), cfg).await.unwrap();
     assert_eq!(publisher.spooled(), N as u64);
     nats.start_again().await;
@@ -522,4 +535,270 @@ async fn publisher_spool_survives_outage_and_restart_in_order() {
     let out = publisher.publish(&ev(N)).await.unwrap();
     assert_eq!(out.ack().unwrap().sequence, N as u64 + 1);
     publisher.close(Duration::from_secs(5)).await.unwrap();
+}
+
+async fn create_atomic_stream(js: &jetstream::Context, name: &str, subject: &str) {
+    tokio::time::timeout(
+        BOUND,
+        js.create_stream(stream::Config {
+            name: name.into(),
+            subjects: vec![subject.into()],
+            duplicate_window: Duration::from_secs(120),
+            allow_atomic_publish: true,
+            ..Default::default()
+        }),
+    )
+    .await
+    .expect("create stream in time")
+    .expect("create stream");
+}
+
+fn batch_config() -> PublisherConfig {
+    PublisherConfig {
+        window: 4096,
+        batch: BatchConfig {
+            enabled: true,
+            ..BatchConfig::default()
+        },
+        ..config()
+    }
+}
+
+#[tokio::test]
+async fn publisher_batches_windowed_publishes_into_atomic_stream_in_order() {
+    const N: usize = 5_000;
+    let nats = NatsServer::start().await;
+    let client = nats.client().await;
+    let js = jetstream::new(client.clone());
+    create_atomic_stream(&js, "AUTH_EVENTS", "auth.>").await;
+    let publisher = Publisher::new(client, batch_config()).await.unwrap();
+    let events: Vec<Event> = (0..N).map(ev).collect();
+    let results = tokio::time::timeout(BOUND, publisher.publish_all(&events))
+        .await
+        .unwrap();
+    let mut seq_of = HashMap::new();
+    for (e, r) in events.iter().zip(&results) {
+        match r {
+            Ok(PublishOutcome::Stored(ack)) => {
+                assert!(!ack.duplicate);
+                seq_of.insert(e.id().to_owned(), ack.sequence);
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    let mut s = js.get_stream("AUTH_EVENTS").await.unwrap();
+    let stored_msgs = {
+        let mut v = Vec::new();
+        for seq in 1..=N as u64 {
+            v.push(s.get_raw_message(seq).await.unwrap());
+        }
+        v
+    };
+    assert_eq!(s.info().await.unwrap().state.messages, N as u64);
+    let batched = stored_msgs
+        .iter()
+        .filter(|m| m.headers.get("Nats-Batch-Id").is_some())
+        .count();
+    eprintln!("{batched} of {N} stored messages came in atomic batches");
+    assert!(batched > 0, "the batch path was used");
+    for (e, m) in events.iter().zip(&stored_msgs) {
+        let id = m.headers.get("Nats-Msg-Id").unwrap().as_str();
+        assert_eq!(id, e.id(), "stored in submission order");
+        assert_eq!(
+            seq_of[e.id()],
+            m.sequence,
+            "each event's reported sequence is exact"
+        );
+        assert_eq!(m.payload, e.encode().payload);
+    }
+    publisher.close(Duration::from_secs(10)).await.unwrap();
+}
+
+#[tokio::test]
+async fn publisher_batch_with_stored_id_falls_back_to_exact_per_message_outcomes() {
+    let nats = NatsServer::start().await;
+    let client = nats.client().await;
+    let js = jetstream::new(client.clone());
+    create_atomic_stream(&js, "AUTH_EVENTS", "auth.>").await;
+    let publisher = Publisher::new(client, batch_config()).await.unwrap();
+    let events: Vec<Event> = (0..50).map(ev).collect();
+    // Event 20 is already stored: an atomic batch holding it is refused whole (10201).
+    publisher.publish(&events[20]).await.unwrap();
+    let results = tokio::time::timeout(BOUND, publisher.publish_all(&events))
+        .await
+        .unwrap();
+    for (i, r) in results.iter().enumerate() {
+        let ack = r.as_ref().unwrap().ack().unwrap().clone();
+        assert_eq!(ack.duplicate, i == 20, "event {i}: {ack:?}");
+    }
+    let stored = stored(&js, "AUTH_EVENTS").await;
+    assert_eq!(stored.len(), events.len());
+    assert!(count_ids(&stored).values().all(|c| *c == 1));
+}
+
+#[tokio::test]
+async fn publisher_batching_falls_back_on_streams_without_atomic() {
+    let nats = NatsServer::start().await;
+    let client = nats.client().await;
+    let js = jetstream::new(client.clone());
+    // Not atomic from the start: routed per message.
+    create_stream(&js, "AUTH_EVENTS", "auth.>", 1).await;
+    // Atomic when first seen, then switched off: the refusal (10174) demotes the route.
+    create_atomic_stream(&js, "SHOP_EVENTS", "shop.>").await;
+    let publisher = Publisher::new(client, batch_config()).await.unwrap();
+    let shop = |n: usize| {
+        Event::builder("shop.order.placed")
+            .source("shop")
+            .organization("org-1")
+            .data(&serde_json::json!({ "n": n }))
+            .build()
+            .unwrap()
+    };
+    publisher
+        .publish_async(&shop(0))
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    let mut cfg = js
+        .get_stream("SHOP_EVENTS")
+        .await
+        .unwrap()
+        .cached_info()
+        .config
+        .clone();
+    cfg.allow_atomic_publish = false;
+    js.update_stream(cfg).await.unwrap();
+
+    let auth: Vec<Event> = (0..300).map(ev).collect();
+    let shops: Vec<Event> = (1..301).map(shop).collect();
+    let all: Vec<&Event> = auth.iter().chain(&shops).collect();
+    let results = tokio::time::timeout(BOUND, publisher.publish_all(all))
+        .await
+        .unwrap();
+    assert!(
+        results
+            .iter()
+            .all(|r| matches!(r, Ok(PublishOutcome::Stored(a)) if !a.duplicate))
+    );
+    let a = stored(&js, "AUTH_EVENTS").await;
+    let s = stored(&js, "SHOP_EVENTS").await;
+    assert_eq!(a.len(), auth.len());
+    assert_eq!(s.len(), shops.len() + 1);
+    // The first shop event went in a batch; after the switch, the stream refused atomic
+    // batches (10174) and the rest went message by message.
+    let shop_stream = js.get_stream("SHOP_EVENTS").await.unwrap();
+    let first = shop_stream.get_raw_message(1).await.unwrap();
+    assert!(first.headers.get("Nats-Batch-Id").is_some());
+    for seq in 2..=s.len() as u64 {
+        let m = shop_stream.get_raw_message(seq).await.unwrap();
+        assert!(m.headers.get("Nats-Batch-Id").is_none());
+    }
+    assert!(
+        count_ids(&a)
+            .values()
+            .chain(count_ids(&s).values())
+            .all(|c| *c == 1)
+    );
+}
+
+/// Prints how the outcomes split and fails on anything not stored.
+fn summarize(results: &[Result<PublishOutcome, PublishError>]) {
+    let dup = results
+        .iter()
+        .filter(|r| matches!(r, Ok(PublishOutcome::Stored(a)) if a.duplicate))
+        .count();
+    let failed: Vec<_> = results.iter().filter(|r| r.is_err()).collect();
+    eprintln!(
+        "{} stored ({dup} reported duplicate after a retry), {} failed",
+        results.len() - failed.len(),
+        failed.len()
+    );
+    assert!(failed.is_empty(), "first failure: {:?}", failed[0]);
+}
+
+/// Throughput report (run with `--run-ignored only`): raw async-nats windowed per-message
+/// publishing vs the library per-message and batched, same server (`sync_interval: always`).
+#[tokio::test]
+#[ignore = "measurement, not a check"]
+async fn publisher_throughput_report() {
+    const N: usize = 20_000;
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
+    let nats = NatsServer::start().await;
+    let client = nats.client().await;
+    let js = jetstream::new(client.clone());
+    create_atomic_stream(&js, "AUTH_EVENTS", "auth.>").await;
+    let events: Vec<Event> = (0..N).map(ev).collect();
+
+    // Raw: a sliding window of 1,024 ack futures (await the oldest when full).
+    let t = Instant::now();
+    let mut acks = std::collections::VecDeque::new();
+    for e in &events {
+        let enc = e.encode();
+        let msg = jetstream::message::PublishMessage::build()
+            .headers(enc.headers)
+            .payload(enc.payload);
+        acks.push_back(js.send_publish(enc.subject, msg).await.unwrap());
+        if acks.len() >= 1024 {
+            acks.pop_front().unwrap().await.unwrap();
+        }
+    }
+    for a in acks {
+        a.await.unwrap();
+    }
+    let raw = N as f64 / t.elapsed().as_secs_f64();
+    js.get_stream("AUTH_EVENTS")
+        .await
+        .unwrap()
+        .purge()
+        .await
+        .unwrap();
+
+    // Fresh events (new ids) for each run: the stream de-duplicates ids across a purge.
+    let events: Vec<Event> = (0..N).map(ev).collect();
+    let per_msg = Publisher::new(
+        client.clone(),
+        PublisherConfig {
+            window: 1024,
+            ack_timeout: Duration::from_secs(5),
+            ..config()
+        },
+    )
+    .await
+    .unwrap();
+    let t = Instant::now();
+    let r = per_msg.publish_all(&events).await;
+    let lib = N as f64 / t.elapsed().as_secs_f64();
+    summarize(&r);
+    js.get_stream("AUTH_EVENTS")
+        .await
+        .unwrap()
+        .purge()
+        .await
+        .unwrap();
+
+    let events: Vec<Event> = (0..N).map(ev).collect();
+    let batched = Publisher::new(
+        client.clone(),
+        PublisherConfig {
+            ack_timeout: Duration::from_secs(5),
+            ..batch_config()
+        },
+    )
+    .await
+    .unwrap();
+    let t = Instant::now();
+    let r = batched.publish_all(&events).await;
+    let lib_batch = N as f64 / t.elapsed().as_secs_f64();
+    summarize(&r);
+    eprintln!(
+        "sync_interval always, {N} events, ~{} bytes each: raw windowed {raw:.0}/s, \
+         library windowed {lib:.0}/s ({:.2}x), library batched {lib_batch:.0}/s ({:.1}x raw)",
+        events[0].encode().payload.len(),
+        lib / raw,
+        lib_batch / raw
+    );
 }
