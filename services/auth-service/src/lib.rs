@@ -75,8 +75,9 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
             .await
     });
     let ended_early = tokio::select! {
-        res = &mut api => Some(res),
+        biased;
         () = shutdown.cancelled() => None,
+        res = &mut api => Some(res), // a completed JoinHandle must not be polled again
     };
 
     // Shutdown: stop accepting and finish in-flight requests, flush the publisher, stop the

@@ -155,13 +155,24 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
 
     let mut consumer = tokio::spawn(subscriber.run(handler(projection, store), shutdown.clone()));
     // `run` returns only after `shutdown` is cancelled; a panic would end it earlier.
-    tokio::select! {
-        () = shutdown.cancelled() => info!("shutting down: draining the subscriber"),
-        res = &mut consumer => warn!(?res, "subscriber stopped on its own"),
-    }
+    let ended_early = tokio::select! {
+        biased;
+        () = shutdown.cancelled() => None,
+        res = &mut consumer => Some(res),
+    };
     shutdown.cancel();
-    // The subscriber bounds its drain by `drain_timeout`; the margin covers settling acks.
-    match timeout(drain_timeout + Duration::from_secs(5), &mut consumer).await {
+    let drained = match ended_early {
+        Some(res) => {
+            warn!("subscriber stopped on its own");
+            Ok(res)
+        }
+        None => {
+            info!("shutting down: draining the subscriber");
+            // The subscriber bounds its drain by `drain_timeout`; the margin covers acks.
+            timeout(drain_timeout + Duration::from_secs(5), &mut consumer).await
+        }
+    };
+    match drained {
         Ok(Ok(report)) => info!(?report, "subscriber drained"),
         Ok(Err(e)) => warn!(error = %e, "subscriber task failed"),
         Err(_) => {
