@@ -179,4 +179,31 @@ async fn binary_serves_and_stops_on_sigterm() {
     );
     let stream = js.get_stream("AUTH_EVENTS").await.unwrap();
     assert_eq!(stream.cached_info().state.messages, 1);
+
+    // --simulate N publishes N sign-ups and exits.
+    let n = 3;
+    let out = timeout(
+        BOUND,
+        tokio::process::Command::new(env!("CARGO_BIN_EXE_auth-service"))
+            .env("EVENTS_NATS_URL", nats.url())
+            .env("RUST_LOG", "warn")
+            .args(["--simulate", &n.to_string(), "--organization", "org-sim"])
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await
+    .expect("--simulate finished in time")
+    .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        stdout
+            .lines()
+            .filter(|l| l.starts_with("auth.user.created "))
+            .count(),
+        n,
+        "{stdout}"
+    );
+    let stream = js.get_stream("AUTH_EVENTS").await.unwrap();
+    assert_eq!(stream.cached_info().state.messages, 1 + n as u64);
 }

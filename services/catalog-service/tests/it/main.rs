@@ -13,7 +13,7 @@ use axum::http::{Request, StatusCode, header};
 use catalog_service::projection::Projection;
 use events::Event;
 use events::dlq::{DeadLetter, DeadLetterFilter, DeadLetterReason, DeadLetters, PageRequest};
-use events::idempotency::KvIdempotencyStore;
+use events::idempotency::{IdempotencyStore, KvIdempotencyStore};
 use events::publisher::{Publisher, PublisherConfig};
 use events::subscriber::{RetryPolicy, SubscriberConfig};
 use events::topology::{ApplyOptions, TopologySpec, apply};
@@ -155,6 +155,7 @@ async fn users_flow_from_auth_service_into_the_catalog_and_poison_is_dead_letter
 
     // Three sign-ups: all three appear, each with its workspace.
     let mut ids = BTreeSet::new();
+    let mut event_ids = Vec::new();
     for (email, name) in [
         ("ada@e2e.example", "Ada"),
         ("bo@e2e.example", "Bo"),
@@ -169,8 +170,24 @@ async fn users_flow_from_auth_service_into_the_catalog_and_poison_is_dead_letter
         .await;
         assert_eq!(status, StatusCode::CREATED, "{body}");
         ids.insert(body["user"]["id"].as_str().unwrap().to_owned());
+        event_ids.push(body["event"]["id"].as_str().unwrap().to_owned());
     }
     wait_for_catalog(&catalog, &ids).await;
+    // The idempotency helper remembers each handled event for the group (a redelivery
+    // would skip the handler). The mark follows the handler, so poll briefly.
+    timeout(BOUND, async {
+        for id in &event_ids {
+            while !store
+                .is_processed("catalog-service__auth_user_any", id)
+                .await
+                .unwrap()
+            {
+                sleep(Duration::from_millis(50)).await;
+            }
+        }
+    })
+    .await
+    .expect("handled events are marked processed in time");
     let (_, body) = call(&catalog, "GET", &format!("/catalogs/{ORG}"), None).await;
     for user in body["users"].as_array().unwrap() {
         let id = user["user_id"].as_str().unwrap();
