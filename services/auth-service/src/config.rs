@@ -111,6 +111,8 @@ mod tests {
     #[test]
     fn the_shipped_example_file_parses() {
         let text = include_str!("../auth-service.toml");
-        Config::from_toml(text, "auth-service.toml").unwrap();
+        let cfg = Config::from_toml(text, "auth-service.toml").unwrap();
+        cfg.publisher.validate().unwrap();
+        cfg.nats.validate().unwrap();
     }
 }

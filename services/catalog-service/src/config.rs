@@ -121,5 +121,6 @@ mod tests {
         let text = include_str!("../catalog-service.toml");
         let cfg = Config::from_toml(text, "catalog-service.toml").unwrap();
         cfg.subscriber.validate().unwrap();
+        cfg.nats.validate().unwrap();
     }
 }
