@@ -223,30 +223,11 @@ async fn abandon(inner: &Arc<Inner>, items: Vec<Item>) {
 /// waiting for the commit's reply.
 async fn send_batch(inner: &Arc<Inner>, items: Vec<Item>, slot: OwnedSemaphorePermit) {
     let n = items.len();
-    let batch_id = uuid::Uuid::new_v4().simple().to_string();
-    let inbox = inner.client.new_inbox();
-    let client = &inner.client;
-    let sent = tokio::time::timeout(inner.config.ack_timeout, async {
-        let sub = client.subscribe(inbox.clone()).await?;
-        for (i, item) in items.iter().enumerate() {
-            let mut h = item.wire.headers.clone();
-            // Header values built from `&str` must not hold CR/LF; these are hex digits
-            // and decimal numbers.
-            h.insert(NATS_BATCH_ID, batch_id.as_str());
-            h.insert(NATS_BATCH_SEQUENCE, (i + 1).to_string().as_str());
-            let subject = item.wire.subject.clone();
-            let payload = item.wire.payload.clone();
-            if i + 1 == n {
-                h.insert(NATS_BATCH_COMMIT, "1");
-                client
-                    .publish_with_reply_and_headers(subject, inbox.clone(), h, payload)
-                    .await?;
-            } else {
-                client.publish_with_headers(subject, h, payload).await?;
-            }
-        }
-        Ok::<Subscriber, async_nats::Error>(sub)
-    })
+    let wires: Vec<&Wire> = items.iter().map(|i| &i.wire).collect();
+    let sent = tokio::time::timeout(
+        inner.config.ack_timeout,
+        publish_batch(&inner.client, &wires),
+    )
     .await;
     match sent {
         Ok(Ok(sub)) => {
@@ -266,6 +247,65 @@ async fn send_batch(inner: &Arc<Inner>, items: Vec<Item>, slot: OwnedSemaphorePe
             drop(slot);
             fallback(inner, items);
         }
+    }
+}
+
+/// Publishes one atomic batch: every message, the last as the commit request whose reply
+/// arrives on the returned subscription.
+async fn publish_batch(
+    client: &async_nats::Client,
+    wires: &[&Wire],
+) -> Result<Subscriber, async_nats::Error> {
+    let n = wires.len();
+    let batch_id = uuid::Uuid::new_v4().simple().to_string();
+    let inbox = client.new_inbox();
+    let sub = client.subscribe(inbox.clone()).await?;
+    for (i, wire) in wires.iter().enumerate() {
+        let mut h = wire.headers.clone();
+        // Header values built from `&str` must not hold CR/LF; these are hex digits and
+        // decimal numbers.
+        h.insert(NATS_BATCH_ID, batch_id.as_str());
+        h.insert(NATS_BATCH_SEQUENCE, (i + 1).to_string().as_str());
+        let subject = wire.subject.clone();
+        let payload = wire.payload.clone();
+        if i + 1 == n {
+            h.insert(NATS_BATCH_COMMIT, "1");
+            client
+                .publish_with_reply_and_headers(subject, inbox.clone(), h, payload)
+                .await?;
+        } else {
+            client.publish_with_headers(subject, h, payload).await?;
+        }
+    }
+    Ok(sub)
+}
+
+/// Sends `wires` as one atomic batch and waits for its ack (each step bounded by the ack
+/// timeout). `Some(stream)` if all were stored by this batch; `None` if the batch was
+/// refused, not acknowledged or could not be sent (then nothing or everything is stored:
+/// publish them again one by one, the ids keep that exact).
+pub(super) async fn commit_atomic(inner: &Inner, wires: &[&Wire]) -> Option<String> {
+    if wires.is_empty() || wires.len() > 1000 {
+        return None;
+    }
+    let t = inner.config.ack_timeout;
+    let mut sub = tokio::time::timeout(t, publish_batch(&inner.client, wires))
+        .await
+        .ok()?
+        .ok()?;
+    let msg = tokio::time::timeout(t, sub.next()).await.ok()??;
+    match serde_json::from_slice::<BatchReply>(&msg.payload).ok()? {
+        BatchReply {
+            error: None,
+            stream,
+            count: Some(count),
+            ..
+        } if count == wires.len() as u64 => Some(stream),
+        BatchReply { error: Some(e), .. } => {
+            debug!(error = %e, "atomic batch refused");
+            None
+        }
+        _ => None,
     }
 }
 

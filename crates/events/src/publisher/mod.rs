@@ -15,6 +15,34 @@
 //!   [`PublisherConfig::deadline`], which `validate()` keeps shorter than the stream's
 //!   duplicate window: a retry is de-duplicated by the server, never stored twice.
 //!
+//! ```no_run
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! use std::time::Duration;
+//! use events::Event;
+//! use events::publisher::{PublishOutcome, Publisher, PublisherConfig};
+//!
+//! let client = async_nats::connect("nats://127.0.0.1:4222").await?;
+//! let publisher = Publisher::new(client, PublisherConfig::new("auth-service")).await?;
+//! let event = Event::builder("auth.user.created")
+//!     .source("auth-service")
+//!     .organization("org-1")
+//!     .data(&serde_json::json!({ "user_id": "u1" }))
+//!     .build()?;
+//! match publisher.publish(&event).await? {
+//!     PublishOutcome::Stored(ack) => println!("stored: {} #{}", ack.stream, ack.sequence),
+//!     PublishOutcome::Spooled => println!("on disk, forwarded when NATS is back"),
+//!     _ => {}
+//! }
+//! // Many at once: at most `window` in flight, each with its own outcome.
+//! let batch: Vec<Event> = Vec::new();
+//! for outcome in publisher.publish_all(&batch).await {
+//!     outcome?;
+//! }
+//! publisher.close(Duration::from_secs(10)).await?;
+//! # Ok(())
+//! # }
+//! ```
+//!
 //! # Retries
 //! Transient failures (ack timeout, broken connection, "no responders" during a leader
 //! election, a 503 answer) are retried with exponential backoff and jitter ([`RetryPolicy`]:
@@ -96,6 +124,8 @@ pub struct PublishAck {
     pub sequence: u64,
     /// True if the stream already held an event with this id (within its duplicate window)
     /// and did not store it again: the event is stored once, which is what the caller wants.
+    /// This includes the case where this same call's earlier try was stored but its ack was
+    /// lost and the retry found it (the server cannot tell the two apart).
     pub duplicate: bool,
 }
 
@@ -246,8 +276,9 @@ enum Stop {
 }
 
 /// Confirmed, windowed JetStream publisher. Cheap to clone (clones share the window, the
-/// spool and the background forwarder); the background work stops at [`Publisher::close`]
-/// or when the last clone is dropped.
+/// spool and the background tasks). Call [`Publisher::close`] before dropping it: dropping
+/// the last clone stops the background work at once, and events still in flight then
+/// report [`PublishError::Cancelled`] (or are spooled, with a spool).
 #[derive(Clone)]
 pub struct Publisher {
     inner: Arc<Inner>,
@@ -276,6 +307,9 @@ struct Inner {
     batch_tx: Option<mpsc::Sender<(String, batch::Item)>>,
     routes: batch::Routes,
     no_stream_cache: std::sync::Mutex<Vec<(String, Instant, bool)>>,
+    /// The server's `max_payload` and when it was read (`server_info()` clones the whole
+    /// INFO, too much per event; the value only changes on reconnect to another server).
+    max_payload: std::sync::Mutex<(usize, Instant)>,
 }
 
 impl Publisher {
@@ -329,6 +363,7 @@ impl Publisher {
             batch_tx,
             routes: batch::Routes::default(),
             no_stream_cache: std::sync::Mutex::new(Vec::new()),
+            max_payload: std::sync::Mutex::new((0, Instant::now())),
         });
         if let Some(rx) = batch_rx {
             inner.tasks.spawn(batch::run(inner.clone(), rx));
@@ -425,7 +460,7 @@ impl Publisher {
         // Batching: hand it to the batcher if its stream takes atomic batches.
         if batchable
             && let Some(btx) = &inner.batch_tx
-            && fits_batch(wire.size, inner.client.server_info().max_payload)
+            && fits_batch(wire.size, inner.max_payload())
             && let batch::Route::Atomic(stream) = inner.route(&wire.subject).await
         {
             let item = batch::Item {
@@ -517,7 +552,7 @@ impl Publisher {
     }
 
     fn check(&self, event: &Event) -> Result<Wire, PublishError> {
-        let max = self.inner.client.server_info().max_payload;
+        let max = self.inner.max_payload();
         if event.traceparent().is_none()
             && let Some(hook) = &self.inner.config.trace_context
             && let Some((tp, ts)) = hook.current()
@@ -583,13 +618,25 @@ async fn spool_now(spool: &Arc<Spool>, wire: &Wire) -> Result<(), PublishError> 
 }
 
 impl Inner {
+    /// The server's `max_payload` (0 = not known yet), re-read at most once a second.
+    fn max_payload(&self) -> usize {
+        const REFRESH: Duration = Duration::from_secs(1);
+        let Ok(mut cached) = self.max_payload.lock() else {
+            return self.client.server_info().max_payload;
+        };
+        if cached.0 == 0 || cached.1.elapsed() >= REFRESH {
+            *cached = (self.client.server_info().max_payload, Instant::now());
+        }
+        cached.0
+    }
+
     fn remaining(deadline: Instant) -> Duration {
         deadline.saturating_duration_since(Instant::now())
     }
 
     /// One send, bounded by the deadline.
     async fn send(&self, wire: &Wire, deadline: Instant) -> Result<PublishAckFuture, Failure> {
-        let limit = self.client.server_info().max_payload;
+        let limit = self.max_payload();
         let classify = |e| {
             retry::classify(
                 e,
@@ -620,7 +667,7 @@ impl Inner {
         fut: PublishAckFuture,
         deadline: Instant,
     ) -> Result<jetstream::publish::PublishAck, Failure> {
-        let limit = self.client.server_info().max_payload;
+        let limit = self.max_payload();
         match tokio::time::timeout(Self::remaining(deadline), fut.into_future()).await {
             Ok(Ok(ack)) => Ok(ack),
             Ok(Err(e)) => Err(retry::classify(

@@ -6,9 +6,9 @@
 //! `acked` file. A segment is a sequence of records, each
 //! `[body length: u32 LE][CRC-32 of body: u32 LE][body]`, the body being
 //! `[subject length: u16 LE][subject][id length: u16 LE][id][event JSON]`. Appends go to the
-//! last segment and are fsynced before `publish` reports [`PublishOutcome::Spooled`]
-//! (crate::publisher::PublishOutcome); a segment past `segment_bytes` is closed and a new
-//! one started. `acked` holds the position (segment, offset) up to which records were
+//! last segment and are fsynced before `publish` reports
+//! [`PublishOutcome::Spooled`](super::PublishOutcome::Spooled); a segment past
+//! `segment_bytes` is closed and a new one started. `acked` holds the position (segment, offset) up to which records were
 //! forwarded, with its own CRC; it is replaced atomically (write a temporary file, fsync,
 //! rename, fsync the directory). Fully forwarded segments are deleted.
 //!
@@ -23,8 +23,10 @@
 //!   The `acked` offset is written after the forwarded events were acknowledged by the
 //!   stream: a crash between the two re-forwards a few events with their original
 //!   `Nats-Msg-Id`, which the stream de-duplicates within its duplicate window.
-//! - **Order-preserving**: one log, read front to back; the forwarder publishes one record
-//!   at a time and stops at the first failure, so events reach the stream in spool order.
+//! - **Order-preserving**: one log, read front to back; the forwarder sends a chunk of up
+//!   to 1,000 records as one atomic batch when their stream allows it (stored whole or not
+//!   at all), else one record at a time, stopping at the first failure, so events reach
+//!   the stream in spool order.
 //!   While the spool holds a backlog, new events are spooled behind it rather than
 //!   overtaking it.
 //!
@@ -59,8 +61,9 @@ const REJECTED: &str = "rejected.log";
 /// How long `open` waits for another publisher (e.g. a just-dropped one) to release the
 /// directory lock.
 const LOCK_WAIT: Duration = Duration::from_secs(5);
-/// Records forwarded between two writes of the `acked` position.
-const FORWARD_CHUNK: usize = 256;
+/// Records forwarded between two writes of the `acked` position (and most in one atomic
+/// batch: the server takes at most 1,000).
+const FORWARD_CHUNK: usize = 1000;
 
 /// One spooled event.
 #[derive(Debug, Clone, PartialEq)]
@@ -539,6 +542,20 @@ pub(super) async fn forward(inner: Arc<Inner>, spool: Arc<Spool>) {
                 continue;
             }
         };
+        // Fast path: the whole chunk as one atomic batch (stored whole or not at all, so
+        // the order holds), when its stream takes atomic batches.
+        if forward_atomic(&inner, &batch.records).await {
+            let bytes = batch.records.iter().map(|r| r.2).sum();
+            let n = batch.records.len() as u64;
+            for (rec, _, _) in &batch.records {
+                metrics::counter!(EVENTS_PUBLISHED_TOTAL, "event_type" => rec.subject.clone(), "status" => "ok").increment(1);
+            }
+            let (s, end) = (spool.clone(), batch.end);
+            if let Err(e) = blocking(move || s.ack(end, n, bytes)).await {
+                error!(error = %e, "cannot persist the spool position; events may be forwarded again (same ids)");
+            }
+            continue;
+        }
         let (mut acked, mut n, mut bytes) = (None, 0u64, 0u64);
         let mut stalled = false;
         for (rec, after, size) in batch.records {
@@ -600,6 +617,54 @@ pub(super) async fn forward(inner: Arc<Inner>, spool: Arc<Spool>) {
         if stalled && !idle().await {
             break;
         }
+    }
+}
+
+/// Forwards a chunk as one atomic batch if every record goes to the same stream, that
+/// stream allows atomic publishing and every message fits; false if not tried or refused
+/// (then the records go one by one).
+async fn forward_atomic(inner: &Inner, records: &[(SpoolRecord, Pos, u64)]) -> bool {
+    if records.len() < 2 || records.len() > 1000 {
+        return false;
+    }
+    let max = inner.max_payload();
+    let mut wires = Vec::with_capacity(records.len());
+    let mut stream: Option<String> = None;
+    let mut routes: Vec<(&str, String)> = Vec::new();
+    for (rec, _, _) in records {
+        let Some(headers) = spool_headers(&rec.msg_id) else {
+            return false;
+        };
+        let size = wire_size(&headers, rec.payload.len());
+        if !super::fits_batch(size, max) {
+            return false;
+        }
+        let route = match routes.iter().find(|(s, _)| *s == rec.subject) {
+            Some((_, name)) => name.clone(),
+            None => match inner.route(&rec.subject).await {
+                super::batch::Route::Atomic(name) => {
+                    routes.push((&rec.subject, name.clone()));
+                    name
+                }
+                super::batch::Route::PerMessage => return false,
+            },
+        };
+        if stream.get_or_insert_with(|| route.clone()) != &route {
+            return false;
+        }
+        wires.push(Wire {
+            size,
+            event_id: rec.msg_id.clone(),
+            subject: rec.subject.clone(),
+            headers,
+            payload: rec.payload.clone(),
+        });
+    }
+    let refs: Vec<&Wire> = wires.iter().collect();
+    tokio::select! {
+        biased;
+        () = inner.cancel.cancelled() => false,
+        r = super::batch::commit_atomic(inner, &refs) => r.is_some(),
     }
 }
 

@@ -84,6 +84,28 @@
 //! to 5 s) and recreates the consumer from its declared config; a pull request lost without
 //! an answer is noticed after about `fetch_expires + 5 s`.
 
+//!
+//! # Handlers
+//!
+//! A [`Handler`] gets the decoded [`crate::Event`] and a [`DeliveryContext`]; any closure
+//! `Fn(Event, DeliveryContext) -> impl Future<Output = Result<(), HandlerError>>` is one
+//! ([`handler_fn`] helps inference). `?` on any error is transient; `.permanent()?`
+//! ([`ResultExt`]) dead-letters. Tower stacks plug in with [`service_handler`]; the
+//! idempotency wrapper is [`crate::idempotency::Idempotent`].
+//!
+//! # Observability
+//!
+//! One `deliver` span per delivery (consumer, subject, stream_seq, delivered); `warn!` on a
+//! retry or a connection problem, `error!` only for a dead letter or a dead letter that could
+//! not be written. Metrics (CONTRACT.md §5): `events_consumed_total{event_type,status}` with
+//! status `ack`, `nak`, `dead_letter` or `ack_failed` (the ack was not confirmed, so the
+//! message will be redelivered); `event_handler_duration_seconds{consumer}`;
+//! `event_handler_errors_total{consumer,kind}` with kind `transient`, `permanent`, `panic`,
+//! `undecodable` or `invalid`; `events_dead_lettered_total{consumer,reason}`;
+//! `subscription_lag{stream,consumer}` refreshed every `lag_interval`; and
+//! `event_end_to_end_seconds{consumer}` for acked events. [`lag`] and [`group_lag`] read the
+//! backlog on demand.
+
 mod backoff;
 mod config;
 mod dead_letter;

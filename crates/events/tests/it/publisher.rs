@@ -12,7 +12,7 @@ use events::publisher::{
     BatchConfig, PublishError, PublishOutcome, Publisher, PublisherConfig, RetryPolicy,
     SpoolConfig, TraceContextHook,
 };
-use events_testkit::{NatsCluster, NatsServer};
+use events_testkit::{NatsCluster, NatsServer, SyncMode};
 
 const BOUND: Duration = Duration::from_secs(60);
 
@@ -472,10 +472,25 @@ async fn publisher_cluster_rides_out_stream_leader_kill() {
 
 #[tokio::test]
 async fn publisher_spool_survives_outage_and_restart_in_order() {
+    spool_scenario(false).await;
+}
+
+/// The same, into a stream that takes atomic batches: the forwarder sends the spool in
+/// batches (stored whole or not at all, so the order still holds).
+#[tokio::test]
+async fn publisher_spool_forwards_in_atomic_batches_in_order() {
+    spool_scenario(true).await;
+}
+
+async fn spool_scenario(atomic: bool) {
     const N: usize = 500;
     let mut nats = NatsServer::start().await;
     let js = jetstream::new(nats.client().await);
-    create_stream(&js, "AUTH_EVENTS", "auth.>", 1).await;
+    if atomic {
+        create_atomic_stream(&js, "AUTH_EVENTS", "auth.>").await;
+    } else {
+        create_stream(&js, "AUTH_EVENTS", "auth.>", 1).await;
+    }
     let spool_dir = tempfile::tempdir().unwrap();
     let cfg = PublisherConfig {
         spool: Some(SpoolConfig {
@@ -531,6 +546,18 @@ async fn publisher_spool_survives_outage_and_restart_in_order() {
     for e in &events {
         assert_eq!(*bodies[e.id()], e.encode().payload);
     }
+    let first = js
+        .get_stream("AUTH_EVENTS")
+        .await
+        .unwrap()
+        .get_raw_message(1)
+        .await
+        .unwrap();
+    assert_eq!(
+        first.headers.get("Nats-Batch-Id").is_some(),
+        atomic,
+        "forwarded in atomic batches exactly when the stream allows them"
+    );
     // Live publishing resumes once the spool is empty.
     let out = publisher.publish(&ev(N)).await.unwrap();
     assert_eq!(out.ack().unwrap().sequence, N as u64 + 1);
@@ -717,50 +744,98 @@ fn summarize(results: &[Result<PublishOutcome, PublishError>]) {
     assert!(failed.is_empty(), "first failure: {:?}", failed[0]);
 }
 
-/// Throughput report (run with `--run-ignored only`): raw async-nats windowed per-message
-/// publishing vs the library per-message and batched, same server (`sync_interval: always`).
+/// Throughput report (run with `--run-ignored only`, ideally `--release`): raw async-nats
+/// windowed per-message publishing vs the library per-message and batched, interleaved in
+/// rounds on the same server, under `sync_interval: always` and the server default.
 #[tokio::test]
 #[ignore = "measurement, not a check"]
 async fn publisher_throughput_report() {
-    const N: usize = 20_000;
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-        .with_test_writer()
-        .try_init();
-    let nats = NatsServer::start().await;
-    let client = nats.client().await;
-    let js = jetstream::new(client.clone());
-    create_atomic_stream(&js, "AUTH_EVENTS", "auth.>").await;
-    let events: Vec<Event> = (0..N).map(ev).collect();
-
-    // Raw: a sliding window of 1,024 ack futures (await the oldest when full).
-    let t = Instant::now();
-    let mut acks = std::collections::VecDeque::new();
-    for e in &events {
-        let enc = e.encode();
-        let msg = jetstream::message::PublishMessage::build()
-            .headers(enc.headers)
-            .payload(enc.payload);
-        acks.push_back(js.send_publish(enc.subject, msg).await.unwrap());
-        if acks.len() >= 1024 {
-            acks.pop_front().unwrap().await.unwrap();
-        }
-    }
-    for a in acks {
-        a.await.unwrap();
-    }
-    let raw = N as f64 / t.elapsed().as_secs_f64();
-    js.get_stream("AUTH_EVENTS")
-        .await
-        .unwrap()
-        .purge()
+    const N: usize = 10_000;
+    const ROUNDS: usize = 3;
+    const WINDOW: usize = 1024;
+    for sync in [SyncMode::Always, SyncMode::Default] {
+        let nats = NatsServer::builder().sync(sync).start().await;
+        let client = nats.client().await;
+        let js = jetstream::new(client.clone());
+        create_atomic_stream(&js, "AUTH_EVENTS", "auth.>").await;
+        let per_msg = Publisher::new(
+            client.clone(),
+            PublisherConfig {
+                window: WINDOW,
+                ack_timeout: Duration::from_secs(5),
+                ..config()
+            },
+        )
         .await
         .unwrap();
+        let batched = Publisher::new(
+            client.clone(),
+            PublisherConfig {
+                ack_timeout: Duration::from_secs(5),
+                ..batch_config()
+            },
+        )
+        .await
+        .unwrap();
+        let (mut raw, mut lib, mut bat) = (Vec::new(), Vec::new(), Vec::new());
+        for _ in 0..ROUNDS {
+            // Fresh events (new ids) for every run, so nothing is a duplicate.
+            let events: Vec<Event> = (0..N).map(ev).collect();
+            let t = Instant::now();
+            let mut acks = std::collections::VecDeque::new();
+            for e in &events {
+                let enc = e.encode();
+                let msg = jetstream::message::PublishMessage::build()
+                    .headers(enc.headers)
+                    .payload(enc.payload);
+                acks.push_back(js.send_publish(enc.subject, msg).await.unwrap());
+                if acks.len() >= WINDOW {
+                    acks.pop_front().unwrap().await.unwrap();
+                }
+            }
+            for a in acks {
+                a.await.unwrap();
+            }
+            raw.push(N as f64 / t.elapsed().as_secs_f64());
 
-    // Fresh events (new ids) for each run: the stream de-duplicates ids across a purge.
-    let events: Vec<Event> = (0..N).map(ev).collect();
-    let per_msg = Publisher::new(
-        client.clone(),
+            let events: Vec<Event> = (0..N).map(ev).collect();
+            let t = Instant::now();
+            let r = per_msg.publish_all(&events).await;
+            lib.push(N as f64 / t.elapsed().as_secs_f64());
+            summarize(&r);
+
+            let events: Vec<Event> = (0..N).map(ev).collect();
+            let t = Instant::now();
+            let r = batched.publish_all(&events).await;
+            bat.push(N as f64 / t.elapsed().as_secs_f64());
+            summarize(&r);
+        }
+        let median = |v: &mut Vec<f64>| {
+            v.sort_by(f64::total_cmp);
+            v[v.len() / 2]
+        };
+        let (r, l, b) = (median(&mut raw), median(&mut lib), median(&mut bat));
+        eprintln!(
+            "sync {sync:?}, {N} events x {ROUNDS} rounds, window {WINDOW}, median: raw windowed \
+             {r:.0}/s, library windowed {l:.0}/s ({:.2}x raw), library batched {b:.0}/s \
+             ({:.2}x raw); all raw {raw:.0?} lib {lib:.0?} batched {bat:.0?}",
+            l / r,
+            b / r
+        );
+    }
+}
+
+/// Profiling target: only the library's windowed per-message path, server default sync.
+#[tokio::test]
+#[ignore = "measurement, not a check"]
+async fn publisher_profile_windowed() {
+    const N: usize = 50_000;
+    let nats = NatsServer::builder().sync(SyncMode::Default).start().await;
+    let client = nats.client().await;
+    let js = jetstream::new(client.clone());
+    create_stream(&js, "AUTH_EVENTS", "auth.>", 1).await;
+    let publisher = Publisher::new(
+        client,
         PublisherConfig {
             window: 1024,
             ack_timeout: Duration::from_secs(5),
@@ -769,36 +844,122 @@ async fn publisher_throughput_report() {
     )
     .await
     .unwrap();
-    let t = Instant::now();
-    let r = per_msg.publish_all(&events).await;
-    let lib = N as f64 / t.elapsed().as_secs_f64();
-    summarize(&r);
-    js.get_stream("AUTH_EVENTS")
-        .await
-        .unwrap()
-        .purge()
-        .await
-        .unwrap();
-
     let events: Vec<Event> = (0..N).map(ev).collect();
-    let batched = Publisher::new(
-        client.clone(),
-        PublisherConfig {
-            ack_timeout: Duration::from_secs(5),
-            ..batch_config()
-        },
-    )
-    .await
-    .unwrap();
     let t = Instant::now();
-    let r = batched.publish_all(&events).await;
-    let lib_batch = N as f64 / t.elapsed().as_secs_f64();
-    summarize(&r);
+    let r = publisher.publish_all(&events).await;
     eprintln!(
-        "sync_interval always, {N} events, ~{} bytes each: raw windowed {raw:.0}/s, \
-         library windowed {lib:.0}/s ({:.2}x), library batched {lib_batch:.0}/s ({:.1}x raw)",
-        events[0].encode().payload.len(),
-        lib / raw,
-        lib_batch / raw
+        "library windowed: {:.0}/s",
+        N as f64 / t.elapsed().as_secs_f64()
     );
+    summarize(&r);
+}
+
+/// A minimal global metrics recorder: sums counters and counts histogram samples by
+/// `name{label=value,...}`.
+mod recorder {
+    use std::collections::HashMap;
+    use std::sync::{Arc, Mutex, OnceLock};
+
+    use metrics::{Counter, Gauge, Histogram, Key, KeyName, Metadata, SharedString, Unit};
+
+    type Values = Arc<Mutex<HashMap<String, f64>>>;
+
+    struct Handle(String, Values);
+
+    impl metrics::CounterFn for Handle {
+        fn increment(&self, value: u64) {
+            *self.1.lock().unwrap().entry(self.0.clone()).or_default() += value as f64;
+        }
+        fn absolute(&self, value: u64) {
+            self.1.lock().unwrap().insert(self.0.clone(), value as f64);
+        }
+    }
+
+    impl metrics::HistogramFn for Handle {
+        fn record(&self, _value: f64) {
+            *self.1.lock().unwrap().entry(self.0.clone()).or_default() += 1.0;
+        }
+    }
+
+    struct Recorder(Values);
+
+    fn id(key: &Key) -> String {
+        let mut labels: Vec<String> = key
+            .labels()
+            .map(|l| format!("{}={}", l.key(), l.value()))
+            .collect();
+        labels.sort();
+        format!("{}{{{}}}", key.name(), labels.join(","))
+    }
+
+    impl metrics::Recorder for Recorder {
+        fn describe_counter(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
+        fn describe_gauge(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
+        fn describe_histogram(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
+        fn register_counter(&self, key: &Key, _: &Metadata<'_>) -> Counter {
+            Counter::from_arc(Arc::new(Handle(id(key), self.0.clone())))
+        }
+        fn register_gauge(&self, _: &Key, _: &Metadata<'_>) -> Gauge {
+            Gauge::noop()
+        }
+        fn register_histogram(&self, key: &Key, _: &Metadata<'_>) -> Histogram {
+            Histogram::from_arc(Arc::new(Handle(id(key), self.0.clone())))
+        }
+    }
+
+    /// Installs the recorder once per process and returns its values.
+    pub(super) fn install() -> Values {
+        static VALUES: OnceLock<Values> = OnceLock::new();
+        VALUES
+            .get_or_init(|| {
+                let values = Values::default();
+                // Another recorder can only be there if a test installed one first.
+                let _ = metrics::set_global_recorder(Recorder(values.clone()));
+                values
+            })
+            .clone()
+    }
+}
+
+#[tokio::test]
+async fn publisher_records_metrics_by_event_type_and_status() {
+    let values = recorder::install();
+    let nats = NatsServer::start().await;
+    let client = nats.client().await;
+    let js = jetstream::new(client.clone());
+    // A type no other test publishes, so the counts are exact even in a shared process.
+    create_stream(&js, "METRICPROBE_EVENTS", "metricprobe.>", 1).await;
+    let publisher = Publisher::new(client, config()).await.unwrap();
+    let mk = |blob: usize| {
+        Event::builder("metricprobe.thing.happened")
+            .source("auth-service")
+            .organization("org-1")
+            .data(&serde_json::json!({ "blob": "x".repeat(blob) }))
+            .build()
+            .unwrap()
+    };
+    let (a, b) = (mk(1), mk(2));
+    publisher.publish(&a).await.unwrap();
+    publisher.publish(&b).await.unwrap();
+    publisher.publish(&a).await.unwrap();
+    assert!(publisher.publish(&mk(2 * 1024 * 1024)).await.is_err());
+
+    let v = values.lock().unwrap().clone();
+    let get = |k: &str| v.get(k).copied().unwrap_or(0.0);
+    let t = "event_type=metricprobe.thing.happened";
+    assert_eq!(
+        get(&format!("events_published_total{{{t},status=ok}}")),
+        2.0
+    );
+    assert_eq!(
+        get(&format!("events_published_total{{{t},status=duplicate}}")),
+        1.0
+    );
+    assert_eq!(
+        get(&format!(
+            "events_published_total{{{t},status=payload_too_large}}"
+        )),
+        1.0
+    );
+    assert_eq!(get(&format!("event_publish_duration_seconds{{{t}}}")), 3.0);
 }
