@@ -92,6 +92,7 @@ pub(super) async fn run<H: Handler>(
         consumer: durable.clone(),
         shutdown: shutdown.clone(),
     });
+    register_series(&durable);
     let permits = Arc::new(Semaphore::new(cfg.max_in_flight as usize));
     let mut tasks: JoinSet<()> = JoinSet::new();
     let mut aux: JoinSet<()> = JoinSet::new();
@@ -507,6 +508,24 @@ async fn deliver<H: Handler>(
     // Released only now: the slot and (ordered mode) the subject's turn.
     drop(permit);
     drop(done);
+}
+
+/// Creates the consumer's error and dead-letter series at zero, so that `rate()` and
+/// `increase()` see the first failure of each kind instead of starting a series with it.
+fn register_series(consumer: &str) {
+    for kind in ["transient", "permanent", "panic", "undecodable", "invalid"] {
+        metrics::counter!(m::EVENT_HANDLER_ERRORS_TOTAL, "consumer" => consumer.to_owned(), "kind" => kind)
+            .increment(0);
+    }
+    for reason in [
+        DeadLetterReason::MaxDeliveries,
+        DeadLetterReason::Permanent,
+        DeadLetterReason::Undecodable,
+        DeadLetterReason::Invalid,
+    ] {
+        metrics::counter!(m::EVENTS_DEAD_LETTERED_TOTAL, "consumer" => consumer.to_owned(), "reason" => reason.as_str())
+            .increment(0);
+    }
 }
 
 #[allow(clippy::too_many_arguments)]

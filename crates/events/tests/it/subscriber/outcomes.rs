@@ -440,6 +440,17 @@ async fn subscriber_records_the_contract_metrics() {
     timeout(BOUND, handle).await.unwrap().unwrap();
 
     let c = |k: String| recorder.counter(&k);
+    // Series of failures that never happened exist at zero, so rate() sees a first failure.
+    let zero = format!("events_dead_lettered_total{{consumer={consumer},reason=invalid}}");
+    assert!(
+        recorder.has_counter(&zero) && c(zero.clone()) == 0,
+        "{zero}"
+    );
+    let zero = format!("event_handler_errors_total{{consumer={consumer},kind=panic}}");
+    assert!(
+        recorder.has_counter(&zero) && c(zero.clone()) == 0,
+        "{zero}"
+    );
     assert_eq!(
         c(format!(
             "events_consumed_total{{event_type={ty},status=dead_letter}}"

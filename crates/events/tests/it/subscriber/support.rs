@@ -378,6 +378,10 @@ impl TestRecorder {
             .get(key)
             .map_or(0, |c| c.load(Ordering::SeqCst))
     }
+    /// True if the counter series exists (registered), whatever its value.
+    pub(crate) fn has_counter(&self, key: &str) -> bool {
+        self.counters.lock().unwrap().contains_key(key)
+    }
     pub(crate) fn gauge(&self, key: &str) -> Option<f64> {
         self.gauges
             .lock()
