@@ -9,13 +9,20 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 use events::connection::{AuthConfig, ConnectConfig, TlsConfig};
 
+use crate::cmd::{dlq::DlqCommand, lag::LagArgs, publish::PublishArgs, replay::ReplayArgs};
+use crate::cmd::{serve::ServeArgs, tail::TailArgs};
+
 /// Operate the events backbone on NATS JetStream.
 #[derive(Debug, Parser)]
 #[command(name = "eventctl", version, propagate_version = true)]
 #[command(after_help = "Examples:\n  \
     eventctl streams apply --file deploy/streams.toml --profile dev\n  \
     eventctl --server nats://nats-1:4222 --creds ops.creds streams list\n  \
-    eventctl streams info AUTH_EVENTS --json")]
+    eventctl publish --type auth.user.created --org org-1 --source ops --data '{\"user_id\":\"u1\"}'\n  \
+    eventctl tail 'auth.>' --from -1h --count 10\n  \
+    eventctl dlq list --reason permanent --json\n  \
+    eventctl lag --threshold 1000\n\n\
+Exit codes: 0 ok, 1 failure, 2 usage error.")]
 pub(crate) struct Cli {
     /// How to reach NATS.
     #[command(flatten)]
@@ -72,7 +79,8 @@ pub(crate) struct ConnArgs {
     pub(crate) connect_timeout: Duration,
 }
 
-fn parse_duration(s: &str) -> Result<Duration, String> {
+/// A positive duration such as `500ms`, `5s`, `2m` (clap value parser).
+pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
     let d = humantime::parse_duration(s).map_err(|e| format!("{e} (write e.g. 500ms, 5s)"))?;
     if d.is_zero() {
         return Err("must be greater than zero".into());
@@ -120,6 +128,24 @@ pub(crate) enum Command {
         eventctl streams list\n  \
         eventctl streams info AUTH_EVENTS")]
     Streams(StreamsCommand),
+    /// Publish one event (confirmed by the stream); prints its stream and sequence.
+    Publish(PublishArgs),
+    /// Print events as they arrive (or from a time in the past), or drain a group.
+    Tail(TailArgs),
+    /// Dead letters: list, show, replay, purge.
+    #[command(subcommand)]
+    #[command(after_help = "Examples:\n  \
+        eventctl dlq list --since -2h\n  \
+        eventctl dlq show 42\n  \
+        eventctl dlq replay 42 43\n  \
+        eventctl dlq purge --type auth.user.created --yes")]
+    Dlq(DlqCommand),
+    /// Republish the messages a stream stored in a time window to another subject.
+    Replay(ReplayArgs),
+    /// Pending and ack-pending messages per consumer, flagged over a threshold.
+    Lag(LagArgs),
+    /// Run the admin HTTP server (DLQ API, /metrics, /healthz, /readyz).
+    Serve(ServeArgs),
 }
 
 /// `eventctl streams ...`

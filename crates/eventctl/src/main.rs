@@ -6,7 +6,14 @@
 //! cargo run -p eventctl -- streams apply --file deploy/streams.toml --profile dev
 //! cargo run -p eventctl -- streams list
 //! cargo run -p eventctl -- streams info AUTH_EVENTS --json
+//! cargo run -p eventctl -- publish --type auth.user.created --org org-1 --source ops --data '{"user_id":"u1"}'
+//! cargo run -p eventctl -- tail 'auth.>' --from -1h --count 10
+//! cargo run -p eventctl -- dlq list --reason permanent
+//! cargo run -p eventctl -- lag --threshold 1000
+//! cargo run -p eventctl -- serve --listen 127.0.0.1:9090 --admin-tokens-file tokens.txt
 //! ```
+//!
+//! See `docs/CLI.md` for every command with sample output.
 //!
 //! Layout: `cli.rs` holds the clap types (global connection options and the command
 //! tree), `cmd/<command>.rs` one file per command group, `output.rs` the table and JSON
@@ -15,6 +22,7 @@
 mod cli;
 mod cmd;
 mod output;
+mod when;
 
 use std::process::ExitCode;
 
@@ -28,7 +36,12 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("error: {err:#}");
-            ExitCode::FAILURE
+            // A usage problem found after parsing (e.g. purge without --yes) is still 2.
+            if err.downcast_ref::<cmd::UsageError>().is_some() {
+                ExitCode::from(2)
+            } else {
+                ExitCode::FAILURE
+            }
         }
     }
 }
@@ -40,10 +53,13 @@ async fn run(cli: cli::Cli) -> anyhow::Result<()> {
 
 /// Logs to stderr; `RUST_LOG` overrides the default (warnings and errors only).
 fn init_tracing() {
+    use std::io::IsTerminal as _;
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn"));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        // No colour codes in logs captured to files or pipes.
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
 }

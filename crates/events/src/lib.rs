@@ -1,4 +1,75 @@
-//! CloudEvents over NATS JetStream. (Overview written as the crate fills in.)
+//! CloudEvents over NATS JetStream: an event backbone for services that must not lose an
+//! event, must not loop on a bad one, and must stay close to the raw client's speed.
+//!
+//! Every event is a CloudEvents 1.0 event in JSON (structured mode), published on its type
+//! (`auth.user.created`) into the stream of its domain (`AUTH_EVENTS`), and consumed by
+//! durable pull consumers shared by every instance of a service. The rules every producer
+//! and consumer keeps are in the project's `CONTRACT.md`.
+//!
+//! # Quick start
+//!
+//! Publish (the call returns once the stream has stored the event, once):
+//!
+//! ```no_run
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! use events::{Event, Publisher, PublisherConfig, connect, ConnectConfig};
+//!
+//! let conn = connect(&ConnectConfig::for_url("nats://127.0.0.1:4222")).await?;
+//! let publisher = Publisher::new(conn.client().clone(), PublisherConfig::new("auth-service")).await?;
+//! let event = Event::builder("auth.user.created")
+//!     .source("auth-service")
+//!     .organization("org-1")
+//!     .subject("u-1")
+//!     .data(&serde_json::json!({ "user_id": "u-1", "email": "a@example.com" }))
+//!     .build()?;
+//! let outcome = publisher.publish(&event).await?;
+//! println!("{outcome:?}");
+//! # Ok(()) }
+//! ```
+//!
+//! Consume as the group `catalog-service` (every instance shares the work; failures are
+//! retried with a growing delay, then dead-lettered):
+//!
+//! ```no_run
+//! # async fn run(js: async_nats::jetstream::Context) -> Result<(), Box<dyn std::error::Error>> {
+//! use events::{HandlerError, SubjectFilter, Subscriber, handler_fn};
+//! use tokio_util::sync::CancellationToken;
+//!
+//! let shutdown = CancellationToken::new(); // cancel on SIGTERM / ctrl-c to drain
+//! let subscriber = Subscriber::builder(js, SubjectFilter::new("auth.user.*")?)
+//!     .group("catalog-service")
+//!     .build()
+//!     .await?;
+//! let report = subscriber
+//!     .run(
+//!         handler_fn(|event, ctx| async move {
+//!             println!("{} (delivery {})", event.id(), ctx.delivered);
+//!             Ok::<_, HandlerError>(())
+//!         }),
+//!         shutdown,
+//!     )
+//!     .await;
+//! println!("drained: {report:?}");
+//! # Ok(()) }
+//! ```
+//!
+//! # Module map
+//!
+//! | module | what it holds |
+//! | --- | --- |
+//! | [`event`] | [`Event`]: builder and validation, structured encoding, structured and binary decoding |
+//! | [`names`] | validated names: [`EventType`], [`SubjectFilter`], [`OrganizationId`], [`StreamName`], [`ConsumerName`], [`Subject`] |
+//! | [`connection`] | [`connect`] from a [`ConnectConfig`]: URLs, auth, TLS, reconnect, bounded connect |
+//! | [`topology`] | streams and consumers from one declarative file, applied idempotently ([`apply`]) |
+//! | [`publisher`] | [`Publisher`]: confirmed and windowed publishing, retries that never duplicate, atomic batches, outage spool; [`publisher::RecordingPublisher`] for tests |
+//! | [`subscriber`] | [`Subscriber`]: durable pull consumers, outcomes, delayed retries, dead letters, drain, lag |
+//! | [`idempotency`] | [`Idempotent`]: run a handler's effect once per event id (JetStream KV by default) |
+//! | [`dlq`] | [`DeadLetters`]: list, get, replay and purge dead letters |
+//! | [`replay`] | [`WindowReplay`]: replay what a stream stored in a time window |
+//! | [`metrics`] | the metric names of the contract |
+//!
+//! The library logs through `tracing` and records through the `metrics` facade; it never
+//! installs a subscriber or recorder, reads no file and no environment variable.
 
 pub mod connection;
 pub mod dlq;
@@ -11,7 +82,20 @@ pub mod replay;
 pub mod subscriber;
 pub mod topology;
 
+pub use connection::{ConnectConfig, ConnectError, Connection, connect};
+pub use dlq::{DeadLetter, DeadLetterFilter, DeadLetterReason, DeadLetters, DlqError};
 pub use event::{DecodeError, EncodedEvent, Event, EventBuilder, EventError};
+pub use idempotency::{IdempotencyStore, Idempotent, KvIdempotencyStore};
 pub use names::{
     ConsumerName, EventType, NameError, OrganizationId, StreamName, Subject, SubjectFilter,
 };
+pub use publisher::{
+    EventPublisher, PublishAck, PublishError, PublishHandle, PublishOutcome, Publisher,
+    PublisherConfig,
+};
+pub use replay::{ReplayError, WindowReplay};
+pub use subscriber::{
+    DeliveryContext, DrainReport, Handler, HandlerError, ResultExt, SubscribeError, Subscriber,
+    SubscriberConfig, handler_fn,
+};
+pub use topology::{ApplyOptions, ApplyReport, SpecError, TopologyError, TopologySpec, apply};

@@ -9,8 +9,9 @@
 pub const EVENTS_PUBLISHED_TOTAL: &str = "events_published_total";
 /// Histogram `event_publish_duration_seconds{event_type}`: from the call to the stream's ack.
 pub const EVENT_PUBLISH_DURATION_SECONDS: &str = "event_publish_duration_seconds";
-/// Counter `events_consumed_total{event_type,status}`; status is the outcome (`ack`, `nak`,
-/// `dead_letter`, `skipped`).
+/// Counter `events_consumed_total{event_type,status}`; status is how the delivery was
+/// settled: `ack`, `nak` (retry later), `dead_letter`, or `ack_failed` (the ack was not
+/// confirmed, so the server will redeliver).
 pub const EVENTS_CONSUMED_TOTAL: &str = "events_consumed_total";
 /// Histogram `event_handler_duration_seconds{consumer}`.
 pub const EVENT_HANDLER_DURATION_SECONDS: &str = "event_handler_duration_seconds";
@@ -35,6 +36,22 @@ pub const ALL: &[&str] = &[
     EVENTS_DEAD_LETTERED_TOTAL,
     SUBSCRIPTION_LAG,
     EVENT_END_TO_END_SECONDS,
+];
+
+/// The histograms, all in seconds: exporters should give them [`SECONDS_BUCKETS`] so that
+/// they render as Prometheus histograms (`_bucket` series, which the dashboard's
+/// `histogram_quantile` queries need) rather than summaries.
+pub const HISTOGRAMS: &[&str] = &[
+    EVENT_PUBLISH_DURATION_SECONDS,
+    EVENT_HANDLER_DURATION_SECONDS,
+    EVENT_END_TO_END_SECONDS,
+];
+
+/// Bucket bounds for every histogram in [`HISTOGRAMS`]: 0.5 ms to 60 s, dense where publish
+/// and handler latencies live.
+pub const SECONDS_BUCKETS: &[f64] = &[
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+    60.0,
 ];
 
 /// Registers a description and unit for every metric with the installed recorder.

@@ -115,6 +115,24 @@ async fn bench_smoke_every_scenario_counts_every_event() {
             .iter()
             .all(|&v| v == (Some(sizes.windowed), sizes.windowed))
     );
+    // The library side: every publish stored, every id handled once.
+    assert_eq!(
+        check_value(&report, "publish confirmed", "library", "stored"),
+        vec![(Some(sizes.confirmed), sizes.confirmed)]
+    );
+    // Per message and with batching on.
+    assert_eq!(
+        check_value(&report, "publish windowed", "library", "stored"),
+        vec![(Some(sizes.windowed), sizes.windowed); 2]
+    );
+    assert_eq!(
+        check_value(&report, "consume", "library", "delivered"),
+        vec![(Some(sizes.consume), sizes.consume)]
+    );
+    assert_eq!(
+        check_value(&report, "load", "library", "missing"),
+        vec![(Some(0), 0)]
+    );
     // Consume: both raw ack modes delivered every id once, none missing.
     for side in ["raw pull + ack", "raw pull + double_ack"] {
         assert_eq!(
@@ -130,10 +148,13 @@ async fn bench_smoke_every_scenario_counts_every_event() {
     }
     // e2e: rate × duration events, all delivered.
     let e2e_total = sizes.rate * sizes.duration.as_secs();
-    assert_eq!(
-        check_value(&report, "e2e", "raw", "delivered"),
-        vec![(Some(e2e_total), e2e_total)]
-    );
+    for side in ["raw", "library"] {
+        assert_eq!(
+            check_value(&report, "e2e", side, "delivered"),
+            vec![(Some(e2e_total), e2e_total)],
+            "{side}"
+        );
+    }
     // Load: every id, none missing.
     assert_eq!(
         check_value(&report, "load", "raw", "delivered"),

@@ -1,1 +1,760 @@
-//! Publisher: confirmed and windowed publishing with retries, outage spool. (Filled by the publisher work.)
+//! Publisher: confirmed and windowed publishing with retries that never store a second copy,
+//! and an opt-in durable spool for outages.
+//!
+//! # What a caller gets
+//! - [`Publisher::publish`] returns only when the stream has acknowledged the event
+//!   ([`PublishOutcome::Stored`] with stream, sequence and the duplicate flag), when the event
+//!   was written to the durable spool ([`PublishOutcome::Spooled`], only with a
+//!   [`SpoolConfig`]), or with a typed [`PublishError`] saying which problem it is.
+//! - [`Publisher::publish_async`] sends at once and returns a [`PublishHandle`] (a future of
+//!   the same outcome); at most [`PublisherConfig::window`] events are in flight, a submit
+//!   beyond that waits (backpressure, bounded memory). [`Publisher::flush`] waits until every
+//!   accepted event has its outcome; [`Publisher::publish_all`] is a batch helper on the same
+//!   path; [`Publisher::close`] stops accepting, flushes and stops the background work.
+//! - Every try carries `Nats-Msg-Id` = event id, and all tries of one publish happen within
+//!   [`PublisherConfig::deadline`], which `validate()` keeps shorter than the stream's
+//!   duplicate window: a retry is de-duplicated by the server, never stored twice.
+//!
+//! ```no_run
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! use std::time::Duration;
+//! use events::Event;
+//! use events::publisher::{PublishOutcome, Publisher, PublisherConfig};
+//!
+//! let client = async_nats::connect("nats://127.0.0.1:4222").await?;
+//! let publisher = Publisher::new(client, PublisherConfig::new("auth-service")).await?;
+//! let event = Event::builder("auth.user.created")
+//!     .source("auth-service")
+//!     .organization("org-1")
+//!     .data(&serde_json::json!({ "user_id": "u1" }))
+//!     .build()?;
+//! match publisher.publish(&event).await? {
+//!     PublishOutcome::Stored(ack) => println!("stored: {} #{}", ack.stream, ack.sequence),
+//!     PublishOutcome::Spooled => println!("on disk, forwarded when NATS is back"),
+//!     _ => {}
+//! }
+//! // Many at once: at most `window` in flight, each with its own outcome.
+//! let batch: Vec<Event> = Vec::new();
+//! for outcome in publisher.publish_all(&batch).await {
+//!     outcome?;
+//! }
+//! publisher.close(Duration::from_secs(10)).await?;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # Retries
+//! Transient failures (ack timeout, broken connection, "no responders" during a leader
+//! election, a 503 answer) are retried with exponential backoff and jitter ([`RetryPolicy`]:
+//! by default 3 retries waiting about 1 s, 2 s, 4 s). async-nats reports "no responders" as
+//! `StreamNotFound`; since that is also what a stream being created or electing a leader
+//! looks like, the publisher asks the server which stream captures the subject and fails
+//! with [`PublishError::NoStream`] only if none does on two checks one backoff apart.
+//! Permanent failures fail at once: invalid event or subject, payload over the server's
+//! `max_payload` (with size and limit), no stream, permission denied (a 403 answer), other
+//! JetStream refusals by `err_code`. A publish permission violation at the connection level
+//! is only reported by the server asynchronously (to the client's event callback), so it
+//! shows here as ack timeouts, then [`PublishError::Unavailable`].
+//!
+//! # Batching (opt-in)
+//! With [`BatchConfig::enabled`], windowed publishes to a stream created with
+//! `allow_atomic: true` are grouped per stream into atomic batches (ADR-50) of up to 1,000
+//! events with a short linger; each event still gets its own exact outcome, and a refused
+//! or unacknowledged batch falls back to per-message publishing (the ids keep it exact).
+//! Worth it when the server fsyncs every write (`sync_interval: always`), not otherwise.
+//! See the `batch` module for the protocol and the verified server behaviour.
+//!
+//! # Tracing and metrics
+//! A `publish` span (debug level) per event with `event_id` and `event_type`. The library
+//! uses plain `tracing`, which cannot read an OpenTelemetry context; a service that has one
+//! sets [`PublisherConfig::trace_context`] and the publisher puts its `traceparent` (and
+//! `tracestate`) on events that have none. Metrics (CONTRACT.md §5):
+//! `events_published_total{event_type,status}` with status `ok`, `duplicate`, `spooled` or
+//! [`PublishError::kind`], and `event_publish_duration_seconds{event_type}` for stored events.
+//!
+//! # Testing a service
+//! Services depend on the dyn-compatible [`EventPublisher`] trait; [`RecordingPublisher`]
+//! implements it in memory with the same validation, so a unit test needs no server.
+
+mod batch;
+mod config;
+mod deliver;
+mod error;
+mod recording;
+mod retry;
+mod spool;
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use async_nats::connection::State;
+use async_nats::jetstream::message::PublishMessage;
+use async_nats::{Client, HeaderMap, jetstream};
+use bytes::Bytes;
+use futures::future::BoxFuture;
+use tokio::sync::{Semaphore, mpsc, oneshot};
+use tokio_util::sync::{CancellationToken, DropGuard};
+use tokio_util::task::TaskTracker;
+use tracing::{Instrument, debug, warn};
+
+use crate::event::{CONTENT_TYPE_HEADER, Event, MSG_ID_HEADER, STRUCTURED_CONTENT_TYPE};
+use crate::metrics::{EVENT_PUBLISH_DURATION_SECONDS, EVENTS_PUBLISHED_TOTAL};
+use crate::names::Subject;
+
+pub use config::{
+    BatchConfig, ConfigError, PublisherConfig, RetryPolicy, SpoolConfig, TraceContextHook,
+};
+pub use error::{BoxError, FlushError, NewPublisherError, PublishError, TransientError};
+pub use recording::{DEFAULT_MAX_PAYLOAD, RecordingPublisher};
+
+use spool::{Spool, SpoolRecord};
+
+/// The stream's acknowledgement of a stored event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct PublishAck {
+    /// The stream that stored the event.
+    pub stream: String,
+    /// Its sequence in the stream.
+    pub sequence: u64,
+    /// True if the stream already held an event with this id (within its duplicate window)
+    /// and did not store it again: the event is stored once, which is what the caller wants.
+    /// This includes the case where this same call's earlier try was stored but its ack was
+    /// lost and the retry found it (the server cannot tell the two apart).
+    pub duplicate: bool,
+}
+
+impl PublishAck {
+    /// Builds an ack (for test doubles and tools).
+    pub fn new(stream: impl Into<String>, sequence: u64, duplicate: bool) -> Self {
+        Self {
+            stream: stream.into(),
+            sequence,
+            duplicate,
+        }
+    }
+}
+
+/// Where a published event is now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum PublishOutcome {
+    /// Stored in the stream (acknowledged).
+    Stored(PublishAck),
+    /// Not confirmed by NATS, but written (fsynced) to the durable spool; the publisher
+    /// forwards it with its id, in order, once NATS is back. Only with a [`SpoolConfig`].
+    Spooled,
+}
+
+impl PublishOutcome {
+    /// The ack if stored.
+    pub fn ack(&self) -> Option<&PublishAck> {
+        match self {
+            Self::Stored(a) => Some(a),
+            Self::Spooled => None,
+        }
+    }
+
+    /// True if the event went to the spool rather than the stream.
+    pub fn is_spooled(&self) -> bool {
+        matches!(self, Self::Spooled)
+    }
+
+    fn status(&self) -> &'static str {
+        match self {
+            Self::Stored(a) if a.duplicate => "duplicate",
+            Self::Stored(_) => "ok",
+            Self::Spooled => "spooled",
+        }
+    }
+}
+
+/// The outcome of one event submitted with [`Publisher::publish_async`]: a future that
+/// resolves once the event is stored, spooled or has failed. Dropping it does not cancel
+/// the publish (the outcome is still counted in the metrics).
+#[derive(Debug)]
+#[must_use = "a handle carries the event's outcome"]
+pub struct PublishHandle {
+    event_id: String,
+    rx: oneshot::Receiver<Result<PublishOutcome, PublishError>>,
+}
+
+impl PublishHandle {
+    /// The id of the event this handle reports on.
+    pub fn event_id(&self) -> &str {
+        &self.event_id
+    }
+}
+
+impl Future for PublishHandle {
+    type Output = Result<PublishOutcome, PublishError>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        Pin::new(&mut self.rx)
+            .poll(cx)
+            .map(|r| r.unwrap_or(Err(PublishError::Cancelled)))
+    }
+}
+
+/// Publishing as a service sees it: a dyn-compatible seam so that a service can be tested
+/// with [`RecordingPublisher`] instead of a server.
+pub trait EventPublisher: Send + Sync {
+    /// Publishes one event and waits for its outcome (see [`Publisher::publish`]).
+    fn publish<'a>(
+        &'a self,
+        event: &'a Event,
+    ) -> BoxFuture<'a, Result<PublishOutcome, PublishError>>;
+}
+
+/// An event ready for the wire.
+#[derive(Debug, Clone)]
+struct Wire {
+    event_id: String,
+    subject: String,
+    headers: HeaderMap,
+    payload: Bytes,
+    size: usize,
+}
+
+impl Wire {
+    fn message(&self) -> PublishMessage {
+        PublishMessage::build()
+            .payload(self.payload.clone())
+            .headers(self.headers.clone())
+    }
+}
+
+/// Size of headers plus body as the server counts it against `max_payload`.
+fn wire_size(headers: &HeaderMap, payload_len: usize) -> usize {
+    let mut len = b"NATS/1.0\r\n".len() + b"\r\n".len();
+    for (k, vs) in headers.iter() {
+        for v in vs {
+            len += AsRef::<str>::as_ref(k).len() + 2 + v.as_str().len() + 2;
+        }
+    }
+    len + payload_len
+}
+
+/// Checks what the event type cannot guarantee by itself and builds the wire form: the
+/// subject has no wildcard or reserved prefix, and the message fits `max_payload` (0 = not
+/// known, not checked). Shared with [`RecordingPublisher`].
+fn prepare(event: &Event, max_payload: usize) -> Result<Wire, PublishError> {
+    let enc = event.encode();
+    if let Err(e) = Subject::new(&enc.subject) {
+        return Err(PublishError::InvalidSubject {
+            subject: enc.subject,
+            reason: e.rule,
+        });
+    }
+    let size = wire_size(&enc.headers, enc.payload.len());
+    if max_payload > 0 && size > max_payload {
+        return Err(PublishError::PayloadTooLarge {
+            event_id: event.id().to_owned(),
+            size,
+            limit: max_payload,
+        });
+    }
+    Ok(Wire {
+        event_id: event.id().to_owned(),
+        subject: enc.subject,
+        headers: enc.headers,
+        payload: enc.payload,
+        size,
+    })
+}
+
+/// Confirmed, windowed JetStream publisher. Cheap to clone (clones share the window, the
+/// spool and the background tasks). Call [`Publisher::close`] before dropping it: dropping
+/// the last clone stops the background work at once, and events still in flight then
+/// report [`PublishError::Cancelled`] (or are spooled, with a spool).
+#[derive(Clone)]
+pub struct Publisher {
+    inner: Arc<Inner>,
+    _guard: Arc<DropGuard>,
+}
+
+impl std::fmt::Debug for Publisher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Publisher")
+            .field("source", &self.inner.config.source)
+            .field("window", &self.inner.config.window)
+            .field("in_flight", &self.in_flight())
+            .finish_non_exhaustive()
+    }
+}
+
+struct Inner {
+    client: Client,
+    js: jetstream::Context,
+    config: PublisherConfig,
+    window: Arc<Semaphore>,
+    closed: AtomicBool,
+    tasks: TaskTracker,
+    cancel: CancellationToken,
+    spool: Option<Arc<Spool>>,
+    batch_tx: Option<mpsc::Sender<(String, batch::Item)>>,
+    routes: batch::Routes,
+    no_stream_cache: std::sync::Mutex<Vec<(String, Instant, bool)>>,
+    /// The server's `max_payload` and when it was read (`server_info()` clones the whole
+    /// INFO, too much per event; the value only changes on reconnect to another server).
+    max_payload: std::sync::Mutex<(usize, Instant)>,
+    /// Metric handles per event type (registered with the recorder installed when the
+    /// publisher first sees the type).
+    metrics: std::sync::Mutex<std::collections::HashMap<String, Arc<TypeMetrics>>>,
+}
+
+impl Publisher {
+    /// A publisher over a connected client. Builds its own JetStream context (request
+    /// timeout = `ack_timeout`, in-flight acks bounded by the window) and, with a spool
+    /// configured, opens it and starts the forwarder (which needs a Tokio runtime).
+    ///
+    /// # Errors
+    /// [`NewPublisherError::Config`] if `config.validate()` fails; [`NewPublisherError::Spool`]
+    /// if the spool directory cannot be opened or is locked by another publisher.
+    pub async fn new(client: Client, config: PublisherConfig) -> Result<Self, NewPublisherError> {
+        config.validate()?;
+        let js = jetstream::ContextBuilder::new()
+            .timeout(config.ack_timeout)
+            .ack_timeout(config.ack_timeout)
+            .max_ack_inflight(config.window.saturating_mul(2))
+            .backpressure_on_inflight(true)
+            .build(client.clone());
+        let spool = match &config.spool {
+            Some(sc) => {
+                let sc2 = sc.clone();
+                let opened = tokio::task::spawn_blocking(move || Spool::open(&sc2))
+                    .await
+                    .map_err(|e| std::io::Error::other(e.to_string()))
+                    .and_then(|r| r);
+                Some(Arc::new(opened.map_err(|source| {
+                    NewPublisherError::Spool {
+                        dir: sc.dir.clone(),
+                        source,
+                    }
+                })?))
+            }
+            None => None,
+        };
+        let cancel = CancellationToken::new();
+        let (batch_tx, batch_rx) = if config.batch.enabled {
+            let (tx, rx) = mpsc::channel(config.window);
+            (Some(tx), Some(rx))
+        } else {
+            (None, None)
+        };
+        let inner = Arc::new(Inner {
+            client,
+            js,
+            window: Arc::new(Semaphore::new(config.window)),
+            config,
+            closed: AtomicBool::new(false),
+            tasks: TaskTracker::new(),
+            cancel: cancel.clone(),
+            spool,
+            batch_tx,
+            routes: batch::Routes::default(),
+            no_stream_cache: std::sync::Mutex::new(Vec::new()),
+            max_payload: std::sync::Mutex::new((0, Instant::now())),
+            metrics: std::sync::Mutex::new(std::collections::HashMap::new()),
+        });
+        if let Some(rx) = batch_rx {
+            inner.tasks.spawn(batch::run(inner.clone(), rx));
+        }
+        if let Some(spool) = inner.spool.clone() {
+            inner.tasks.spawn(spool::forward(inner.clone(), spool));
+        }
+        Ok(Self {
+            inner,
+            _guard: Arc::new(cancel.drop_guard()),
+        })
+    }
+
+    /// The configuration in use.
+    pub fn config(&self) -> &PublisherConfig {
+        &self.inner.config
+    }
+
+    /// Events submitted whose outcome is not known yet.
+    pub fn in_flight(&self) -> usize {
+        self.inner.config.window - self.inner.window.available_permits()
+    }
+
+    /// Spooled events not yet forwarded (0 without a spool).
+    pub fn spooled(&self) -> u64 {
+        self.inner.spool.as_ref().map_or(0, |s| s.pending())
+    }
+
+    /// Publishes one event and waits until the stream acknowledged it (or it was spooled,
+    /// or it failed). Bounded by [`PublisherConfig::deadline`] plus the wait for a window slot.
+    ///
+    /// # Errors
+    /// A [`PublishError`] naming the problem; [`PublishError::Unavailable`] if NATS did not
+    /// ack within the deadline and retries.
+    pub async fn publish(&self, event: &Event) -> Result<PublishOutcome, PublishError> {
+        self.submit(event, false).await?.await
+    }
+
+    /// Validates and sends an event without waiting for its ack; the returned handle
+    /// resolves to its outcome. Waits for a window slot when
+    /// [`PublisherConfig::window`] events are already in flight.
+    ///
+    /// # Errors
+    /// Validation errors ([`PublishError::InvalidSubject`], [`PublishError::PayloadTooLarge`],
+    /// [`PublishError::Invalid`]) and [`PublishError::Closed`] at once; everything else
+    /// through the handle.
+    pub async fn publish_async(&self, event: &Event) -> Result<PublishHandle, PublishError> {
+        self.submit(event, true).await
+    }
+
+    async fn submit(&self, event: &Event, batchable: bool) -> Result<PublishHandle, PublishError> {
+        let inner = &self.inner;
+        let event_type = event.event_type().as_str().to_owned();
+        let started = Instant::now();
+        let span =
+            tracing::debug_span!("publish", event_id = %event.id(), event_type = %event_type);
+        let wire = match self.check(event) {
+            Ok(w) => w,
+            Err(e) => {
+                record(&self.inner, &event_type, Err(&e), started);
+                return Err(e);
+            }
+        };
+        if inner.closed.load(Ordering::Acquire) {
+            return Err(PublishError::Closed);
+        }
+        let permit = inner
+            .window
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| PublishError::Closed)?;
+        if inner.closed.load(Ordering::Acquire) {
+            return Err(PublishError::Closed);
+        }
+        let (tx, rx) = oneshot::channel();
+        let handle = PublishHandle {
+            event_id: wire.event_id.clone(),
+            rx,
+        };
+        // With a spool: while it holds a backlog (keep order) or NATS is down, spool now.
+        if let Some(spool) = &inner.spool
+            && (spool.pending() > 0 || inner.client.connection_state() != State::Connected)
+        {
+            let spool = spool.clone();
+            let res = spool_now(&spool, &wire)
+                .await
+                .map(|()| PublishOutcome::Spooled);
+            record(inner, &event_type, res.as_ref(), started);
+            drop(permit);
+            let _ = tx.send(res);
+            return Ok(handle);
+        }
+        // Batching: hand it to the batcher if its stream takes atomic batches.
+        if batchable
+            && let Some(btx) = &inner.batch_tx
+            && fits_batch(wire.size, inner.max_payload())
+            && let batch::Route::Atomic(stream) = inner.route(&wire.subject).await
+        {
+            let item = batch::Item {
+                wire,
+                tx,
+                permit,
+                started,
+                event_type,
+                span,
+            };
+            if let Err(mpsc::error::SendError((_, item))) = btx.send((stream, item)).await {
+                item_closed(inner, item);
+            }
+            return Ok(handle);
+        }
+        // First try inline: messages leave in submission order.
+        let deadline = started + inner.config.deadline;
+        let first = inner.send(&wire, deadline).instrument(span.clone()).await;
+        let task_inner = inner.clone();
+        inner.tasks.spawn(
+            async move {
+                let res = task_inner.finish(wire, Some(first), started).await;
+                record(&task_inner, &event_type, res.as_ref(), started);
+                drop(permit);
+                let _ = tx.send(res);
+            }
+            .instrument(span),
+        );
+        Ok(handle)
+    }
+
+    /// Publishes every event through the windowed path and returns their outcomes in input
+    /// order (at most `window` in flight at once).
+    pub async fn publish_all<'a, I>(&self, events: I) -> Vec<Result<PublishOutcome, PublishError>>
+    where
+        I: IntoIterator<Item = &'a Event>,
+    {
+        let mut pending = Vec::new();
+        for ev in events {
+            pending.push(self.publish_async(ev).await);
+        }
+        let mut out = Vec::with_capacity(pending.len());
+        for p in pending {
+            out.push(match p {
+                Ok(h) => h.await,
+                Err(e) => Err(e),
+            });
+        }
+        out
+    }
+
+    /// Waits until every event accepted before this call has its outcome (stored, spooled
+    /// or failed). Later submits wait behind it.
+    ///
+    /// # Errors
+    /// [`FlushError`] with the count still in flight if `timeout` passes first.
+    pub async fn flush(&self, timeout: Duration) -> Result<(), FlushError> {
+        let n = u32::try_from(self.inner.config.window).unwrap_or(u32::MAX);
+        match tokio::time::timeout(timeout, self.inner.window.acquire_many(n)).await {
+            Ok(_) => Ok(()),
+            Err(_) => Err(FlushError {
+                pending: self.in_flight(),
+                timeout,
+            }),
+        }
+    }
+
+    /// Stops accepting events, waits (up to `timeout`) for those in flight, then stops the
+    /// spool forwarder and cancels what is left ([`PublishError::Cancelled`], or spooled
+    /// when a spool is configured). Spooled events stay on disk for the next publisher.
+    ///
+    /// # Errors
+    /// [`FlushError`] if events were still in flight at the timeout.
+    pub async fn close(&self, timeout: Duration) -> Result<(), FlushError> {
+        self.inner.closed.store(true, Ordering::Release);
+        let start = Instant::now();
+        let flushed = self.flush(timeout).await;
+        self.inner.cancel.cancel();
+        self.inner.tasks.close();
+        let rest = timeout.saturating_sub(start.elapsed()) + Duration::from_secs(1);
+        if tokio::time::timeout(rest, self.inner.tasks.wait())
+            .await
+            .is_err()
+        {
+            warn!("publisher tasks did not stop in time");
+        }
+        self.inner.window.close();
+        flushed
+    }
+
+    fn check(&self, event: &Event) -> Result<Wire, PublishError> {
+        let max = self.inner.max_payload();
+        if event.traceparent().is_none()
+            && let Some(hook) = &self.inner.config.trace_context
+            && let Some((tp, ts)) = hook.current()
+        {
+            let mut ev = event.clone();
+            match ev.set_trace_context(&tp, ts.as_deref()) {
+                Ok(()) => return prepare(&ev, max),
+                Err(e) => debug!(error = %e, "trace context hook gave an invalid value; ignored"),
+            }
+        }
+        prepare(event, max)
+    }
+}
+
+impl EventPublisher for Publisher {
+    fn publish<'a>(
+        &'a self,
+        event: &'a Event,
+    ) -> BoxFuture<'a, Result<PublishOutcome, PublishError>> {
+        Box::pin(Publisher::publish(self, event))
+    }
+}
+
+/// The metric handles of one event type for the common outcomes, registered once per
+/// publisher (building a labelled key per event costs several allocations).
+struct TypeMetrics {
+    ok: metrics::Counter,
+    duplicate: metrics::Counter,
+    spooled: metrics::Counter,
+    duration: metrics::Histogram,
+}
+
+impl TypeMetrics {
+    fn new(event_type: &str) -> Self {
+        let c = |status: &'static str| metrics::counter!(EVENTS_PUBLISHED_TOTAL, "event_type" => event_type.to_owned(), "status" => status);
+        Self {
+            ok: c("ok"),
+            duplicate: c("duplicate"),
+            spooled: c("spooled"),
+            duration: metrics::histogram!(EVENT_PUBLISH_DURATION_SECONDS, "event_type" => event_type.to_owned()),
+        }
+    }
+}
+
+/// Most event types whose handles a publisher keeps (labels are bounded anyway).
+const MAX_CACHED_TYPES: usize = 1024;
+
+fn record(
+    inner: &Inner,
+    event_type: &str,
+    res: Result<&PublishOutcome, &PublishError>,
+    started: Instant,
+) {
+    let status = match res {
+        Ok(o) => o.status(),
+        Err(e) => e.kind(),
+    };
+    let handles = inner.metrics.lock().ok().and_then(|mut cache| {
+        if let Some(h) = cache.get(event_type) {
+            return Some(h.clone());
+        }
+        if cache.len() >= MAX_CACHED_TYPES {
+            return None;
+        }
+        let h = Arc::new(TypeMetrics::new(event_type));
+        cache.insert(event_type.to_owned(), h.clone());
+        Some(h)
+    });
+    match (&handles, res) {
+        (Some(h), Ok(PublishOutcome::Stored(ack))) => {
+            if ack.duplicate {
+                h.duplicate.increment(1);
+            } else {
+                h.ok.increment(1);
+            }
+            h.duration.record(started.elapsed().as_secs_f64());
+        }
+        (Some(h), Ok(PublishOutcome::Spooled)) => h.spooled.increment(1),
+        _ => {
+            metrics::counter!(EVENTS_PUBLISHED_TOTAL, "event_type" => event_type.to_owned(), "status" => status)
+                .increment(1);
+            if let Ok(PublishOutcome::Stored(_)) = res {
+                metrics::histogram!(EVENT_PUBLISH_DURATION_SECONDS, "event_type" => event_type.to_owned())
+                    .record(started.elapsed().as_secs_f64());
+            }
+        }
+    }
+    match res {
+        Ok(_) => debug!(status, "published"),
+        Err(e) if e.is_transient() => warn!(error = %e, "publish failed"),
+        Err(e) => debug!(error = %e, "publish refused"),
+    }
+}
+
+/// True if a message of `size` bytes still fits `max_payload` with the batch headers.
+fn fits_batch(size: usize, max_payload: usize) -> bool {
+    max_payload == 0 || size + batch::BATCH_HEADER_ALLOWANCE <= max_payload
+}
+
+/// The batcher is gone (publisher closing): the event was never sent.
+fn item_closed(inner: &Inner, item: batch::Item) {
+    record(
+        inner,
+        &item.event_type,
+        Err(&PublishError::Closed),
+        item.started,
+    );
+    let _ = item.tx.send(Err(PublishError::Closed));
+}
+
+async fn spool_now(spool: &Arc<Spool>, wire: &Wire) -> Result<(), PublishError> {
+    let spool = spool.clone();
+    let rec = SpoolRecord {
+        subject: wire.subject.clone(),
+        msg_id: wire.event_id.clone(),
+        payload: wire.payload.clone(),
+    };
+    tokio::task::spawn_blocking(move || spool.append(&rec))
+        .await
+        .map_err(|e| PublishError::Spool(std::io::Error::other(e.to_string())))?
+}
+
+/// Headers for a spooled record: the same `Content-Type` and `Nats-Msg-Id` as
+/// [`Event::encode`] gives.
+fn spool_headers(msg_id: &str) -> Option<HeaderMap> {
+    let mut h = HeaderMap::new();
+    h.insert(
+        CONTENT_TYPE_HEADER,
+        STRUCTURED_CONTENT_TYPE
+            .parse::<async_nats::HeaderValue>()
+            .ok()?,
+    );
+    h.insert(
+        MSG_ID_HEADER,
+        msg_id.parse::<async_nats::HeaderValue>().ok()?,
+    );
+    Some(h)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event() -> Event {
+        Event::builder("auth.user.created")
+            .source("auth-service")
+            .organization("org-1")
+            .data(&serde_json::json!({"user": "u1"}))
+            .build()
+            .unwrap()
+    }
+
+    #[test]
+    fn wire_size_matches_header_serialization() {
+        let ev = event();
+        let enc = ev.encode();
+        let mut expected = String::from("NATS/1.0\r\n");
+        for (k, vs) in enc.headers.iter() {
+            for v in vs {
+                expected.push_str(&format!("{}: {}\r\n", AsRef::<str>::as_ref(k), v.as_str()));
+            }
+        }
+        expected.push_str("\r\n");
+        assert_eq!(
+            wire_size(&enc.headers, enc.payload.len()),
+            expected.len() + enc.payload.len()
+        );
+    }
+
+    #[test]
+    fn prepare_refuses_oversized_payload_with_size_and_limit() {
+        let ev = event();
+        match prepare(&ev, 100) {
+            Err(PublishError::PayloadTooLarge { size, limit, .. }) => {
+                assert_eq!(limit, 100);
+                assert!(size > 100);
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        prepare(&ev, 0).unwrap();
+        prepare(&ev, 1 << 20).unwrap();
+    }
+
+    #[test]
+    fn batch_headers_must_fit_max_payload() {
+        assert!(fits_batch(100, 0));
+        assert!(fits_batch(1000, 1000 + batch::BATCH_HEADER_ALLOWANCE));
+        assert!(!fits_batch(1001, 1000 + batch::BATCH_HEADER_ALLOWANCE));
+    }
+
+    #[test]
+    fn spool_headers_match_encode() {
+        let ev = event();
+        let enc = ev.encode();
+        let h = spool_headers(ev.id()).unwrap();
+        assert_eq!(
+            h.get(MSG_ID_HEADER).map(|v| v.as_str().to_owned()),
+            enc.headers
+                .get(MSG_ID_HEADER)
+                .map(|v| v.as_str().to_owned())
+        );
+        assert_eq!(
+            h.get(CONTENT_TYPE_HEADER).map(|v| v.as_str().to_owned()),
+            enc.headers
+                .get(CONTENT_TYPE_HEADER)
+                .map(|v| v.as_str().to_owned())
+        );
+    }
+}

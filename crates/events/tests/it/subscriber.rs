@@ -1,1 +1,8 @@
-//! Integration tests: subscriber.
+//! Integration tests: subscriber (durable groups, outcomes, dead letters, drain, resilience,
+//! idempotency), each against its own nats-server.
+
+mod groups;
+mod lifecycle;
+mod outcomes;
+mod resilience;
+mod support;

@@ -1,6 +1,36 @@
 //! Dead letters (CONTRACT.md §4): the header names and reasons shared by the consumer that
-//! writes them and the tools that read and replay them. (Access functions are filled by the
-//! dead-letter access work.)
+//! writes them and the tools that read and replay them, and [`DeadLetters`], the access API
+//! used by `eventctl dlq` and the admin server.
+//!
+//! ```no_run
+//! # async fn example(js: async_nats::jetstream::Context) -> Result<(), events::dlq::DlqError> {
+//! use events::dlq::{DeadLetterFilter, DeadLetterReason, DeadLetters, PageRequest, ReplayOptions};
+//!
+//! let dlq = DeadLetters::new(js);
+//! let filter = DeadLetterFilter::new().reason(DeadLetterReason::Permanent);
+//! let page = dlq.list(&filter, PageRequest::first(50)).await?;
+//! for dl in &page.items {
+//!     println!("{} {:?} {:?}", dl.sequence, dl.event_type, dl.error);
+//! }
+//! // Move one back to its stream: publish, await the ack, then delete the dead letter.
+//! if let Some(first) = page.items.first() {
+//!     dlq.replay(first.sequence, ReplayOptions::execute()).await?;
+//! }
+//! # Ok(())
+//! # }
+//! ```
+
+mod access;
+mod filter;
+mod record;
+
+pub use access::{
+    DEFAULT_PAGE_LIMIT, DEFAULT_REQUEST_TIMEOUT, DEFAULT_SCAN_BUDGET, DeadLetterPage, DeadLetters,
+    DlqError, MAX_PAGE_LIMIT, MAX_REPLAY_COUNT, PageRequest, ReplayItem, ReplayOptions,
+    ReplayOutcome, ReplayReport,
+};
+pub use filter::DeadLetterFilter;
+pub use record::DeadLetter;
 
 /// The dead-letter stream.
 pub const DLQ_STREAM: &str = "DLQ_EVENTS";

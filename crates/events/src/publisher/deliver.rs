@@ -1,0 +1,219 @@
+//! The retry loop: one try, the wait for its ack, backoff, and what happens when the
+//! tries run out (the spool, or a typed error).
+
+use std::future::IntoFuture;
+use std::time::{Duration, Instant};
+
+use async_nats::connection::State;
+use async_nats::jetstream;
+use async_nats::jetstream::context::{GetStreamByNameErrorKind, PublishAckFuture};
+use tracing::warn;
+
+use super::error::{PublishError, TransientError};
+use super::retry::{self, Failure};
+use super::{Inner, PublishAck, PublishOutcome, Wire, spool_now};
+
+/// Why the retry loop stopped without an ack.
+pub(super) enum Stop {
+    Permanent(PublishError),
+    Exhausted { attempts: u32, last: TransientError },
+    Cancelled,
+}
+
+impl Inner {
+    /// The server's `max_payload` (0 = not known yet), re-read at most once a second.
+    pub(super) fn max_payload(&self) -> usize {
+        const REFRESH: Duration = Duration::from_secs(1);
+        let Ok(mut cached) = self.max_payload.lock() else {
+            return self.client.server_info().max_payload;
+        };
+        if cached.0 == 0 || cached.1.elapsed() >= REFRESH {
+            *cached = (self.client.server_info().max_payload, Instant::now());
+        }
+        cached.0
+    }
+
+    pub(super) fn remaining(deadline: Instant) -> Duration {
+        deadline.saturating_duration_since(Instant::now())
+    }
+
+    /// One send, bounded by the deadline.
+    pub(super) async fn send(
+        &self,
+        wire: &Wire,
+        deadline: Instant,
+    ) -> Result<PublishAckFuture, Failure> {
+        let limit = self.max_payload();
+        let classify = |e| {
+            retry::classify(
+                e,
+                &wire.subject,
+                &wire.event_id,
+                wire.size,
+                limit,
+                self.config.ack_timeout,
+            )
+        };
+        match tokio::time::timeout(
+            Self::remaining(deadline),
+            self.js.send_publish(wire.subject.clone(), wire.message()),
+        )
+        .await
+        {
+            Ok(Ok(f)) => Ok(f),
+            Ok(Err(e)) => Err(classify(e)),
+            Err(_) => Err(Failure::Transient(TransientError::AckTimeout(
+                self.config.ack_timeout,
+            ))),
+        }
+    }
+
+    pub(super) async fn await_ack(
+        &self,
+        wire: &Wire,
+        fut: PublishAckFuture,
+        deadline: Instant,
+    ) -> Result<jetstream::publish::PublishAck, Failure> {
+        let limit = self.max_payload();
+        match tokio::time::timeout(Self::remaining(deadline), fut.into_future()).await {
+            Ok(Ok(ack)) => Ok(ack),
+            Ok(Err(e)) => Err(retry::classify(
+                e,
+                &wire.subject,
+                &wire.event_id,
+                wire.size,
+                limit,
+                self.config.ack_timeout,
+            )),
+            Err(_) => Err(Failure::Transient(TransientError::AckTimeout(
+                self.config.ack_timeout,
+            ))),
+        }
+    }
+
+    /// Is there a stream for this subject? `None` if the server could not say.
+    pub(super) async fn stream_exists(&self, subject: &str, deadline: Instant) -> Option<bool> {
+        const TTL: Duration = Duration::from_millis(250);
+        if let Ok(cache) = self.no_stream_cache.lock()
+            && let Some((_, at, exists)) = cache.iter().find(|(s, _, _)| s == subject)
+            && at.elapsed() < TTL
+        {
+            return Some(*exists);
+        }
+        let bound = self.config.ack_timeout.min(Self::remaining(deadline));
+        let lookup =
+            tokio::time::timeout(bound, self.js.stream_by_subject(subject.to_owned())).await;
+        let exists = match lookup {
+            Ok(Ok(_)) => true,
+            Ok(Err(e)) if e.kind() == GetStreamByNameErrorKind::NotFound => false,
+            _ => return None,
+        };
+        if let Ok(mut cache) = self.no_stream_cache.lock() {
+            cache.retain(|(s, at, _)| s != subject && at.elapsed() < TTL);
+            cache.push((subject.to_owned(), Instant::now(), exists));
+        }
+        Some(exists)
+    }
+
+    /// The retry loop: from the first send's result to an ack or a reason to stop.
+    /// `bail_when_down`: stop early (as exhausted) when the connection is not up, because
+    /// the caller has somewhere better to put the event (the spool).
+    pub(super) async fn deliver(
+        &self,
+        wire: &Wire,
+        first: Option<Result<PublishAckFuture, Failure>>,
+        deadline: Instant,
+        bail_when_down: bool,
+    ) -> Result<jetstream::publish::PublishAck, Stop> {
+        let policy = &self.config.retry;
+        let mut attempts: u32 = 1;
+        let mut no_stream_seen: u32 = 0;
+        let mut sent = match first {
+            Some(s) => s,
+            None => self.send(wire, deadline).await,
+        };
+        loop {
+            let res = match sent {
+                Ok(fut) => self.await_ack(wire, fut, deadline).await,
+                Err(f) => Err(f),
+            };
+            let last = match res {
+                Ok(ack) => return Ok(ack),
+                Err(Failure::Permanent(e)) => return Err(Stop::Permanent(e)),
+                Err(Failure::Transient(t)) => t,
+            };
+            // No responders: no stream at all, or one not answering yet? Ask the server.
+            let no_stream = matches!(last, TransientError::NoResponders)
+                && self.stream_exists(&wire.subject, deadline).await == Some(false);
+            if no_stream {
+                no_stream_seen += 1;
+                if no_stream_seen >= 2 {
+                    return Err(Stop::Permanent(PublishError::NoStream {
+                        subject: wire.subject.clone(),
+                    }));
+                }
+            }
+            let wait = retry::jittered_backoff(policy, attempts - 1);
+            let down = self.client.connection_state() != State::Connected;
+            if attempts > policy.max_retries
+                || Instant::now() + wait >= deadline
+                || (bail_when_down && down)
+            {
+                if no_stream {
+                    return Err(Stop::Permanent(PublishError::NoStream {
+                        subject: wire.subject.clone(),
+                    }));
+                }
+                return Err(Stop::Exhausted { attempts, last });
+            }
+            warn!(attempt = attempts, error = %last, wait = ?wait, "publish try failed; retrying with the same id");
+            tokio::select! {
+                biased;
+                () = self.cancel.cancelled() => return Err(Stop::Cancelled),
+                () = tokio::time::sleep(wait) => {}
+            }
+            attempts += 1;
+            sent = self.send(wire, deadline).await;
+        }
+    }
+
+    /// The live path after the first send: retries, then the spool or a typed error.
+    pub(super) async fn finish(
+        &self,
+        wire: Wire,
+        first: Option<Result<PublishAckFuture, Failure>>,
+        started: Instant,
+    ) -> Result<PublishOutcome, PublishError> {
+        let deadline = started + self.config.deadline;
+        let spool = self.spool.as_ref();
+        let res = tokio::select! {
+            biased;
+            r = self.deliver(&wire, first, deadline, spool.is_some()) => r,
+            // close() gave up: stop waiting (an ack may still arrive; the id keeps a later
+            // publish of the same event idempotent).
+            () = self.cancel.cancelled() => Err(Stop::Cancelled),
+        };
+        let stop = match res {
+            Ok(ack) => {
+                return Ok(PublishOutcome::Stored(PublishAck {
+                    stream: ack.stream,
+                    sequence: ack.sequence,
+                    duplicate: ack.duplicate,
+                }));
+            }
+            Err(stop) => stop,
+        };
+        match (stop, spool) {
+            (Stop::Permanent(e), _) => Err(e),
+            (_, Some(spool)) => spool_now(spool, &wire)
+                .await
+                .map(|()| PublishOutcome::Spooled),
+            (Stop::Exhausted { attempts, last }, None) => Err(PublishError::Unavailable {
+                attempts,
+                elapsed: started.elapsed(),
+                last,
+            }),
+            (Stop::Cancelled, None) => Err(PublishError::Cancelled),
+        }
+    }
+}

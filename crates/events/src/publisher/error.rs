@@ -1,0 +1,177 @@
+//! Publish errors: permanent ones (no retry can help) fail at once; transient ones are retried
+//! and, once the deadline or the retries run out, reported as [`PublishError::Unavailable`].
+
+use std::time::Duration;
+
+use crate::event::EventError;
+
+/// A boxed error from the NATS client.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// Why one try failed in a way that a retry (with the same `Nats-Msg-Id`) may fix.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum TransientError {
+    /// The stream did not ack within the ack timeout.
+    #[error("no ack from the stream within {0:?}")]
+    AckTimeout(Duration),
+    /// The connection broke (or was not up) before the ack arrived.
+    #[error("connection to NATS lost before the ack")]
+    ConnectionLost,
+    /// Nobody answered on the subject (503): no stream listens, or its leader is being
+    /// elected, or the stream is being created.
+    #[error("no responders for the subject (no stream, or stream leader not available)")]
+    NoResponders,
+    /// The stream answered with a temporary error (503-class).
+    #[error("stream temporarily unavailable")]
+    Server(#[source] async_nats::jetstream::Error),
+    /// The client could not send the message.
+    #[error("NATS client failed to send")]
+    Client(#[source] BoxError),
+}
+
+/// Why a publish failed. Every variant says which problem it is; see
+/// [`PublishError::is_transient`] for the ones a later retry may fix.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum PublishError {
+    /// The event breaks a rule of the contract (only reachable for events altered after
+    /// building, e.g. a bad trace context).
+    #[error("invalid event")]
+    Invalid(#[source] EventError),
+    /// The subject cannot be published to (wildcard, reserved prefix, ...).
+    #[error("invalid subject {subject:?}: {reason}")]
+    InvalidSubject {
+        /// The subject.
+        subject: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The encoded message is bigger than the server accepts.
+    #[error(
+        "event {event_id} is {size} bytes on the wire, over the server's max_payload of {limit} bytes"
+    )]
+    PayloadTooLarge {
+        /// The event id.
+        event_id: String,
+        /// Headers plus body, in bytes.
+        size: usize,
+        /// The server's `max_payload`.
+        limit: usize,
+    },
+    /// No stream captures the subject.
+    #[error("no stream captures subject {subject:?}")]
+    NoStream {
+        /// The subject published to.
+        subject: String,
+    },
+    /// The server refused for lack of permission.
+    #[error("permission denied publishing to {subject:?}")]
+    PermissionDenied {
+        /// The subject published to.
+        subject: String,
+        /// The server's answer.
+        #[source]
+        source: async_nats::jetstream::Error,
+    },
+    /// The stream refused the message with a JetStream API error (e.g. `err_code` 10054
+    /// "maximum message size exceeded" for a stream `max_msg_size`).
+    #[error("stream refused the message (err_code {err_code})")]
+    Rejected {
+        /// JetStream `err_code`.
+        err_code: u64,
+        /// The server's answer.
+        #[source]
+        source: async_nats::jetstream::Error,
+    },
+    /// Transient failures until the deadline or the retries ran out (NATS unreachable, no
+    /// stream leader, acks timing out). The event may or may not be stored: publish it again
+    /// (same id) within the duplicate window to be sure it is stored once.
+    #[error("NATS unavailable: no ack after {attempts} tries in {elapsed:?}")]
+    Unavailable {
+        /// Tries made.
+        attempts: u32,
+        /// Time spent.
+        elapsed: Duration,
+        /// The last failure.
+        #[source]
+        last: TransientError,
+    },
+    /// The publisher is closed (or closing) and accepts nothing more.
+    #[error("publisher is closed")]
+    Closed,
+    /// `close()` gave up waiting for this event's outcome; it may or may not be stored.
+    #[error("publish cancelled by close before its outcome was known")]
+    Cancelled,
+    /// The spool is full; nothing was dropped, the event was refused.
+    #[error("spool full: {used} of {limit} bytes used, record of {record} bytes refused")]
+    SpoolFull {
+        /// Bytes held.
+        used: u64,
+        /// `SpoolConfig::max_bytes`.
+        limit: u64,
+        /// Size of the refused record.
+        record: u64,
+    },
+    /// Writing to the spool failed.
+    #[error("spool i/o failed")]
+    Spool(#[source] std::io::Error),
+}
+
+impl PublishError {
+    /// True if publishing the same event again later may succeed (its id keeps that
+    /// idempotent): [`Unavailable`](Self::Unavailable), [`Cancelled`](Self::Cancelled) and
+    /// spool errors.
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            Self::Unavailable { .. } | Self::Cancelled | Self::SpoolFull { .. } | Self::Spool(_)
+        )
+    }
+
+    /// A short, bounded label for metrics (`status` of `events_published_total`).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Invalid(_) => "invalid",
+            Self::InvalidSubject { .. } => "invalid_subject",
+            Self::PayloadTooLarge { .. } => "payload_too_large",
+            Self::NoStream { .. } => "no_stream",
+            Self::PermissionDenied { .. } => "permission_denied",
+            Self::Rejected { .. } => "rejected",
+            Self::Unavailable { .. } => "unavailable",
+            Self::Closed => "closed",
+            Self::Cancelled => "cancelled",
+            Self::SpoolFull { .. } => "spool_full",
+            Self::Spool(_) => "spool_error",
+        }
+    }
+}
+
+/// `flush()` or `close()` ran out of time.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{pending} events still in flight after {timeout:?}")]
+#[non_exhaustive]
+pub struct FlushError {
+    /// Events whose outcome was not known yet.
+    pub pending: usize,
+    /// The timeout given.
+    pub timeout: Duration,
+}
+
+/// A publisher could not be created.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum NewPublisherError {
+    /// The configuration is invalid.
+    #[error(transparent)]
+    Config(#[from] super::ConfigError),
+    /// The spool could not be opened.
+    #[error("cannot open the spool in {dir}")]
+    Spool {
+        /// The spool directory.
+        dir: std::path::PathBuf,
+        /// The I/O failure.
+        #[source]
+        source: std::io::Error,
+    },
+}

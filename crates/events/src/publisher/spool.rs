@@ -1,0 +1,830 @@
+//! The durable local spool: an append-only log of events that NATS could not confirm,
+//! forwarded in order, with their original ids, once NATS is back.
+//!
+//! # Format
+//! The spool directory holds numbered segment files (`0000000000000001.seg`, ...) and an
+//! `acked` file. A segment is a sequence of records, each
+//! `[body length: u32 LE][CRC-32 of body: u32 LE][body]`, the body being
+//! `[subject length: u16 LE][subject][id length: u16 LE][id][event JSON]`. Appends go to the
+//! last segment and are fsynced before `publish` reports
+//! [`PublishOutcome::Spooled`](super::PublishOutcome::Spooled); a segment past
+//! `segment_bytes` is closed and a new one started. `acked` holds the position (segment, offset) up to which records were
+//! forwarded, with its own CRC; it is replaced atomically (write a temporary file, fsync,
+//! rename, fsync the directory). Fully forwarded segments are deleted.
+//!
+//! # Why this and not an embedded database
+//! - **No dependency**: the whole store is a few hundred lines over `std::fs`, with a CRC-32
+//!   written here, where a store crate would bring its own file format, compaction and
+//!   tuning to audit for a queue that is only ever appended at one end and read at the other.
+//! - **Crash-safe**: a record is reported spooled only after `fsync`; a crash mid-append
+//!   leaves a torn tail that the length and CRC expose, so it is detected at open, logged
+//!   and cut off (that event was never reported spooled, its caller got an error or nothing).
+//!   A corrupt record in the middle (disk damage) is skipped with a warning, never a crash.
+//!   The `acked` offset is written after the forwarded events were acknowledged by the
+//!   stream: a crash between the two re-forwards a few events with their original
+//!   `Nats-Msg-Id`, which the stream de-duplicates within its duplicate window.
+//! - **Order-preserving**: one log, read front to back; the forwarder sends a chunk of up
+//!   to 1,000 records as one atomic batch when their stream allows it (stored whole or not
+//!   at all), else one record at a time, stopping at the first failure, so events reach
+//!   the stream in spool order.
+//!   While the spool holds a backlog, new events are spooled behind it rather than
+//!   overtaking it.
+//!
+//! Limits (honest ones): an event spooled after a try that did reach the stream (its ack
+//! was lost) is forwarded again with the same id; if NATS stays away longer than the
+//! stream's duplicate window, that event can be stored twice. A record the stream refuses
+//! permanently when forwarded (e.g. its stream was deleted) is moved to `rejected.log` in
+//! the spool directory (same record format) with an error log, not retried forever.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, BufReader, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use async_nats::connection::State as ConnState;
+use bytes::Bytes;
+use tracing::{error, info, warn};
+
+use super::config::SpoolConfig;
+use super::deliver::Stop;
+use super::error::PublishError;
+use super::{Inner, Wire, spool_headers, wire_size};
+use crate::metrics::EVENTS_PUBLISHED_TOTAL;
+
+/// Largest record body accepted when reading (a sanity bound against garbage lengths).
+const MAX_RECORD: u32 = 64 << 20;
+const HEADER: u64 = 8;
+const ACKED: &str = "acked";
+const LOCK: &str = "LOCK";
+const REJECTED: &str = "rejected.log";
+/// How long `open` waits for another publisher (e.g. a just-dropped one) to release the
+/// directory lock.
+const LOCK_WAIT: Duration = Duration::from_secs(5);
+/// Records forwarded between two writes of the `acked` position (and most in one atomic
+/// batch: the server takes at most 1,000).
+const FORWARD_CHUNK: usize = 1000;
+
+/// One spooled event.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct SpoolRecord {
+    pub(crate) subject: String,
+    pub(crate) msg_id: String,
+    pub(crate) payload: Bytes,
+}
+
+impl SpoolRecord {
+    fn encode(&self) -> io::Result<Vec<u8>> {
+        let too_long = || io::Error::new(io::ErrorKind::InvalidInput, "subject or id too long");
+        let sl = u16::try_from(self.subject.len()).map_err(|_| too_long())?;
+        let il = u16::try_from(self.msg_id.len()).map_err(|_| too_long())?;
+        let body_len = 4 + self.subject.len() + self.msg_id.len() + self.payload.len();
+        let body_len32 = u32::try_from(body_len)
+            .ok()
+            .filter(|l| *l <= MAX_RECORD)
+            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "record too large"))?;
+        let mut out = Vec::with_capacity(HEADER as usize + body_len);
+        out.extend_from_slice(&body_len32.to_le_bytes());
+        out.extend_from_slice(&[0; 4]);
+        out.extend_from_slice(&sl.to_le_bytes());
+        out.extend_from_slice(self.subject.as_bytes());
+        out.extend_from_slice(&il.to_le_bytes());
+        out.extend_from_slice(self.msg_id.as_bytes());
+        out.extend_from_slice(&self.payload);
+        let crc = crc32(&out[HEADER as usize..]);
+        out[4..8].copy_from_slice(&crc.to_le_bytes());
+        Ok(out)
+    }
+
+    fn decode(body: &[u8]) -> Option<Self> {
+        let take = |b: &[u8], at: usize| -> Option<(String, usize)> {
+            let len = u16::from_le_bytes([*b.get(at)?, *b.get(at + 1)?]) as usize;
+            let s = b.get(at + 2..at + 2 + len)?;
+            Some((String::from_utf8(s.to_vec()).ok()?, at + 2 + len))
+        };
+        let (subject, at) = take(body, 0)?;
+        let (msg_id, at) = take(body, at)?;
+        Some(Self {
+            subject,
+            msg_id,
+            payload: Bytes::copy_from_slice(&body[at..]),
+        })
+    }
+}
+
+/// A position in the log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) struct Pos {
+    seg: u64,
+    off: u64,
+}
+
+/// What one read found.
+enum Found {
+    Record {
+        body: Vec<u8>,
+        next: u64,
+    },
+    /// A record with a plausible length whose CRC does not match: skip it.
+    Corrupt {
+        next: u64,
+    },
+    /// End of the segment.
+    End,
+    /// A partial record: a torn write.
+    Torn,
+}
+
+fn read_at(r: &mut BufReader<File>, len: u64, off: u64) -> io::Result<Found> {
+    if off >= len {
+        return Ok(Found::End);
+    }
+    if len - off < HEADER {
+        return Ok(Found::Torn);
+    }
+    r.seek(SeekFrom::Start(off))?;
+    let mut h = [0u8; 8];
+    r.read_exact(&mut h)?;
+    let body_len = u32::from_le_bytes([h[0], h[1], h[2], h[3]]);
+    let crc = u32::from_le_bytes([h[4], h[5], h[6], h[7]]);
+    if body_len == 0 || body_len > MAX_RECORD || off + HEADER + u64::from(body_len) > len {
+        return Ok(Found::Torn);
+    }
+    let mut body = vec![0u8; body_len as usize];
+    r.read_exact(&mut body)?;
+    let next = off + HEADER + u64::from(body_len);
+    if crc32(&body) != crc || SpoolRecord::decode(&body).is_none() {
+        return Ok(Found::Corrupt { next });
+    }
+    Ok(Found::Record { body, next })
+}
+
+/// Records read from the front of the spool.
+pub(crate) struct Batch {
+    /// Each record with the position just after it and its size on disk.
+    pub(crate) records: Vec<(SpoolRecord, Pos, u64)>,
+    /// The position after everything scanned (skipped records and finished segments too).
+    pub(crate) end: Pos,
+}
+
+struct State {
+    segments: Vec<u64>,
+    ack: Pos,
+    writer: File,
+    write_len: u64,
+    used: u64,
+}
+
+/// The spool store. All methods do blocking I/O: call them from `spawn_blocking`.
+pub(crate) struct Spool {
+    dir: PathBuf,
+    cfg: SpoolConfig,
+    _lock: File,
+    state: Mutex<State>,
+    pending: AtomicU64,
+}
+
+fn seg_path(dir: &Path, seg: u64) -> PathBuf {
+    dir.join(format!("{seg:016x}.seg"))
+}
+
+fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+fn read_acked(dir: &Path) -> Option<Pos> {
+    let b = fs::read(dir.join(ACKED)).ok()?;
+    if b.len() != 20 {
+        warn!(dir = %dir.display(), "spool acked file has a bad length; forwarding from the oldest segment");
+        return None;
+    }
+    let mut a = [0u8; 8];
+    a.copy_from_slice(&b[0..8]);
+    let seg = u64::from_le_bytes(a);
+    a.copy_from_slice(&b[8..16]);
+    let off = u64::from_le_bytes(a);
+    let crc = u32::from_le_bytes([b[16], b[17], b[18], b[19]]);
+    if crc32(&b[0..16]) != crc {
+        warn!(dir = %dir.display(), "spool acked file is corrupt; forwarding from the oldest segment");
+        return None;
+    }
+    Some(Pos { seg, off })
+}
+
+fn write_acked(dir: &Path, pos: Pos) -> io::Result<()> {
+    let mut b = Vec::with_capacity(20);
+    b.extend_from_slice(&pos.seg.to_le_bytes());
+    b.extend_from_slice(&pos.off.to_le_bytes());
+    let crc = crc32(&b);
+    b.extend_from_slice(&crc.to_le_bytes());
+    let tmp = dir.join("acked.tmp");
+    {
+        let mut f = File::create(&tmp)?;
+        f.write_all(&b)?;
+        f.sync_all()?;
+    }
+    fs::rename(&tmp, dir.join(ACKED))?;
+    sync_dir(dir)
+}
+
+fn lock_dir(dir: &Path) -> io::Result<File> {
+    let f = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(dir.join(LOCK))?;
+    let start = Instant::now();
+    loop {
+        match f.try_lock() {
+            Ok(()) => return Ok(f),
+            Err(fs::TryLockError::WouldBlock) if start.elapsed() < LOCK_WAIT => {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            Err(fs::TryLockError::WouldBlock) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::WouldBlock,
+                    "spool directory is locked by another publisher",
+                ));
+            }
+            Err(fs::TryLockError::Error(e)) => return Err(e),
+        }
+    }
+}
+
+impl Spool {
+    /// Opens (or creates) the spool, cutting off a torn tail and counting the backlog.
+    pub(crate) fn open(cfg: &SpoolConfig) -> io::Result<Spool> {
+        let dir = cfg.dir.clone();
+        fs::create_dir_all(&dir)?;
+        let lock = lock_dir(&dir)?;
+        let mut segments: Vec<u64> = fs::read_dir(&dir)?
+            .filter_map(|e| e.ok())
+            .filter_map(|e| {
+                let name = e.file_name().into_string().ok()?;
+                let stem = name.strip_suffix(".seg")?;
+                u64::from_str_radix(stem, 16).ok()
+            })
+            .collect();
+        segments.sort_unstable();
+        let acked = read_acked(&dir);
+        let mut ack = match (acked, segments.first()) {
+            (Some(a), Some(first)) if a.seg < *first => Pos {
+                seg: *first,
+                off: 0,
+            },
+            (Some(a), Some(_)) if segments.contains(&a.seg) => a,
+            (None, Some(first)) => Pos {
+                seg: *first,
+                off: 0,
+            },
+            (Some(a), Some(first)) => {
+                warn!(dir = %dir.display(), acked_segment = a.seg, "spool acked position names a missing segment; forwarding from the oldest");
+                Pos {
+                    seg: *first,
+                    off: 0,
+                }
+            }
+            (acked, None) => {
+                let seg = acked.map_or(1, |a| a.seg + 1);
+                File::create(seg_path(&dir, seg))?.sync_all()?;
+                sync_dir(&dir)?;
+                segments.push(seg);
+                Pos { seg, off: 0 }
+            }
+        };
+        // Scan from the acked position: count the backlog, cut a torn tail.
+        let mut used = 0u64;
+        let mut pending = 0u64;
+        let last = *segments.last().unwrap_or(&ack.seg);
+        for &seg in segments.iter().filter(|s| **s >= ack.seg) {
+            let path = seg_path(&dir, seg);
+            let len = fs::metadata(&path)?.len();
+            let mut off = if seg == ack.seg { ack.off.min(len) } else { 0 };
+            if seg == ack.seg {
+                ack.off = off;
+            }
+            let mut r = BufReader::new(File::open(&path)?);
+            loop {
+                match read_at(&mut r, len, off)? {
+                    Found::Record { next, .. } => {
+                        used += next - off;
+                        pending += 1;
+                        off = next;
+                    }
+                    Found::Corrupt { next } => {
+                        warn!(segment = %path.display(), offset = off, "corrupt spool record (CRC mismatch) skipped");
+                        off = next;
+                    }
+                    Found::End => break,
+                    Found::Torn => {
+                        warn!(segment = %path.display(), offset = off, bytes = len - off, "torn record at the end of a spool segment (crash during append) cut off");
+                        if seg == last {
+                            let f = OpenOptions::new().write(true).open(&path)?;
+                            f.set_len(off)?;
+                            f.sync_all()?;
+                        }
+                        break;
+                    }
+                }
+            }
+        }
+        for &seg in segments.iter().filter(|s| **s < ack.seg) {
+            let _ = fs::remove_file(seg_path(&dir, seg));
+        }
+        segments.retain(|s| *s >= ack.seg);
+        let last_path = seg_path(&dir, last);
+        let writer = OpenOptions::new().append(true).open(&last_path)?;
+        let write_len = writer.metadata()?.len();
+        if pending > 0 {
+            info!(dir = %dir.display(), pending, bytes = used, "spool holds events to forward");
+        }
+        Ok(Spool {
+            dir,
+            cfg: cfg.clone(),
+            _lock: lock,
+            state: Mutex::new(State {
+                segments,
+                ack,
+                writer,
+                write_len,
+                used,
+            }),
+            pending: AtomicU64::new(pending),
+        })
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        // The state is only changed after the I/O it reflects succeeded; a panic elsewhere
+        // while holding the lock leaves it consistent.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Records not yet forwarded.
+    pub(crate) fn pending(&self) -> u64 {
+        self.pending.load(Ordering::Acquire)
+    }
+
+    fn roll(&self, st: &mut State) -> io::Result<()> {
+        let next = st.segments.last().copied().unwrap_or(st.ack.seg) + 1;
+        let path = seg_path(&self.dir, next);
+        let f = OpenOptions::new()
+            .create_new(true)
+            .append(true)
+            .open(&path)?;
+        f.sync_all()?;
+        sync_dir(&self.dir)?;
+        st.writer = f;
+        st.write_len = 0;
+        st.segments.push(next);
+        Ok(())
+    }
+
+    /// Appends one record and fsyncs it.
+    pub(crate) fn append(&self, rec: &SpoolRecord) -> Result<(), PublishError> {
+        let bytes = rec.encode().map_err(PublishError::Spool)?;
+        let size = bytes.len() as u64;
+        let mut st = self.state();
+        if st.used + size > self.cfg.max_bytes {
+            return Err(PublishError::SpoolFull {
+                used: st.used,
+                limit: self.cfg.max_bytes,
+                record: size,
+            });
+        }
+        if st.write_len >= self.cfg.segment_bytes {
+            self.roll(&mut st).map_err(PublishError::Spool)?;
+        }
+        let res = st
+            .writer
+            .write_all(&bytes)
+            .and_then(|()| st.writer.sync_data());
+        if let Err(e) = res {
+            // Cut whatever part was written so the next append starts on a boundary.
+            let _ = st.writer.set_len(st.write_len);
+            return Err(PublishError::Spool(e));
+        }
+        st.write_len += size;
+        st.used += size;
+        self.pending.fetch_add(1, Ordering::AcqRel);
+        Ok(())
+    }
+
+    /// Reads up to `max` records from the acked position on.
+    pub(crate) fn peek(&self, max: usize) -> io::Result<Batch> {
+        let st = self.state();
+        let mut pos = st.ack;
+        let mut records = Vec::new();
+        let last = st.segments.last().copied().unwrap_or(pos.seg);
+        'segments: while records.len() < max {
+            let path = seg_path(&self.dir, pos.seg);
+            let len = if pos.seg == last {
+                st.write_len
+            } else {
+                fs::metadata(&path)?.len()
+            };
+            let mut r = BufReader::new(File::open(&path)?);
+            while records.len() < max {
+                match read_at(&mut r, len, pos.off)? {
+                    Found::Record { body, next } => {
+                        let size = next - pos.off;
+                        pos.off = next;
+                        if let Some(rec) = SpoolRecord::decode(&body) {
+                            records.push((rec, pos, size));
+                        }
+                    }
+                    Found::Corrupt { next } => {
+                        warn!(segment = %path.display(), offset = pos.off, "corrupt spool record (CRC mismatch) skipped");
+                        pos.off = next;
+                    }
+                    Found::End | Found::Torn => {
+                        if pos.seg == last {
+                            break 'segments;
+                        }
+                        // Next segment (a torn end of an older one was logged at open).
+                        match st.segments.iter().find(|s| **s > pos.seg) {
+                            Some(&s) => pos = Pos { seg: s, off: 0 },
+                            None => break 'segments,
+                        }
+                        continue 'segments;
+                    }
+                }
+            }
+        }
+        Ok(Batch { records, end: pos })
+    }
+
+    /// Marks everything before `pos` forwarded (`records` records, `bytes` bytes), persists
+    /// the position and deletes finished segments.
+    pub(crate) fn ack(&self, pos: Pos, records: u64, bytes: u64) -> io::Result<()> {
+        let mut st = self.state();
+        let last = st.segments.last().copied().unwrap_or(pos.seg);
+        let mut new_pos = pos;
+        // Everything forwarded and the segment not empty: start a fresh one so the old can go.
+        if pos.seg == last && pos.off == st.write_len && st.write_len > 0 {
+            self.roll(&mut st)?;
+            new_pos = Pos {
+                seg: last + 1,
+                off: 0,
+            };
+        }
+        write_acked(&self.dir, new_pos)?;
+        st.ack = new_pos;
+        st.used = st.used.saturating_sub(bytes);
+        let _ = self
+            .pending
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |p| {
+                Some(p.saturating_sub(records))
+            });
+        let done: Vec<u64> = st
+            .segments
+            .iter()
+            .copied()
+            .filter(|s| *s < new_pos.seg)
+            .collect();
+        for seg in done {
+            if let Err(e) = fs::remove_file(seg_path(&self.dir, seg)) {
+                warn!(error = %e, segment = seg, "could not delete a forwarded spool segment");
+            }
+        }
+        st.segments.retain(|s| *s >= new_pos.seg);
+        Ok(())
+    }
+
+    /// Keeps a record the stream refused permanently in `rejected.log`.
+    pub(crate) fn reject(&self, rec: &SpoolRecord) -> io::Result<()> {
+        let bytes = rec.encode()?;
+        let mut f = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join(REJECTED))?;
+        f.write_all(&bytes)?;
+        f.sync_data()
+    }
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> io::Result<T> + Send + 'static,
+) -> io::Result<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| io::Error::other(e.to_string()))?
+}
+
+/// The forwarder: while the spool holds records and NATS is connected, publishes them one
+/// at a time in order (same ids, same retries), then advances the acked position.
+pub(super) async fn forward(inner: Arc<Inner>, spool: Arc<Spool>) {
+    let poll = spool.cfg.poll_interval;
+    let idle = || async {
+        tokio::select! {
+            biased;
+            () = inner.cancel.cancelled() => false,
+            () = tokio::time::sleep(poll) => true,
+        }
+    };
+    loop {
+        if inner.cancel.is_cancelled() {
+            break;
+        }
+        if spool.pending() == 0 || inner.client.connection_state() != ConnState::Connected {
+            if !idle().await {
+                break;
+            }
+            continue;
+        }
+        let s = spool.clone();
+        let batch = match blocking(move || s.peek(FORWARD_CHUNK)).await {
+            Ok(b) => b,
+            Err(e) => {
+                error!(error = %e, "cannot read the spool");
+                if !idle().await {
+                    break;
+                }
+                continue;
+            }
+        };
+        // Fast path: the whole chunk as one atomic batch (stored whole or not at all, so
+        // the order holds), when its stream takes atomic batches.
+        if forward_atomic(&inner, &batch.records).await {
+            let bytes = batch.records.iter().map(|r| r.2).sum();
+            let n = batch.records.len() as u64;
+            for (rec, _, _) in &batch.records {
+                metrics::counter!(EVENTS_PUBLISHED_TOTAL, "event_type" => rec.subject.clone(), "status" => "ok").increment(1);
+            }
+            let (s, end) = (spool.clone(), batch.end);
+            if let Err(e) = blocking(move || s.ack(end, n, bytes)).await {
+                error!(error = %e, "cannot persist the spool position; events may be forwarded again (same ids)");
+            }
+            continue;
+        }
+        let (mut acked, mut n, mut bytes) = (None, 0u64, 0u64);
+        let mut stalled = false;
+        for (rec, after, size) in batch.records {
+            let Some(headers) = spool_headers(&rec.msg_id) else {
+                error!(event_id = %rec.msg_id, "spooled event id is not a valid header value; moved to rejected.log");
+                let (s, r) = (spool.clone(), rec.clone());
+                if blocking(move || s.reject(&r)).await.is_err() {
+                    stalled = true;
+                    break;
+                }
+                (acked, n, bytes) = (Some(after), n + 1, bytes + size);
+                continue;
+            };
+            let wire = Wire {
+                size: wire_size(&headers, rec.payload.len()),
+                event_id: rec.msg_id.clone(),
+                subject: rec.subject.clone(),
+                headers,
+                payload: rec.payload.clone(),
+            };
+            let deadline = Instant::now() + inner.config.deadline;
+            let res = tokio::select! {
+                biased;
+                () = inner.cancel.cancelled() => Err(Stop::Cancelled),
+                r = inner.deliver(&wire, None, deadline, true) => r,
+            };
+            match res {
+                Ok(ack) => {
+                    let status = if ack.duplicate { "duplicate" } else { "ok" };
+                    metrics::counter!(EVENTS_PUBLISHED_TOTAL, "event_type" => rec.subject.clone(), "status" => status).increment(1);
+                    (acked, n, bytes) = (Some(after), n + 1, bytes + size);
+                }
+                Err(Stop::Permanent(e)) => {
+                    error!(event_id = %rec.msg_id, subject = %rec.subject, error = %e, "stream refused a spooled event; moved to rejected.log");
+                    metrics::counter!(EVENTS_PUBLISHED_TOTAL, "event_type" => rec.subject.clone(), "status" => e.kind()).increment(1);
+                    let (s, r) = (spool.clone(), rec.clone());
+                    if let Err(e) = blocking(move || s.reject(&r)).await {
+                        error!(error = %e, "cannot write rejected.log; will retry the event");
+                        stalled = true;
+                        break;
+                    }
+                    (acked, n, bytes) = (Some(after), n + 1, bytes + size);
+                }
+                Err(Stop::Exhausted { .. } | Stop::Cancelled) => {
+                    stalled = true;
+                    break;
+                }
+            }
+        }
+        if !stalled {
+            acked = Some(batch.end);
+        }
+        if let Some(pos) = acked {
+            let s = spool.clone();
+            if let Err(e) = blocking(move || s.ack(pos, n, bytes)).await {
+                error!(error = %e, "cannot persist the spool position; events may be forwarded again (same ids)");
+            }
+        }
+        if stalled && !idle().await {
+            break;
+        }
+    }
+}
+
+/// Forwards a chunk as one atomic batch if every record goes to the same stream, that
+/// stream allows atomic publishing and every message fits; false if not tried or refused
+/// (then the records go one by one).
+async fn forward_atomic(inner: &Inner, records: &[(SpoolRecord, Pos, u64)]) -> bool {
+    if records.len() < 2 || records.len() > 1000 {
+        return false;
+    }
+    let max = inner.max_payload();
+    let mut wires = Vec::with_capacity(records.len());
+    let mut stream: Option<String> = None;
+    let mut routes: Vec<(&str, String)> = Vec::new();
+    for (rec, _, _) in records {
+        let Some(headers) = spool_headers(&rec.msg_id) else {
+            return false;
+        };
+        let size = wire_size(&headers, rec.payload.len());
+        if !super::fits_batch(size, max) {
+            return false;
+        }
+        let route = match routes.iter().find(|(s, _)| *s == rec.subject) {
+            Some((_, name)) => name.clone(),
+            None => match inner.route(&rec.subject).await {
+                super::batch::Route::Atomic(name) => {
+                    routes.push((&rec.subject, name.clone()));
+                    name
+                }
+                super::batch::Route::PerMessage => return false,
+            },
+        };
+        if stream.get_or_insert_with(|| route.clone()) != &route {
+            return false;
+        }
+        wires.push(Wire {
+            size,
+            event_id: rec.msg_id.clone(),
+            subject: rec.subject.clone(),
+            headers,
+            payload: rec.payload.clone(),
+        });
+    }
+    let refs: Vec<&Wire> = wires.iter().collect();
+    tokio::select! {
+        biased;
+        () = inner.cancel.cancelled() => false,
+        r = super::batch::commit_atomic(inner, &refs) => r.is_some(),
+    }
+}
+
+/// CRC-32 (IEEE 802.3, reflected, as zlib's `crc32`).
+pub(crate) fn crc32(data: &[u8]) -> u32 {
+    const TABLE: [u32; 256] = {
+        let mut t = [0u32; 256];
+        let mut i = 0;
+        while i < 256 {
+            let mut c = i as u32;
+            let mut k = 0;
+            while k < 8 {
+                c = if c & 1 != 0 {
+                    0xEDB8_8320 ^ (c >> 1)
+                } else {
+                    c >> 1
+                };
+                k += 1;
+            }
+            t[i] = c;
+            i += 1;
+        }
+        t
+    };
+    let mut c = !0u32;
+    for &b in data {
+        c = TABLE[((c ^ u32::from(b)) & 0xFF) as usize] ^ (c >> 8);
+    }
+    !c
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg(dir: &Path) -> SpoolConfig {
+        SpoolConfig {
+            dir: dir.to_path_buf(),
+            segment_bytes: 300,
+            ..SpoolConfig::default()
+        }
+    }
+
+    fn rec(i: usize) -> SpoolRecord {
+        SpoolRecord {
+            subject: "auth.user.created".into(),
+            msg_id: format!("id-{i}"),
+            payload: Bytes::from(format!("{{\"n\":{i}}}")),
+        }
+    }
+
+    #[test]
+    fn crc32_known_value() {
+        assert_eq!(crc32(b"123456789"), 0xCBF4_3926);
+    }
+
+    #[test]
+    fn append_peek_ack_reopen_keeps_order_across_segments() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let s = Spool::open(&cfg(dir.path())).unwrap();
+            for i in 0..10 {
+                s.append(&rec(i)).unwrap();
+            }
+            assert_eq!(s.pending(), 10);
+            let b = s.peek(4).unwrap();
+            let ids: Vec<_> = b.records.iter().map(|r| r.0.msg_id.clone()).collect();
+            assert_eq!(ids, ["id-0", "id-1", "id-2", "id-3"]);
+            let (_, pos, _) = b.records[3];
+            let bytes: u64 = b.records.iter().map(|r| r.2).sum();
+            s.ack(pos, 4, bytes).unwrap();
+            assert_eq!(s.pending(), 6);
+        }
+        let s = Spool::open(&cfg(dir.path())).unwrap();
+        assert_eq!(s.pending(), 6);
+        let b = s.peek(100).unwrap();
+        let ids: Vec<_> = b.records.iter().map(|r| r.0.msg_id.clone()).collect();
+        assert_eq!(ids, (4..10).map(|i| format!("id-{i}")).collect::<Vec<_>>());
+        let bytes: u64 = b.records.iter().map(|r| r.2).sum();
+        s.ack(b.end, 6, bytes).unwrap();
+        assert_eq!(s.pending(), 0);
+        // Forwarded segments are gone: only the fresh one is left.
+        let segs = fs::read_dir(dir.path())
+            .unwrap()
+            .filter(|e| {
+                e.as_ref()
+                    .unwrap()
+                    .file_name()
+                    .to_string_lossy()
+                    .ends_with(".seg")
+            })
+            .count();
+        assert_eq!(segs, 1);
+        s.append(&rec(10)).unwrap();
+        assert_eq!(s.peek(10).unwrap().records[0].0, rec(10));
+    }
+
+    #[test]
+    fn torn_tail_is_cut_and_corrupt_record_skipped() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = SpoolConfig {
+            segment_bytes: 1 << 20,
+            ..cfg(dir.path())
+        };
+        {
+            let s = Spool::open(&c).unwrap();
+            for i in 0..3 {
+                s.append(&rec(i)).unwrap();
+            }
+        }
+        let seg = fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .find(|p| p.extension().is_some_and(|e| e == "seg"))
+            .unwrap();
+        let mut data = fs::read(&seg).unwrap();
+        let first_len = rec(0).encode().unwrap().len();
+        // Flip a byte in the body of record 0, and append half a record.
+        data[first_len - 1] ^= 0xFF;
+        let torn = rec(3).encode().unwrap();
+        data.extend_from_slice(&torn[..torn.len() / 2]);
+        fs::write(&seg, &data).unwrap();
+
+        let s = Spool::open(&c).unwrap();
+        assert_eq!(s.pending(), 2);
+        let b = s.peek(10).unwrap();
+        let ids: Vec<_> = b.records.iter().map(|r| r.0.msg_id.clone()).collect();
+        assert_eq!(ids, ["id-1", "id-2"]);
+        // The torn tail was cut, so a new append is readable.
+        s.append(&rec(4)).unwrap();
+        assert_eq!(s.peek(10).unwrap().records.len(), 3);
+    }
+
+    #[test]
+    fn full_spool_refuses_with_sizes() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Spool::open(&SpoolConfig {
+            max_bytes: 100,
+            ..cfg(dir.path())
+        })
+        .unwrap();
+        s.append(&rec(0)).unwrap();
+        let mut refused = false;
+        for i in 1..10 {
+            if let Err(PublishError::SpoolFull { limit, .. }) = s.append(&rec(i)) {
+                assert_eq!(limit, 100);
+                refused = true;
+                break;
+            }
+        }
+        assert!(refused);
+    }
+
+    #[test]
+    fn second_open_of_a_locked_dir_fails() {
+        let dir = tempfile::tempdir().unwrap();
+        let _s = Spool::open(&cfg(dir.path())).unwrap();
+        let t = Instant::now();
+        assert!(Spool::open(&cfg(dir.path())).is_err());
+        assert!(t.elapsed() >= LOCK_WAIT);
+    }
+}

@@ -1,0 +1,288 @@
+//! Subscriber configuration: plain serde data with defaults and [`SubscriberConfig::validate`].
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// How failed deliveries are retried (CONTRACT.md §3).
+///
+/// TOML: `retry = { max_attempts = 5, initial_backoff = "1s", max_backoff = "1m", jitter = 0.2 }`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RetryPolicy {
+    /// Deliveries the handler gets before the message is dead-lettered; the first delivery
+    /// counts. A later delivery (after an instance died during the last attempt) is
+    /// dead-lettered without running the handler.
+    pub max_attempts: u32,
+    /// NAK delay after the first failed delivery; doubles with each further delivery.
+    #[serde(with = "humantime_serde")]
+    pub initial_backoff: Duration,
+    /// Upper bound of the NAK delay.
+    #[serde(with = "humantime_serde")]
+    pub max_backoff: Duration,
+    /// Fraction in `[0, 1]` by which a delay is randomly shortened, so that instances that
+    /// failed together do not retry together. `0.2` turns 10 s into 8–10 s.
+    pub jitter: f64,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        Self {
+            max_attempts: 5,
+            initial_backoff: Duration::from_secs(1),
+            max_backoff: Duration::from_secs(60),
+            jitter: 0.2,
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// Checks every field.
+    ///
+    /// # Errors
+    /// [`ConfigError`] listing every problem found.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let mut problems = Vec::new();
+        self.collect_problems(&mut problems);
+        ConfigError::from_problems(problems)
+    }
+
+    fn collect_problems(&self, problems: &mut Vec<String>) {
+        if self.max_attempts == 0 {
+            problems.push("retry.max_attempts must be at least 1".into());
+        }
+        if self.initial_backoff.is_zero() {
+            problems.push("retry.initial_backoff must be greater than zero".into());
+        }
+        if self.max_backoff < self.initial_backoff {
+            problems.push(format!(
+                "retry.max_backoff ({:?}) must not be below retry.initial_backoff ({:?})",
+                self.max_backoff, self.initial_backoff
+            ));
+        }
+        if !(0.0..=1.0).contains(&self.jitter) {
+            problems.push(format!(
+                "retry.jitter must be within [0, 1], got {}",
+                self.jitter
+            ));
+        }
+    }
+}
+
+/// Tuning of one subscription. Every field has a production default; tests shorten the
+/// timings.
+///
+/// TOML:
+/// ```toml
+/// ack_wait = "30s"
+/// max_in_flight = 32
+/// retry = { max_attempts = 5, initial_backoff = "1s", max_backoff = "1m" }
+/// ```
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SubscriberConfig {
+    /// Retry and dead-letter policy.
+    pub retry: RetryPolicy,
+    /// How long the server waits for an ack before redelivering. Long handlers do not need a
+    /// long `ack_wait`: they send in-progress acks (see `in_progress_interval`).
+    #[serde(with = "humantime_serde")]
+    pub ack_wait: Duration,
+    /// Handlers running at once in one instance. The instance only pulls as many messages as
+    /// it has free slots, so a message is never waiting in a local buffer while its ack wait
+    /// runs.
+    pub max_in_flight: u32,
+    /// The consumer's `max_ack_pending`, shared by every instance of the group: it must be at
+    /// least `instances × max_in_flight`, or some instances idle. Default 1,000
+    /// (31 instances at the default `max_in_flight`).
+    pub max_ack_pending: u32,
+    /// Handle messages of one subject one at a time, in the order this instance received
+    /// them. Across instances and redeliveries there is no order: run one instance (or keep
+    /// `max_ack_pending` at 1) where a strict global order matters.
+    pub ordered_per_subject: bool,
+    /// On shutdown, how long in-flight handlers may still run; what has not finished then is
+    /// left unacked for redelivery.
+    #[serde(with = "humantime_serde")]
+    pub drain_timeout: Duration,
+    /// How often a running handler's message gets an in-progress ack; `None` means
+    /// `ack_wait / 2`.
+    #[serde(with = "humantime_serde", skip_serializing_if = "Option::is_none")]
+    pub in_progress_interval: Option<Duration>,
+    /// Most messages asked for in one pull request (also capped by the free handler slots).
+    pub fetch_batch: u32,
+    /// How long one pull request waits on the server for messages. It also bounds how long
+    /// a lost pull request (server restart) goes unnoticed: about `fetch_expires + 5 s`.
+    #[serde(with = "humantime_serde")]
+    pub fetch_expires: Duration,
+    /// Timeout of each request to the server (ack, dead-letter publish, consumer lookup).
+    #[serde(with = "humantime_serde")]
+    pub request_timeout: Duration,
+    /// How often the `subscription_lag` gauge is refreshed from the consumer's info.
+    #[serde(with = "humantime_serde")]
+    pub lag_interval: Duration,
+}
+
+impl Default for SubscriberConfig {
+    fn default() -> Self {
+        Self {
+            retry: RetryPolicy::default(),
+            ack_wait: Duration::from_secs(30),
+            max_in_flight: 32,
+            max_ack_pending: 1000,
+            ordered_per_subject: false,
+            drain_timeout: Duration::from_secs(30),
+            in_progress_interval: None,
+            fetch_batch: 32,
+            fetch_expires: Duration::from_secs(5),
+            request_timeout: Duration::from_secs(5),
+            lag_interval: Duration::from_secs(10),
+        }
+    }
+}
+
+impl SubscriberConfig {
+    /// Checks every field.
+    ///
+    /// # Errors
+    /// [`ConfigError`] listing every problem found.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let mut problems = Vec::new();
+        self.retry.collect_problems(&mut problems);
+        if self.ack_wait < Duration::from_millis(100) {
+            problems.push(format!(
+                "ack_wait must be at least 100ms, got {:?}",
+                self.ack_wait
+            ));
+        }
+        if self.max_in_flight == 0 {
+            problems.push("max_in_flight must be at least 1".into());
+        }
+        if self.max_ack_pending < self.max_in_flight {
+            problems.push(format!(
+                "max_ack_pending ({}) must be at least max_in_flight ({})",
+                self.max_ack_pending, self.max_in_flight
+            ));
+        }
+        if self.drain_timeout.is_zero() {
+            problems.push("drain_timeout must be greater than zero".into());
+        }
+        if let Some(i) = self.in_progress_interval
+            && (i.is_zero() || i >= self.ack_wait)
+        {
+            problems.push(format!(
+                "in_progress_interval ({i:?}) must be greater than zero and below ack_wait ({:?})",
+                self.ack_wait
+            ));
+        }
+        if self.fetch_batch == 0 {
+            problems.push("fetch_batch must be at least 1".into());
+        }
+        if self.fetch_expires < Duration::from_millis(100) {
+            problems.push(format!(
+                "fetch_expires must be at least 100ms, got {:?}",
+                self.fetch_expires
+            ));
+        }
+        if self.request_timeout.is_zero() {
+            problems.push("request_timeout must be greater than zero".into());
+        }
+        if self.lag_interval.is_zero() {
+            problems.push("lag_interval must be greater than zero".into());
+        }
+        ConfigError::from_problems(problems)
+    }
+
+    /// The in-progress ack interval in effect.
+    pub fn effective_in_progress_interval(&self) -> Duration {
+        self.in_progress_interval.unwrap_or(self.ack_wait / 2)
+    }
+}
+
+/// A configuration that cannot work.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid subscriber configuration: {}", .problems.join("; "))]
+#[non_exhaustive]
+pub struct ConfigError {
+    /// Every problem found, one sentence each.
+    pub problems: Vec<String>,
+}
+
+impl ConfigError {
+    fn from_problems(problems: Vec<String>) -> Result<(), Self> {
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(Self { problems })
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid_and_match_the_contract() {
+        let c = SubscriberConfig::default();
+        c.validate().unwrap();
+        assert_eq!(c.retry.max_attempts, 5);
+        assert_eq!(c.retry.initial_backoff, Duration::from_secs(1));
+        assert_eq!(c.retry.max_backoff, Duration::from_secs(60));
+        assert_eq!(c.effective_in_progress_interval(), Duration::from_secs(15));
+    }
+
+    #[test]
+    fn validate_lists_every_problem() {
+        let c = SubscriberConfig {
+            retry: RetryPolicy {
+                max_attempts: 0,
+                initial_backoff: Duration::from_secs(2),
+                max_backoff: Duration::from_secs(1),
+                jitter: 2.0,
+            },
+            max_in_flight: 0,
+            fetch_batch: 0,
+            in_progress_interval: Some(Duration::from_secs(60)),
+            ..Default::default()
+        };
+        let err = c.validate().unwrap_err();
+        assert_eq!(err.problems.len(), 6, "{err}");
+        assert!(err.to_string().contains("retry.max_attempts"));
+        assert!(err.to_string().contains("in_progress_interval"));
+    }
+
+    #[test]
+    fn max_ack_pending_must_cover_one_instance() {
+        let c = SubscriberConfig {
+            max_in_flight: 64,
+            max_ack_pending: 10,
+            ..Default::default()
+        };
+        assert!(
+            c.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("max_ack_pending")
+        );
+    }
+
+    #[test]
+    fn round_trips_through_toml() {
+        let c = SubscriberConfig {
+            ack_wait: Duration::from_millis(1500),
+            in_progress_interval: Some(Duration::from_millis(500)),
+            ..Default::default()
+        };
+        let text = toml::to_string(&c).unwrap();
+        let back: SubscriberConfig = toml::from_str(&text).unwrap();
+        assert_eq!(back, c);
+        let defaults = SubscriberConfig::default();
+        let back: SubscriberConfig = toml::from_str(&toml::to_string(&defaults).unwrap()).unwrap();
+        assert_eq!(back, defaults);
+        let partial: SubscriberConfig =
+            toml::from_str("retry = { max_attempts = 3, initial_backoff = \"10ms\" }").unwrap();
+        assert_eq!(partial.retry.max_attempts, 3);
+        assert_eq!(partial.retry.initial_backoff, Duration::from_millis(10));
+        assert_eq!(partial.retry.max_backoff, Duration::from_secs(60));
+        assert!(toml::from_str::<SubscriberConfig>("bogus = 1").is_err());
+    }
+}

@@ -1,0 +1,626 @@
+//! The pull loop, per-delivery processing, and drain.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_nats::jetstream::{self, AckKind};
+use futures::{FutureExt, StreamExt};
+use time::OffsetDateTime;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
+use tokio::task::JoinSet;
+use tokio::time::{Instant, timeout, timeout_at};
+use tokio_util::sync::CancellationToken;
+use tracing::{Instrument, debug, debug_span, error, info, warn};
+
+use super::backoff::{backoff, jittered};
+use super::config::SubscriberConfig;
+use super::dead_letter::{FailureRecord, publish_dead_letter};
+use super::handler::{DeliveryContext, Handler, HandlerError};
+use super::outcome::{Outcome, decide, decide_before};
+use super::{Subscriber, create_consumer};
+use crate::Event;
+use crate::dlq::DeadLetterReason;
+use crate::metrics as m;
+
+/// What [`Subscriber::run`] did when it stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct DrainReport {
+    /// Deliveries being handled when shutdown began.
+    pub in_flight: usize,
+    /// Of those, how many finished and were settled within `drain_timeout`.
+    pub finished: usize,
+    /// Of those, how many were still running at the deadline: stopped, left unacked, and so
+    /// redelivered after `ack_wait`.
+    pub abandoned: usize,
+    /// How long the drain took.
+    pub drain_time: Duration,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("handler panicked: {0}")]
+struct HandlerPanic(String);
+
+struct Shared<H> {
+    handler: H,
+    js: jetstream::Context,
+    cfg: SubscriberConfig,
+    stream: String,
+    consumer: String,
+    shutdown: CancellationToken,
+}
+
+/// Delay before the n-th consecutive attempt to re-establish the pull loop.
+fn reconnect_delay(failures: u32) -> Duration {
+    let base = Duration::from_millis(100)
+        .saturating_mul(1u32 << failures.saturating_sub(1).min(6))
+        .min(Duration::from_secs(5));
+    jittered(base, 0.2)
+}
+
+/// Sleeps unless `token` is cancelled first; returns false if cancelled.
+async fn sleep_unless(token: &CancellationToken, d: Duration) -> bool {
+    tokio::select! {
+        biased;
+        _ = token.cancelled() => false,
+        _ = tokio::time::sleep(d) => true,
+    }
+}
+
+pub(super) async fn run<H: Handler>(
+    sub: Subscriber,
+    handler: H,
+    shutdown: CancellationToken,
+) -> DrainReport {
+    let Subscriber {
+        js,
+        stream,
+        durable,
+        config: cfg,
+        consumer_config,
+        consumer,
+        ..
+    } = sub;
+    let shared = Arc::new(Shared {
+        handler,
+        js: js.clone(),
+        cfg: cfg.clone(),
+        stream: stream.clone(),
+        consumer: durable.clone(),
+        shutdown: shutdown.clone(),
+    });
+    register_series(&durable);
+    let permits = Arc::new(Semaphore::new(cfg.max_in_flight as usize));
+    let mut tasks: JoinSet<()> = JoinSet::new();
+    let mut aux: JoinSet<()> = JoinSet::new();
+    let aux_stop = CancellationToken::new();
+    aux.spawn(lag_loop(
+        js.clone(),
+        stream.clone(),
+        durable.clone(),
+        cfg.lag_interval,
+        cfg.request_timeout,
+        aux_stop.clone(),
+    ));
+    // Ordered mode: per subject, the completion signal of the last message handed out.
+    let mut chains: HashMap<String, oneshot::Receiver<()>> = HashMap::new();
+    let mut consumer = Some(consumer);
+    let mut failures: u32 = 0;
+    let pull_bound = cfg.fetch_expires + Duration::from_secs(10);
+    debug!(consumer = %durable, stream = %stream, "subscriber started");
+
+    'pull: loop {
+        reap(&mut tasks);
+        if shutdown.is_cancelled() {
+            break;
+        }
+        let current = match &consumer {
+            Some(c) => c.clone(),
+            None => {
+                let created = tokio::select! {
+                    biased;
+                    _ = shutdown.cancelled() => break 'pull,
+                    r = create_consumer(&js, &stream, consumer_config.clone(), cfg.request_timeout) => r,
+                };
+                match created {
+                    Ok(c) => {
+                        info!(consumer = %durable, stream = %stream, "consumer re-established");
+                        consumer = Some(c.clone());
+                        c
+                    }
+                    Err(e) => {
+                        failures = failures.saturating_add(1);
+                        warn!(consumer = %durable, stream = %stream, failures, error = %error_chain(&e),
+                            "cannot re-establish the consumer; retrying");
+                        if !sleep_unless(&shutdown, reconnect_delay(failures)).await {
+                            break 'pull;
+                        }
+                        continue;
+                    }
+                }
+            }
+        };
+
+        // Wait for a free handler slot, then take every free one up to the batch size.
+        let first = tokio::select! {
+            biased;
+            _ = shutdown.cancelled() => break 'pull,
+            p = permits.clone().acquire_owned() => match p {
+                Ok(p) => p,
+                Err(_) => break 'pull, // never closed while we hold `permits`
+            },
+        };
+        let mut held: Vec<OwnedSemaphorePermit> = vec![first];
+        while held.len() < cfg.fetch_batch as usize {
+            match permits.clone().try_acquire_owned() {
+                Ok(p) => held.push(p),
+                Err(_) => break,
+            }
+        }
+
+        let request = current
+            .batch()
+            .max_messages(held.len())
+            .expires(cfg.fetch_expires)
+            .messages();
+        let batch = tokio::select! {
+            biased;
+            _ = shutdown.cancelled() => break 'pull,
+            b = timeout(cfg.request_timeout, request) => b,
+        };
+        let mut batch = match batch {
+            Ok(Ok(b)) => b,
+            Ok(Err(e)) => {
+                failures = failures.saturating_add(1);
+                warn!(consumer = %durable, failures, error = %e, "pull request failed; re-establishing the consumer");
+                consumer = None;
+                if !sleep_unless(&shutdown, reconnect_delay(failures)).await {
+                    break 'pull;
+                }
+                continue;
+            }
+            Err(_) => {
+                failures = failures.saturating_add(1);
+                warn!(consumer = %durable, failures, "pull request not sent in time; re-establishing the consumer");
+                consumer = None;
+                if !sleep_unless(&shutdown, reconnect_delay(failures)).await {
+                    break 'pull;
+                }
+                continue;
+            }
+        };
+        let pulled_at = Instant::now();
+
+        let mut received = 0usize;
+        let mut broken = false;
+        loop {
+            let next = tokio::select! {
+                biased;
+                _ = shutdown.cancelled() => break 'pull,
+                n = timeout(pull_bound, batch.next()) => n,
+            };
+            match next {
+                Ok(Some(Ok(msg))) => {
+                    received += 1;
+                    let permit = match held.pop() {
+                        Some(p) => p,
+                        // The server never sends more than asked for; if it did, wait for
+                        // a slot rather than exceed the limit.
+                        None => match permits.clone().acquire_owned().await {
+                            Ok(p) => p,
+                            Err(_) => break 'pull,
+                        },
+                    };
+                    let (prev, done) = if cfg.ordered_per_subject {
+                        let (tx, rx) = oneshot::channel();
+                        let prev = chains.insert(msg.subject.to_string(), rx);
+                        if chains.len() > 4096 {
+                            chains.retain(|_, rx| {
+                                matches!(rx.try_recv(), Err(oneshot::error::TryRecvError::Empty))
+                            });
+                        }
+                        (prev, Some(tx))
+                    } else {
+                        (None, None)
+                    };
+                    tasks.spawn(deliver(shared.clone(), msg, permit, prev, done));
+                }
+                Ok(Some(Err(e))) => {
+                    warn!(consumer = %durable, error = %e, "pull request ended with an error; re-establishing the consumer");
+                    broken = true;
+                    break;
+                }
+                Ok(None) => break,
+                Err(_) => {
+                    warn!(consumer = %durable, bound = ?pull_bound,
+                        "pull request got no answer in time; re-establishing the consumer");
+                    broken = true;
+                    break;
+                }
+            }
+        }
+        drop(held);
+        if broken {
+            failures = failures.saturating_add(1);
+            consumer = None;
+            if !sleep_unless(&shutdown, reconnect_delay(failures)).await {
+                break 'pull;
+            }
+        } else if received > 0 {
+            if failures > 0 {
+                info!(consumer = %durable, "pull loop healthy again");
+            }
+            failures = 0;
+        } else if pulled_at.elapsed() < cfg.fetch_expires / 2 {
+            // Ended empty long before it expires (e.g. the connection is closing): back off
+            // rather than spin.
+            failures = failures.saturating_add(1);
+            debug!(consumer = %durable, failures, "pull request ended early and empty");
+            if !sleep_unless(&shutdown, reconnect_delay(failures)).await {
+                break 'pull;
+            }
+        }
+    }
+
+    // Drain: no more pulls; in-flight handlers get until the deadline.
+    let started = Instant::now();
+    drop(chains);
+    reap(&mut tasks);
+    let in_flight = tasks.len();
+    let deadline = started + cfg.drain_timeout;
+    let mut finished = 0usize;
+    while !tasks.is_empty() {
+        match timeout_at(deadline, tasks.join_next()).await {
+            Ok(Some(res)) => {
+                log_join(res);
+                finished += 1;
+            }
+            Ok(None) | Err(_) => break,
+        }
+    }
+    let abandoned = tasks.len();
+    if abandoned > 0 {
+        warn!(consumer = %durable, abandoned, drain_timeout = ?cfg.drain_timeout,
+            "drain timed out: stopping unfinished handlers, their messages stay unacked for redelivery");
+        tasks.abort_all();
+        let _ = timeout(Duration::from_secs(1), async {
+            while tasks.join_next().await.is_some() {}
+        })
+        .await;
+    }
+    aux_stop.cancel();
+    let _ = timeout(Duration::from_secs(1), async {
+        while aux.join_next().await.is_some() {}
+    })
+    .await;
+    // Anything still in the sets is aborted when they drop here.
+    let report = DrainReport {
+        in_flight,
+        finished,
+        abandoned,
+        drain_time: started.elapsed(),
+    };
+    info!(consumer = %durable, ?report, "subscriber stopped");
+    report
+}
+
+fn reap(tasks: &mut JoinSet<()>) {
+    while let Some(res) = tasks.try_join_next() {
+        log_join(res);
+    }
+}
+
+fn log_join(res: Result<(), tokio::task::JoinError>) {
+    if let Err(e) = res
+        && e.is_panic()
+    {
+        // Handler panics are caught inside the task; this is a bug in the library.
+        error!(error = %e, "delivery task panicked; its message stays unacked for redelivery");
+    }
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut src = e.source();
+    while let Some(c) = src {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        src = c.source();
+    }
+    s
+}
+
+async fn lag_loop(
+    js: jetstream::Context,
+    stream: String,
+    consumer: String,
+    every: Duration,
+    request_timeout: Duration,
+    stop: CancellationToken,
+) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            biased;
+            _ = stop.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        match timeout(request_timeout, super::lag(&js, &stream, &consumer)).await {
+            Ok(Ok(lag)) => {
+                metrics::gauge!(m::SUBSCRIPTION_LAG, "stream" => stream.clone(), "consumer" => consumer.clone())
+                    .set(lag.total() as f64);
+            }
+            Ok(Err(e)) => debug!(consumer = %consumer, error = %error_chain(&e), "cannot read lag"),
+            Err(_) => debug!(consumer = %consumer, "lag request timed out"),
+        }
+    }
+}
+
+/// Runs `fut`, sending an in-progress ack for `msg` every `every` until it completes.
+async fn with_progress<F: Future>(
+    msg: &jetstream::Message,
+    fut: F,
+    every: Duration,
+    request_timeout: Duration,
+) -> F::Output {
+    tokio::pin!(fut);
+    let mut tick = tokio::time::interval_at(Instant::now() + every, every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            biased;
+            out = &mut fut => return out,
+            _ = tick.tick() => {
+                match timeout(request_timeout.min(every), msg.ack_with(AckKind::Progress)).await {
+                    Ok(Ok(())) => debug!("in-progress ack sent"),
+                    Ok(Err(e)) => debug!(error = %e, "in-progress ack failed"),
+                    Err(_) => debug!("in-progress ack timed out"),
+                }
+            }
+        }
+    }
+}
+
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_owned()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "non-string panic payload".to_owned()
+    }
+}
+
+async fn deliver<H: Handler>(
+    shared: Arc<Shared<H>>,
+    msg: jetstream::Message,
+    permit: OwnedSemaphorePermit,
+    prev: Option<oneshot::Receiver<()>>,
+    done: Option<oneshot::Sender<()>>,
+) {
+    let (delivered, stream_sequence, consumer_sequence, published) = match msg.info() {
+        Ok(i) => (
+            u64::try_from(i.delivered).unwrap_or(1).max(1),
+            i.stream_sequence,
+            i.consumer_sequence,
+            i.published,
+        ),
+        Err(e) => {
+            // Not a JetStream delivery (no ack subject): nothing to ack or redeliver.
+            error!(consumer = %shared.consumer, subject = %msg.subject, error = %e,
+                "message without delivery metadata dropped");
+            return;
+        }
+    };
+    let span = debug_span!("deliver", consumer = %shared.consumer, subject = %msg.subject,
+        stream_seq = stream_sequence, delivered);
+    async move {
+        let cfg = &shared.cfg;
+        let every = cfg.effective_in_progress_interval();
+        if let Some(prev) = prev {
+            // Ordered mode: the previous message of this subject settles first.
+            let _ = with_progress(&msg, prev, every, cfg.request_timeout).await;
+        }
+        let decoded = Event::decode(msg.headers.as_ref(), &msg.payload);
+        let consumer_label = shared.consumer.clone();
+        let (outcome, error_text, event_type, event_time) =
+            match (decide_before(decoded.as_ref().map(|_| ()), delivered, &cfg.retry), decoded) {
+                (Some(outcome), decoded) => {
+                    let (text, event_type) = match &decoded {
+                        _ if delivered > u64::from(cfg.retry.max_attempts) => (
+                            format!(
+                                "delivery {delivered} is beyond max_attempts {} (an earlier attempt did not settle); the handler was not run",
+                                cfg.retry.max_attempts
+                            ),
+                            decoded
+                                .as_ref()
+                                .map(|e| e.event_type().as_str().to_owned())
+                                .unwrap_or_else(|_| "unknown".to_owned()),
+                        ),
+                        Ok(e) => (String::new(), e.event_type().as_str().to_owned()),
+                        Err(e) => {
+                            metrics::counter!(m::EVENT_HANDLER_ERRORS_TOTAL,
+                                "consumer" => consumer_label.clone(), "kind" => e.reason())
+                            .increment(1);
+                            (error_chain(e), "unknown".to_owned())
+                        }
+                    };
+                    (outcome, text, event_type, None)
+                }
+                (None, Ok(event)) => {
+                    let event_type = event.event_type().as_str().to_owned();
+                    let event_time = event.time();
+                    let ctx = DeliveryContext {
+                        delivered,
+                        stream_sequence,
+                        consumer_sequence,
+                        stream: shared.stream.clone(),
+                        consumer: shared.consumer.clone(),
+                        subject: msg.subject.to_string(),
+                        published,
+                        shutdown: shared.shutdown.clone(),
+                    };
+                    let started = Instant::now();
+                    let run = AssertUnwindSafe(shared.handler.handle(event, ctx)).catch_unwind();
+                    let result = with_progress(&msg, run, every, cfg.request_timeout).await;
+                    metrics::histogram!(m::EVENT_HANDLER_DURATION_SECONDS, "consumer" => consumer_label.clone())
+                        .record(started.elapsed().as_secs_f64());
+                    let result = match result {
+                        Ok(r) => {
+                            if let Err(e) = &r {
+                                metrics::counter!(m::EVENT_HANDLER_ERRORS_TOTAL,
+                                    "consumer" => consumer_label.clone(), "kind" => e.kind())
+                                .increment(1);
+                            }
+                            r
+                        }
+                        Err(payload) => {
+                            metrics::counter!(m::EVENT_HANDLER_ERRORS_TOTAL,
+                                "consumer" => consumer_label.clone(), "kind" => "panic")
+                            .increment(1);
+                            Err(HandlerError::transient(HandlerPanic(panic_message(
+                                payload.as_ref(),
+                            ))))
+                        }
+                    };
+                    let text = match &result {
+                        Ok(()) => String::new(),
+                        Err(e) => e.chain_string(),
+                    };
+                    (decide(&result, delivered, &cfg.retry), text, event_type, Some(event_time))
+                }
+                (None, Err(e)) => (
+                    // Unreachable: decide_before settles every decode error.
+                    Outcome::DeadLetter(DeadLetterReason::Undecodable),
+                    error_chain(&e),
+                    "unknown".to_owned(),
+                    None,
+                ),
+            };
+        settle(&shared, &msg, outcome, &error_text, &event_type, event_time, delivered, stream_sequence).await;
+    }
+    .instrument(span)
+    .await;
+    // Released only now: the slot and (ordered mode) the subject's turn.
+    drop(permit);
+    drop(done);
+}
+
+/// Creates the consumer's error and dead-letter series at zero, so that `rate()` and
+/// `increase()` see the first failure of each kind instead of starting a series with it.
+fn register_series(consumer: &str) {
+    for kind in ["transient", "permanent", "panic", "undecodable", "invalid"] {
+        metrics::counter!(m::EVENT_HANDLER_ERRORS_TOTAL, "consumer" => consumer.to_owned(), "kind" => kind)
+            .increment(0);
+    }
+    for reason in [
+        DeadLetterReason::MaxDeliveries,
+        DeadLetterReason::Permanent,
+        DeadLetterReason::Undecodable,
+        DeadLetterReason::Invalid,
+    ] {
+        metrics::counter!(m::EVENTS_DEAD_LETTERED_TOTAL, "consumer" => consumer.to_owned(), "reason" => reason.as_str())
+            .increment(0);
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn settle<H>(
+    shared: &Shared<H>,
+    msg: &jetstream::Message,
+    outcome: Outcome,
+    error_text: &str,
+    event_type: &str,
+    event_time: Option<OffsetDateTime>,
+    delivered: u64,
+    stream_sequence: u64,
+) {
+    let cfg = &shared.cfg;
+    let consumed = |status: &'static str| {
+        metrics::counter!(m::EVENTS_CONSUMED_TOTAL, "event_type" => event_type.to_owned(), "status" => status)
+            .increment(1);
+    };
+    match outcome {
+        Outcome::Ack => match timeout(cfg.request_timeout, msg.double_ack()).await {
+            Ok(Ok(())) => {
+                consumed("ack");
+                if let Some(t) = event_time {
+                    let e2e = (OffsetDateTime::now_utc() - t).as_seconds_f64().max(0.0);
+                    metrics::histogram!(m::EVENT_END_TO_END_SECONDS, "consumer" => shared.consumer.clone())
+                            .record(e2e);
+                }
+                debug!("acked");
+            }
+            Ok(Err(e)) => {
+                consumed("ack_failed");
+                warn!(error = %e, "ack not confirmed; the message will be redelivered");
+            }
+            Err(_) => {
+                consumed("ack_failed");
+                warn!("ack not confirmed in time; the message will be redelivered");
+            }
+        },
+        Outcome::Nak(base) => {
+            let delay = jittered(base, cfg.retry.jitter);
+            warn!(error = %error_text, ?delay, "handler failed; retrying later");
+            nak(msg, delay, cfg.request_timeout).await;
+            consumed("nak");
+        }
+        Outcome::DeadLetter(reason) => {
+            let rec = FailureRecord {
+                subject: msg.subject.as_str(),
+                stream: &shared.stream,
+                sequence: stream_sequence,
+                consumer: &shared.consumer,
+                deliveries: delivered,
+                reason,
+                error: error_text,
+                failed_at: OffsetDateTime::now_utc(),
+            };
+            match publish_dead_letter(
+                &shared.js,
+                msg.headers.as_ref(),
+                msg.payload.clone(),
+                &rec,
+                cfg.request_timeout,
+            )
+            .await
+            {
+                Ok(()) => {
+                    error!(reason = %reason, error = %error_text, "message dead-lettered");
+                    metrics::counter!(m::EVENTS_DEAD_LETTERED_TOTAL,
+                        "consumer" => shared.consumer.clone(), "reason" => reason.as_str())
+                    .increment(1);
+                    consumed("dead_letter");
+                    match timeout(cfg.request_timeout, msg.double_ack_with(AckKind::Term)).await {
+                        Ok(Ok(())) => {}
+                        Ok(Err(e)) => warn!(error = %e,
+                            "terminate not confirmed; a redelivery will find the dead letter already stored"),
+                        Err(_) => warn!(
+                            "terminate not confirmed in time; a redelivery will find the dead letter already stored"
+                        ),
+                    }
+                }
+                Err(e) => {
+                    let delay = jittered(backoff(delivered, &cfg.retry), cfg.retry.jitter);
+                    error!(reason = %reason, error = %error_chain(&e), ?delay,
+                        "dead-letter publish failed; NAKing the message instead");
+                    nak(msg, delay, cfg.request_timeout).await;
+                    consumed("nak");
+                }
+            }
+        }
+    }
+}
+
+async fn nak(msg: &jetstream::Message, delay: Duration, request_timeout: Duration) {
+    match timeout(request_timeout, msg.ack_with(AckKind::Nak(Some(delay)))).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => warn!(error = %e, "NAK not sent; the message returns after ack_wait"),
+        Err(_) => warn!("NAK not sent in time; the message returns after ack_wait"),
+    }
+}

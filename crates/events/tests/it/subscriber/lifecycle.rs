@@ -1,0 +1,205 @@
+//! Shutdown and drain, and an instance dying during the last attempt.
+
+use super::support::*;
+
+#[tokio::test]
+async fn subscriber_shutdown_drains_fifty_in_flight_handlers() {
+    let nats = NatsServer::start().await;
+    let js = nats.jetstream().await;
+    create_streams(&js).await;
+    let started = Arc::new(AtomicUsize::new(0));
+    let finished = Arc::new(AtomicUsize::new(0));
+    let release = CancellationToken::new();
+    let (s, f, rel) = (started.clone(), finished.clone(), release.clone());
+    let handler = handler_fn(move |_event: Event, _ctx: DeliveryContext| {
+        let (s, f, rel) = (s.clone(), f.clone(), rel.clone());
+        async move {
+            s.fetch_add(1, Ordering::SeqCst);
+            rel.cancelled().await;
+            sleep(Duration::from_millis(100)).await;
+            f.fetch_add(1, Ordering::SeqCst);
+            Ok::<_, HandlerError>(())
+        }
+    });
+    let cfg = SubscriberConfig {
+        max_in_flight: 50,
+        fetch_batch: 50,
+        drain_timeout: Duration::from_secs(10),
+        ..fast_config()
+    };
+    let drain_timeout = cfg.drain_timeout;
+    let sub = start(&js, "draining", cfg, handler).await;
+    publish_range(&js, 0..80).await;
+    wait_for("50 handlers in flight", BOUND, async || {
+        started.load(Ordering::SeqCst) == 50
+    })
+    .await;
+
+    let t0 = Instant::now();
+    sub.token.cancel();
+    sleep(Duration::from_millis(200)).await; // the loop has seen the cancellation
+    release.cancel();
+    let report = timeout(drain_timeout + Duration::from_secs(5), sub.handle)
+        .await
+        .expect("run() returned within its bound")
+        .unwrap();
+    assert!(t0.elapsed() < drain_timeout, "took {:?}", t0.elapsed());
+    assert_eq!(report.in_flight, 50);
+    assert_eq!(report.finished, 50);
+    assert_eq!(report.abandoned, 0);
+    assert_eq!(finished.load(Ordering::SeqCst), 50);
+    assert_eq!(
+        started.load(Ordering::SeqCst),
+        50,
+        "no new message was handled"
+    );
+    let info = js
+        .get_stream(STREAM)
+        .await
+        .unwrap()
+        .consumer_info(&sub.durable)
+        .await
+        .unwrap();
+    assert_eq!(info.num_ack_pending, 0, "all 50 acked");
+    assert_eq!(info.ack_floor.stream_sequence, 50);
+    assert_eq!(info.delivered.consumer_sequence, 50, "no new fetch started");
+    assert_eq!(info.num_pending, 30);
+}
+
+#[tokio::test]
+async fn subscriber_drain_timeout_leaves_unfinished_work_unacked() {
+    let nats = NatsServer::start().await;
+    let js = nats.jetstream().await;
+    create_streams(&js).await;
+    let started = Arc::new(AtomicUsize::new(0));
+    let s = started.clone();
+    let handler = handler_fn(move |_event: Event, _ctx: DeliveryContext| {
+        let s = s.clone();
+        async move {
+            s.fetch_add(1, Ordering::SeqCst);
+            std::future::pending::<()>().await;
+            Ok::<_, HandlerError>(())
+        }
+    });
+    let cfg = SubscriberConfig {
+        max_in_flight: 5,
+        drain_timeout: Duration::from_millis(500),
+        ..fast_config()
+    };
+    let sub = start(&js, "stuck", cfg, handler).await;
+    publish_range(&js, 0..5).await;
+    wait_for("5 stuck handlers", BOUND, async || {
+        started.load(Ordering::SeqCst) == 5
+    })
+    .await;
+    let t0 = Instant::now();
+    let durable = sub.durable.clone();
+    let report = sub.stop().await;
+    assert!(
+        t0.elapsed() < Duration::from_secs(3),
+        "took {:?}",
+        t0.elapsed()
+    );
+    assert_eq!(
+        (report.in_flight, report.finished, report.abandoned),
+        (5, 0, 5)
+    );
+    let lag = events::subscriber::lag(&js, STREAM, &durable)
+        .await
+        .unwrap();
+    assert_eq!(lag.ack_pending, 5, "left for redelivery, never acked");
+    assert_eq!(lag.ack_floor_stream_sequence, 0);
+}
+
+#[tokio::test]
+async fn subscriber_stopped_while_idle_leaves_later_events_pending() {
+    let nats = NatsServer::start().await;
+    let js = nats.jetstream().await;
+    create_streams(&js).await;
+    let calls = Arc::new(Calls::default());
+    let cfg = SubscriberConfig {
+        fetch_expires: Duration::from_secs(30), // an outstanding pull request at shutdown
+        ..fast_config()
+    };
+    let sub = start(&js, "idle", cfg, recording(calls.clone(), 0)).await;
+    publish_range(&js, 0..1).await;
+    let durable = sub.durable.clone();
+    wait_for("first event acked", BOUND, async || {
+        let l = events::subscriber::lag(&js, STREAM, &durable)
+            .await
+            .unwrap();
+        l.ack_floor_stream_sequence == 1
+    })
+    .await;
+    let report = sub.stop().await;
+    assert_eq!(report.in_flight, 0);
+    // The stopped instance's pull request must not swallow events published afterwards
+    // (they would sit unacked until ack_wait ran out).
+    publish_range(&js, 1..6).await;
+    sleep(Duration::from_millis(300)).await;
+    let lag = events::subscriber::lag(&js, STREAM, &durable)
+        .await
+        .unwrap();
+    assert_eq!((lag.pending, lag.ack_pending), (5, 0), "{lag:?}");
+    assert_eq!(calls.total(), 1);
+}
+
+#[tokio::test]
+async fn subscriber_kill_during_last_attempt_dead_letters_without_running_again() {
+    let nats = NatsServer::start().await;
+    let js = nats.jetstream().await;
+    create_streams(&js).await;
+    let cfg = SubscriberConfig {
+        retry: RetryPolicy {
+            max_attempts: 3,
+            initial_backoff: Duration::from_millis(50),
+            max_backoff: Duration::from_millis(100),
+            jitter: 0.0,
+        },
+        ack_wait: Duration::from_secs(1),
+        ..fast_config()
+    };
+    let max = u64::from(cfg.retry.max_attempts);
+    let in_last_attempt = CancellationToken::new();
+    let flag = in_last_attempt.clone();
+    let first_handler = handler_fn(move |_event: Event, ctx: DeliveryContext| {
+        let flag = flag.clone();
+        async move {
+            if ctx.delivered < max {
+                return Err(HandlerError::transient("flaky"));
+            }
+            flag.cancel();
+            std::future::pending::<()>().await; // blocked in the last attempt
+            Ok(())
+        }
+    });
+    let first = start(&js, "mortal", cfg.clone(), first_handler).await;
+    let seq = publish_range(&js, 0..1).await[0].1;
+    timeout(BOUND, in_last_attempt.cancelled())
+        .await
+        .expect("last attempt reached");
+    // The instance dies: its task (and every task it owns) is aborted, nothing settles.
+    first.handle.abort();
+    let _ = first.handle.await;
+
+    let calls = Arc::new(Calls::default());
+    let second = start(&js, "mortal", cfg, recording(calls.clone(), 1)).await;
+    wait_for("dead letter", BOUND, async || {
+        stream_len(&js, DLQ_STREAM).await == 1
+    })
+    .await;
+    let lag = events::subscriber::lag(&js, STREAM, &second.durable)
+        .await
+        .unwrap();
+    second.stop().await;
+    assert_eq!(
+        calls.total(),
+        0,
+        "the handler did not run on the extra delivery"
+    );
+    assert_eq!((lag.pending, lag.ack_pending), (0, 0));
+    let dl = dead_letters(&js).await;
+    assert_eq!(header(&dl[0], h::REASON), "max_deliveries");
+    assert_eq!(header(&dl[0], h::DELIVERIES), (max + 1).to_string());
+    assert_eq!(header(&dl[0], h::ORIGINAL_SEQUENCE), seq.to_string());
+}

@@ -1,0 +1,287 @@
+//! The users API (axum):
+//!
+//! | request | answer |
+//! | --- | --- |
+//! | `POST /users {email, name, organization_id, roles?}` | 201 `{user, event}` |
+//! | `GET /users/{id}` | 200 `{user}` |
+//! | `PATCH /users/{id} {email?, name?, roles?}` | 200 `{user, event}` (`event` null if nothing changed) |
+//! | `DELETE /users/{id}?deleted_by=<uuid>` | 200 `{user_id, event}` |
+//!
+//! `event` is `{id, type, stream, sequence, duplicate, spooled}`. Errors are JSON
+//! `{"error": {"code", "message", "field"?}}`: 400 `invalid_field` (naming the field) or
+//! `invalid_body`, 404 `not_found`, 409 `email_taken`, 503 `publish_unavailable` (NATS did not
+//! confirm in time; nothing was changed, try again), 500 otherwise.
+
+use std::sync::Arc;
+
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::users::{NewUser, UserError, UserPatch, UserService};
+
+/// The users API over `users`.
+pub fn router(users: Arc<UserService>) -> Router {
+    Router::new()
+        .route("/users", post(create_user))
+        .route(
+            "/users/{id}",
+            get(get_user).patch(update_user).delete(delete_user),
+        )
+        .with_state(users)
+}
+
+async fn create_user(
+    State(users): State<Arc<UserService>>,
+    body: Result<Json<NewUser>, JsonRejection>,
+) -> Response {
+    let Json(new) = match body {
+        Ok(b) => b,
+        Err(rejection) => return bad_body(&rejection),
+    };
+    match users.create(new).await {
+        Ok((user, event)) => (
+            StatusCode::CREATED,
+            Json(json!({ "user": user, "event": event })),
+        )
+            .into_response(),
+        Err(e) => error_response(&e),
+    }
+}
+
+async fn get_user(State(users): State<Arc<UserService>>, Path(id): Path<String>) -> Response {
+    match users.get(&id).await {
+        Some(user) => Json(json!({ "user": user })).into_response(),
+        None => error_response(&UserError::NotFound(id)),
+    }
+}
+
+async fn update_user(
+    State(users): State<Arc<UserService>>,
+    Path(id): Path<String>,
+    body: Result<Json<UserPatch>, JsonRejection>,
+) -> Response {
+    let Json(patch) = match body {
+        Ok(b) => b,
+        Err(rejection) => return bad_body(&rejection),
+    };
+    match users.update(&id, patch).await {
+        Ok((user, event)) => Json(json!({ "user": user, "event": event })).into_response(),
+        Err(e) => error_response(&e),
+    }
+}
+
+/// Query of `DELETE /users/{id}`.
+#[derive(Debug, Deserialize)]
+struct DeleteQuery {
+    deleted_by: Option<String>,
+}
+
+async fn delete_user(
+    State(users): State<Arc<UserService>>,
+    Path(id): Path<String>,
+    Query(q): Query<DeleteQuery>,
+) -> Response {
+    match users.delete(&id, q.deleted_by.as_deref()).await {
+        Ok(event) => Json(json!({ "user_id": id, "event": event })).into_response(),
+        Err(e) => error_response(&e),
+    }
+}
+
+fn bad_body(rejection: &JsonRejection) -> Response {
+    error_body(
+        StatusCode::BAD_REQUEST,
+        "invalid_body",
+        &rejection.body_text(),
+        None,
+    )
+}
+
+fn error_response(err: &UserError) -> Response {
+    let message = error_chain(err);
+    match err {
+        UserError::Invalid { field, .. } => error_body(
+            StatusCode::BAD_REQUEST,
+            "invalid_field",
+            &message,
+            Some(field),
+        ),
+        UserError::NotFound(_) => error_body(StatusCode::NOT_FOUND, "not_found", &message, None),
+        UserError::EmailTaken { .. } => {
+            error_body(StatusCode::CONFLICT, "email_taken", &message, Some("email"))
+        }
+        UserError::Publish { source, .. } if source.is_transient() => {
+            tracing::warn!(error = %message, "publish failed; request refused");
+            let mut res = error_body(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "publish_unavailable",
+                &message,
+                None,
+            );
+            res.headers_mut()
+                .insert(header::RETRY_AFTER, header::HeaderValue::from_static("5"));
+            res
+        }
+        _ => {
+            tracing::error!(error = %message, "request failed");
+            error_body(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                &message,
+                None,
+            )
+        }
+    }
+}
+
+fn error_body(status: StatusCode, code: &str, message: &str, field: Option<&str>) -> Response {
+    let mut error = json!({ "code": code, "message": message });
+    if let Some(field) = field {
+        error["field"] = json!(field);
+    }
+    (status, Json(json!({ "error": error }))).into_response()
+}
+
+/// The error and its causes, `: `-separated.
+fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut s = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        s.push_str(": ");
+        s.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::body::{Body, to_bytes};
+    use axum::http::Request;
+    use events::publisher::RecordingPublisher;
+    use serde_json::Value;
+    use tower::ServiceExt;
+
+    use super::*;
+
+    async fn call(
+        app: &Router,
+        method: &str,
+        uri: &str,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        let req = Request::builder()
+            .method(method)
+            .uri(uri)
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(body.map_or_else(Body::empty, |b| Body::from(b.to_string())))
+            .unwrap();
+        let res = app.clone().oneshot(req).await.unwrap();
+        let status = res.status();
+        let bytes = to_bytes(res.into_body(), 1 << 20).await.unwrap();
+        let json = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes).unwrap()
+        };
+        (status, json)
+    }
+
+    fn app() -> (Arc<RecordingPublisher>, Router) {
+        let rec = Arc::new(RecordingPublisher::new());
+        (rec.clone(), router(Arc::new(UserService::new(rec))))
+    }
+
+    #[tokio::test]
+    async fn post_patch_delete_round_trip() {
+        let (rec, app) = app();
+        let (status, body) = call(
+            &app,
+            "POST",
+            "/users",
+            Some(
+                json!({"email": "ada@acme.example", "name": "Ada", "organization_id": "org-acme"}),
+            ),
+        )
+        .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        let id = body["user"]["id"].as_str().unwrap().to_owned();
+        assert_eq!(body["event"]["type"], "auth.user.created");
+        assert_eq!(body["event"]["id"], rec.events()[0].id());
+        assert_eq!(body["event"]["sequence"], 1);
+
+        let (status, body) = call(
+            &app,
+            "PATCH",
+            &format!("/users/{id}"),
+            Some(json!({"name": "Ada K"})),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(body["user"]["revision"], 2);
+        assert_eq!(body["event"]["type"], "auth.user.updated");
+
+        let (status, body) = call(&app, "DELETE", &format!("/users/{id}"), None).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(body["event"]["type"], "auth.user.deleted");
+        let (status, _) = call(&app, "GET", &format!("/users/{id}"), None).await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+        assert_eq!(rec.len(), 3);
+    }
+
+    #[tokio::test]
+    async fn bad_input_is_400_naming_the_field() {
+        let (rec, app) = app();
+        let (status, body) = call(
+            &app,
+            "POST",
+            "/users",
+            Some(json!({"name": "Ada", "organization_id": "org-acme"})),
+        )
+        .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert_eq!(body["error"]["code"], "invalid_field");
+        assert_eq!(body["error"]["field"], "email");
+        assert!(
+            body["error"]["message"].as_str().unwrap().contains("email"),
+            "{body}"
+        );
+
+        let (status, body) = call(&app, "POST", "/users", Some(json!({"email": 5}))).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert_eq!(body["error"]["code"], "invalid_body");
+
+        let (status, body) = call(
+            &app,
+            "PATCH",
+            "/users/nope",
+            Some(json!({"organization_id": "x"})),
+        )
+        .await;
+        assert_eq!(
+            status,
+            StatusCode::BAD_REQUEST,
+            "unknown fields are refused: {body}"
+        );
+        assert!(rec.is_empty());
+    }
+
+    #[tokio::test]
+    async fn unavailable_nats_is_503_and_nothing_is_stored() {
+        let (rec, app) = app();
+        rec.fail_next(1);
+        let new =
+            json!({"email": "ada@acme.example", "name": "Ada", "organization_id": "org-acme"});
+        let (status, body) = call(&app, "POST", "/users", Some(new.clone())).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+        assert_eq!(body["error"]["code"], "publish_unavailable");
+        // Not stored: the same address is still free.
+        let (status, body) = call(&app, "POST", "/users", Some(new)).await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+    }
+}

@@ -1,0 +1,126 @@
+//! Run with:
+//!
+//! ```text
+//! scripts/dev-up.sh                  # nats-server + the streams of deploy/streams.toml
+//! cargo run -p catalog-service       # second terminal: the consumer
+//! cargo run -p auth-service          # third terminal: this producer (API on 127.0.0.1:8081)
+//! curl -sS -X POST localhost:8081/users -H 'content-type: application/json' \
+//!      -d '{"email":"ada@acme.example","name":"Ada Lovelace","organization_id":"org-acme"}'
+//! cargo run -p eventctl -- tail 'auth.>' --from -5m
+//! curl -sS localhost:9092/catalogs/org-acme   # catalog-service's projection
+//! curl -sS localhost:9092/metrics             # catalog-service's metrics
+//! curl -sS localhost:9091/metrics             # this service's: events_published_total, ...
+//! cargo run -p auth-service -- --simulate 100 # publish 100 sign-ups, then exit
+//! ```
+//!
+//! The binary: parses the command line, loads the configuration, installs logging and
+//! the signal handler, and calls [`auth_service::run`] or [`auth_service::simulate`].
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use auth_service::Config;
+use clap::Parser;
+use tokio_util::sync::CancellationToken;
+use tracing_subscriber::EnvFilter;
+
+/// Example producer: a user service publishing auth.user.* events.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Cli {
+    /// TOML configuration file (see services/auth-service/auth-service.toml).
+    #[arg(long, env = "AUTH_SERVICE_CONFIG")]
+    config: Option<PathBuf>,
+    /// NATS server URL(s), comma-separated; overrides the file.
+    #[arg(long, env = "EVENTS_NATS_URL", value_delimiter = ',')]
+    nats_url: Option<Vec<String>>,
+    /// Address of the users API; overrides the file.
+    #[arg(long, env = "AUTH_SERVICE_LISTEN")]
+    listen: Option<SocketAddr>,
+    /// Address of the admin server (/metrics, /healthz, /readyz); overrides the file.
+    #[arg(long, env = "AUTH_SERVICE_ADMIN_LISTEN")]
+    admin_listen: Option<SocketAddr>,
+    /// Publish N simulated sign-ups, then exit (no servers started).
+    #[arg(long, value_name = "N")]
+    simulate: Option<u32>,
+    /// Organization of the simulated sign-ups.
+    #[arg(long, default_value = "org-acme", requires = "simulate")]
+    organization: String,
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .init();
+    match run(Cli::parse()).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let mut config = match &cli.config {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read {}", path.display()))?;
+            Config::from_toml(&text, &path.display().to_string())?
+        }
+        None => Config::default(),
+    };
+    if let Some(urls) = cli.nats_url {
+        config.nats.urls = urls;
+    }
+    if let Some(listen) = cli.listen {
+        config.listen = listen;
+    }
+    if let Some(admin) = cli.admin_listen {
+        config.admin_listen = admin;
+    }
+
+    let shutdown = CancellationToken::new();
+    let signals = tokio::spawn(cancel_on_signal(shutdown.clone()));
+    let result = match cli.simulate {
+        Some(n) => auth_service::simulate(config, n, &cli.organization, shutdown).await,
+        None => auth_service::run(config, shutdown).await,
+    };
+    signals.abort();
+    result
+}
+
+/// Cancels `shutdown` on ctrl-c or SIGTERM (as in axum's graceful-shutdown example).
+async fn cancel_on_signal(shutdown: CancellationToken) {
+    let ctrl_c = async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            tracing::warn!(error = %e, "cannot listen for ctrl-c");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+    tracing::info!("signal received, shutting down");
+    shutdown.cancel();
+}

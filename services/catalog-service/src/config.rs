@@ -1,0 +1,126 @@
+//! Configuration: a TOML file (every key optional), then command-line / environment
+//! overrides applied by `main`.
+//!
+//! ```toml
+//! admin_listen = "127.0.0.1:9092"    # /catalogs/{org}, /metrics, /healthz, /readyz
+//! projection_file = ".data/catalog-service/projection.json"   # "" keeps it in memory only
+//! shutdown_timeout = "10s"
+//!
+//! [nats]                             # events::connection::ConnectConfig
+//! urls = ["nats://127.0.0.1:4222"]
+//!
+//! [subscriber]                       # events::subscriber::SubscriberConfig
+//! max_in_flight = 32
+//! drain_timeout = "10s"
+//! retry = { max_attempts = 5, initial_backoff = "1s", max_backoff = "1m" }
+//! ```
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use events::connection::ConnectConfig;
+use events::subscriber::SubscriberConfig;
+use serde::{Deserialize, Serialize};
+
+use crate::GROUP;
+
+/// Everything catalog-service can be told.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// How to reach NATS (`EVENTS_NATS_URL` overrides the URLs).
+    pub nats: ConnectConfig,
+    /// Where the admin server listens: `/catalogs/{org}` plus the `events-admin` routes.
+    /// Loopback by default: the admin router also carries the dead-letter API.
+    pub admin_listen: SocketAddr,
+    /// The subscription's tuning (retries, ack wait, concurrency, drain timeout).
+    pub subscriber: SubscriberConfig,
+    /// Where the projection is saved, so that a restart keeps it (the group's consumer has
+    /// acknowledged those events and will not deliver them again). Empty: memory only.
+    pub projection_file: PathBuf,
+    /// Bound on stopping the admin server (the subscriber's drain has its own,
+    /// `subscriber.drain_timeout`).
+    #[serde(with = "humantime_serde")]
+    pub shutdown_timeout: Duration,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            nats: ConnectConfig {
+                name: Some(GROUP.to_owned()),
+                ..ConnectConfig::default()
+            },
+            admin_listen: SocketAddr::from((Ipv4Addr::LOCALHOST, 9092)),
+            subscriber: SubscriberConfig {
+                drain_timeout: Duration::from_secs(10),
+                ..SubscriberConfig::default()
+            },
+            projection_file: PathBuf::from(".data/catalog-service/projection.json"),
+            shutdown_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+impl Config {
+    /// Parses a TOML document; `origin` names it in errors.
+    ///
+    /// # Errors
+    /// If the TOML does not parse or has an unknown key (the message names it and its line).
+    pub fn from_toml(text: &str, origin: &str) -> Result<Self, ConfigError> {
+        toml::from_str(text).map_err(|source| ConfigError {
+            origin: origin.to_owned(),
+            source,
+        })
+    }
+}
+
+/// A configuration file that cannot be used.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid configuration in {origin}")]
+pub struct ConfigError {
+    /// The file.
+    pub origin: String,
+    /// What is wrong, with its line.
+    #[source]
+    pub source: toml::de::Error,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_file_gives_the_defaults_and_keys_override_them() {
+        assert_eq!(Config::from_toml("", "t").unwrap(), Config::default());
+        let cfg = Config::from_toml(
+            "projection_file = \"\"\n[subscriber]\nmax_in_flight = 4\nretry = { max_attempts = 3 }\n",
+            "t",
+        )
+        .unwrap();
+        assert!(cfg.projection_file.as_os_str().is_empty());
+        assert_eq!(cfg.subscriber.max_in_flight, 4);
+        assert_eq!(cfg.subscriber.retry.max_attempts, 3);
+        cfg.subscriber.validate().unwrap();
+    }
+
+    #[test]
+    fn unknown_keys_are_refused_by_name() {
+        let err =
+            Config::from_toml("[subscriber]\nmax_inflight = 4\n", "catalog.toml").unwrap_err();
+        let text = format!("{err}: {}", err.source);
+        assert!(
+            text.contains("catalog.toml") && text.contains("max_inflight"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn the_shipped_example_file_parses() {
+        let text = include_str!("../catalog-service.toml");
+        let cfg = Config::from_toml(text, "catalog-service.toml").unwrap();
+        cfg.subscriber.validate().unwrap();
+        cfg.nats.validate().unwrap();
+    }
+}

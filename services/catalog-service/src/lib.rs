@@ -1,0 +1,203 @@
+//! Run with:
+//!
+//! ```text
+//! scripts/dev-up.sh                  # nats-server + the streams of deploy/streams.toml
+//! cargo run -p catalog-service       # this consumer (admin port 127.0.0.1:9092)
+//! cargo run -p auth-service          # second terminal: the producer (API on 127.0.0.1:8081)
+//! curl -sS -X POST localhost:8081/users -H 'content-type: application/json' \
+//!      -d '{"email":"ada@acme.example","name":"Ada Lovelace","organization_id":"org-acme"}'
+//! cargo run -p eventctl -- tail 'auth.>' --from -5m
+//! curl -sS localhost:9092/catalogs/org-acme   # the projection: Ada and her workspace
+//! curl -sS localhost:9092/metrics             # events_consumed_total, subscription_lag, ...
+//! ```
+//!
+//! An example consumer: group `catalog-service` on `auth.user.*`. It keeps a projection of
+//! the users of each organization, each with a default workspace made at sign-up, and
+//! serves it at `GET /catalogs/{org}` next to the admin routes.
+//!
+//! - [`projection`]: the read model and the pure logic that applies events (revision
+//!   ordering, tombstones, supported schema majors), saved to a file;
+//! - [`handler`](mod@handler): the subscriber's handler; which failures are permanent (dead letter now)
+//!   and which transient (retry with backoff);
+//! - [`http`]: `GET /catalogs/{org}`;
+//! - [`config`]: the TOML configuration;
+//! - [`subscribe`], [`handler()`] and [`run`]: the wiring `main` calls. The handler is
+//!   wrapped in the library's [`Idempotent`] helper, so a redelivered event runs its effect
+//!   once (the projection's revision check would also make it a no-op).
+
+pub mod config;
+pub mod handler;
+pub mod http;
+pub mod projection;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use async_nats::jetstream;
+use axum::Router;
+use events::SubjectFilter;
+use events::connection::connect;
+use events::dlq::DLQ_STREAM;
+use events::idempotency::{IdempotencyStore, Idempotent, KvIdempotencyStore};
+use events::names::StreamName;
+use events::subscriber::{SubscribeError, Subscriber, SubscriberConfig};
+use events_admin::{AdminState, install_prometheus};
+use tokio::net::TcpListener;
+use tokio::time::timeout;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+pub use config::Config;
+
+use crate::handler::CatalogHandler;
+use crate::projection::Projection;
+
+/// The consumer group (and the `source` of its logs and NATS connection name).
+pub const GROUP: &str = "catalog-service";
+/// The subjects the group consumes.
+pub const FILTER: &str = "auth.user.*";
+/// The stream holding them.
+pub const STREAM: &str = "AUTH_EVENTS";
+
+/// Creates (or updates to `config`) the group's durable consumer on `auth.user.*`.
+///
+/// # Errors
+/// [`SubscribeError`] if the configuration is invalid, the stream is missing or the
+/// consumer cannot be created.
+pub async fn subscribe(
+    js: &jetstream::Context,
+    config: SubscriberConfig,
+) -> Result<Subscriber, SubscribeError> {
+    // Invariant: FILTER is a constant, valid filter (a unit test checks it).
+    let filter = SubjectFilter::new(FILTER).expect("FILTER is a valid subject filter");
+    Subscriber::builder(js.clone(), filter)
+        .group(GROUP)
+        .stream(STREAM)
+        .config(config)
+        .build()
+        .await
+}
+
+/// The handler the subscriber runs: [`CatalogHandler`] behind the idempotency helper.
+pub fn handler<S: IdempotencyStore>(
+    projection: Arc<Projection>,
+    store: S,
+) -> Idempotent<S, CatalogHandler> {
+    Idempotent::new(store, CatalogHandler::new(projection))
+}
+
+/// The admin port's router: `events-admin`'s routes (`/metrics`, `/healthz`, `/readyz`,
+/// the admin-only DLQ API) plus `GET /catalogs/{org}`.
+pub fn admin_router(state: AdminState, projection: Arc<Projection>) -> Router {
+    events_admin::router(state).merge(http::routes(projection))
+}
+
+/// Consumes until `shutdown` is cancelled, then drains the subscriber (in-flight handlers
+/// finish within `subscriber.drain_timeout`, the rest is redelivered later) and stops the
+/// admin server within `shutdown_timeout`.
+///
+/// # Errors
+/// If NATS cannot be reached, the subscription or the idempotency bucket cannot be set up,
+/// the projection file cannot be read, or the admin port cannot be bound.
+pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let projection = Arc::new(if config.projection_file.as_os_str().is_empty() {
+        Projection::in_memory()
+    } else {
+        Projection::open(&config.projection_file).with_context(|| {
+            format!(
+                "cannot load the projection from {}",
+                config.projection_file.display()
+            )
+        })?
+    });
+    let mut nats = config.nats.clone();
+    nats.name.get_or_insert_with(|| GROUP.to_owned());
+    let conn = connect(&nats).await.context("cannot connect to NATS")?;
+    let js = conn.jetstream().clone();
+    let drain_timeout = config.subscriber.drain_timeout;
+    let subscriber = subscribe(&js, config.subscriber.clone())
+        .await
+        .context("cannot subscribe")?;
+    let store = KvIdempotencyStore::for_stream(&js, STREAM)
+        .await
+        .context("cannot open the idempotency bucket")?;
+
+    let prometheus = install_prometheus().context("cannot install the metrics recorder")?;
+    let required = [STREAM, DLQ_STREAM]
+        .map(|s| StreamName::new(s).context("stream name"))
+        .into_iter()
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let state = AdminState::new(conn.client().clone())
+        .with_prometheus(prometheus)
+        .with_required_streams(required);
+    let listener = TcpListener::bind(config.admin_listen)
+        .await
+        .with_context(|| format!("cannot bind the admin server to {}", config.admin_listen))?;
+    let admin_stop = CancellationToken::new();
+    let app = admin_router(state, projection.clone());
+    let stop = admin_stop.clone();
+    let mut admin = tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, app)
+            .with_graceful_shutdown(stop.cancelled_owned())
+            .await
+        {
+            warn!(error = %e, "admin server failed");
+        }
+    });
+    info!(
+        group = GROUP,
+        filter = FILTER,
+        consumer = subscriber.durable_name(),
+        admin = %config.admin_listen,
+        "catalog-service consuming"
+    );
+
+    let mut consumer = tokio::spawn(subscriber.run(handler(projection, store), shutdown.clone()));
+    // `run` returns only after `shutdown` is cancelled; a panic would end it earlier.
+    let ended_early = tokio::select! {
+        biased;
+        () = shutdown.cancelled() => None,
+        res = &mut consumer => Some(res),
+    };
+    shutdown.cancel();
+    let drained = match ended_early {
+        Some(res) => {
+            warn!("subscriber stopped on its own");
+            Ok(res)
+        }
+        None => {
+            info!("shutting down: draining the subscriber");
+            // The subscriber bounds its drain by `drain_timeout`; the margin covers acks.
+            timeout(drain_timeout + Duration::from_secs(5), &mut consumer).await
+        }
+    };
+    match drained {
+        Ok(Ok(report)) => info!(?report, "subscriber drained"),
+        Ok(Err(e)) => warn!(error = %e, "subscriber task failed"),
+        Err(_) => {
+            warn!("subscriber did not drain in time; aborted (unsettled messages are redelivered)");
+            consumer.abort();
+        }
+    }
+    admin_stop.cancel();
+    if timeout(config.shutdown_timeout, &mut admin).await.is_err() {
+        warn!("admin server did not stop in time; aborted");
+        admin.abort();
+    }
+    info!("catalog-service stopped");
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_filter_is_valid_and_matches_the_user_events() {
+        let f = SubjectFilter::new(FILTER).unwrap();
+        assert!(f.matches("auth.user.created"));
+        assert!(!f.matches("auth.organization.created"));
+        StreamName::new(STREAM).unwrap();
+    }
+}
