@@ -42,7 +42,7 @@ impl IntoResponse for ApiError {
 
 impl From<DlqError> for ApiError {
     fn from(e: DlqError) -> Self {
-        let message = chain(&e);
+        let message = events::error_chain(&e);
         let (status, code) = match &e {
             DlqError::InvalidSequence => (StatusCode::BAD_REQUEST, "invalid_sequence"),
             DlqError::InvalidPageLimit { .. } => (StatusCode::BAD_REQUEST, "invalid_limit"),
@@ -64,16 +64,4 @@ impl From<DlqError> for ApiError {
         };
         Self::new(status, code, message)
     }
-}
-
-/// An error and its causes, `: `-separated.
-pub(crate) fn chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cur = c.source();
-    }
-    s
 }

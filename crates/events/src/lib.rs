@@ -73,6 +73,7 @@
 
 pub mod connection;
 pub mod dlq;
+pub mod error;
 pub mod event;
 pub mod idempotency;
 pub mod metrics;
@@ -84,6 +85,7 @@ pub mod topology;
 
 pub use connection::{ConnectConfig, ConnectError, Connection, connect};
 pub use dlq::{DeadLetter, DeadLetterFilter, DeadLetterReason, DeadLetters, DlqError};
+pub use error::{BoxError, error_chain};
 pub use event::{DecodeError, EncodedEvent, Event, EventBuilder, EventError};
 pub use idempotency::{IdempotencyStore, Idempotent, KvIdempotencyStore};
 pub use names::{

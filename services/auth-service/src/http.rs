@@ -20,6 +20,7 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use events::error_chain;
 use serde::Deserialize;
 use serde_json::json;
 
@@ -145,18 +146,6 @@ fn error_body(status: StatusCode, code: &str, message: &str, field: Option<&str>
         error["field"] = json!(field);
     }
     (status, Json(json!({ "error": error }))).into_response()
-}
-
-/// The error and its causes, `: `-separated.
-fn error_chain(err: &dyn std::error::Error) -> String {
-    let mut s = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        s.push_str(": ");
-        s.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    s
 }
 
 #[cfg(test)]

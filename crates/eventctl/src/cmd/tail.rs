@@ -9,6 +9,7 @@ use anyhow::{Context as _, bail};
 use async_nats::jetstream::context::ConsumerInfoErrorKind;
 use async_nats::jetstream::{self, consumer::DeliverPolicy, consumer::pull::OrderedConfig};
 use clap::Args;
+use events::error_chain;
 use events::subscriber::{DeliveryContext, HandlerError, Subscriber, SubscriberConfig};
 use events::{Event, SubjectFilter};
 use futures::StreamExt as _;
@@ -433,16 +434,4 @@ fn print_event(meta: &Meta, event: &Event) -> anyhow::Result<()> {
     writeln!(out)?;
     out.flush()?;
     Ok(())
-}
-
-/// The error and its causes, `: `-separated.
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cur = c.source();
-    }
-    s
 }

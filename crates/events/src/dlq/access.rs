@@ -9,6 +9,7 @@ use serde::Serialize;
 use tokio::time::timeout;
 
 use super::{DLQ_STREAM, DeadLetter, DeadLetterFilter, headers};
+use crate::error::error_chain;
 use crate::names::{NameError, StreamName, Subject};
 use crate::replay::{BoxError, ScanError, ScanSpec, ScanStart, Scanner, fresh_headers, publish};
 
@@ -752,15 +753,4 @@ impl DeadLetters {
             }
         }
     }
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cur = c.source();
-    }
-    s
 }

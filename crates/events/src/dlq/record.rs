@@ -9,6 +9,7 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 use super::{DLQ_SUBJECT_PREFIX, DeadLetterReason, headers};
+use crate::error::error_chain;
 use crate::event::Event;
 
 /// A dead letter as stored in the dead-letter stream: the failure record of CONTRACT.md §4
@@ -122,17 +123,6 @@ fn lenient_attributes(
     }
     let h = |k: &str| headers.get(k).map(|v| v.as_str().to_owned());
     (h("ce-type"), h("ce-organizationid"), h("ce-id"))
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cur = c.source();
-    }
-    s
 }
 
 fn rfc3339(t: &OffsetDateTime) -> Option<String> {

@@ -6,7 +6,7 @@ use std::time::Duration;
 use crate::event::EventError;
 
 /// A boxed error from the NATS client.
-pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+pub use crate::error::BoxError;
 
 /// Why one try failed in a way that a retry (with the same `Nats-Msg-Id`) may fix.
 #[derive(Debug, thiserror::Error)]

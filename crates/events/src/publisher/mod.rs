@@ -56,8 +56,8 @@
 //! is only reported by the server asynchronously (to the client's event callback), so it
 //! shows here as ack timeouts, then [`PublishError::Unavailable`].
 //!
-//! # Batching (opt-in)
-//! With [`BatchConfig::enabled`], windowed publishes to a stream created with
+//! # Batching (on by default)
+//! With [`BatchConfig::enabled`] (the default), windowed publishes to a stream created with
 //! `allow_atomic: true` are grouped per stream into atomic batches (ADR-50) of up to 1,000
 //! events with a short linger; each event still gets its own exact outcome, and a refused
 //! or unacknowledged batch falls back to per-message publishing (the ids keep it exact).

@@ -23,7 +23,7 @@ use time::OffsetDateTime;
 use tokio::time::timeout;
 
 /// Boxed error from the NATS client.
-pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+pub use crate::error::BoxError;
 
 /// How long the server keeps a scan consumer that nobody pulls from (cleanup after a crash).
 const INACTIVE_THRESHOLD: Duration = Duration::from_secs(30);

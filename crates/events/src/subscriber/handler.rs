@@ -9,7 +9,7 @@ use tokio_util::sync::CancellationToken;
 use crate::Event;
 
 /// A boxed error, as handlers produce them.
-pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+pub use crate::error::BoxError;
 
 /// Why a handler failed, which decides what happens to the message (CONTRACT.md §3).
 ///
@@ -60,14 +60,7 @@ impl HandlerError {
 
     /// The error and its causes on one line, `: `-separated (for logs and `Dlq-Error`).
     pub fn chain_string(&self) -> String {
-        let mut s = self.inner().to_string();
-        let mut source = self.inner().source();
-        while let Some(cause) = source {
-            s.push_str(": ");
-            s.push_str(&cause.to_string());
-            source = cause.source();
-        }
-        s
+        crate::error::error_chain(self.inner())
     }
 }
 

@@ -23,6 +23,7 @@ use super::outcome::{Outcome, decide, decide_before};
 use super::{Subscriber, create_consumer};
 use crate::Event;
 use crate::dlq::DeadLetterReason;
+use crate::error::error_chain;
 use crate::metrics as m;
 
 /// What [`Subscriber::run`] did when it stopped.
@@ -320,17 +321,6 @@ fn log_join(res: Result<(), tokio::task::JoinError>) {
         // Handler panics are caught inside the task; this is a bug in the library.
         error!(error = %e, "delivery task panicked; its message stays unacked for redelivery");
     }
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut src = e.source();
-    while let Some(c) = src {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        src = c.source();
-    }
-    s
 }
 
 async fn lag_loop(

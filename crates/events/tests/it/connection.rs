@@ -33,7 +33,7 @@ async fn refused_url_fails_fast_naming_the_url() {
     let elapsed = start.elapsed();
     assert!(elapsed < limit + MARGIN, "took {elapsed:?}");
     assert!(matches!(err, ConnectError::Nats { .. }), "{err:?}");
-    let shown = anyhow_like(&err);
+    let shown = events::error_chain(&err);
     assert!(shown.contains(&url), "{shown}");
     assert!(shown.contains("could not connect to NATS"), "{shown}");
 }
@@ -298,16 +298,4 @@ async fn wait_until(limit: Duration, cond: impl Fn() -> bool, what: &str) {
         assert!(Instant::now() < deadline, "no {what} within {limit:?}");
         sleep(Duration::from_millis(50)).await;
     }
-}
-
-/// The error with its chain, as a binary prints it with `{err:#}`.
-fn anyhow_like(err: &dyn std::error::Error) -> String {
-    let mut out = err.to_string();
-    let mut cur = err.source();
-    while let Some(e) = cur {
-        out.push_str(": ");
-        out.push_str(&e.to_string());
-        cur = e.source();
-    }
-    out
 }

@@ -364,8 +364,11 @@ async fn replay_handler_error_stops_and_names_the_sequence() {
 #[tokio::test]
 async fn replay_window_over_thousands_of_messages_reports_progress() {
     let (_nats, js) = setup().await;
-    // Pipelined publishes: send all, then await every ack.
+    // Pipelined publishes in chunks: the JetStream context's 5 s ack timeout runs from each
+    // send, and under `sync_interval: always` on a loaded machine 2,500 acks at once can
+    // take longer than that.
     let n = 2_500u64;
+    let mut seqs = Vec::new();
     let mut acks = Vec::new();
     for i in 0..n {
         let ev = Event::builder("auth.user.created")
@@ -380,16 +383,17 @@ async fn replay_window_over_thousands_of_messages_reports_progress() {
                 .await
                 .expect("publish"),
         );
-    }
-    let mut seqs = Vec::new();
-    for ack in acks {
-        seqs.push(
-            timeout(WAIT, ack)
-                .await
-                .expect("ack in time")
-                .expect("ack")
-                .sequence,
-        );
+        if acks.len() == 250 || i + 1 == n {
+            for ack in acks.drain(..) {
+                seqs.push(
+                    timeout(WAIT, ack)
+                        .await
+                        .expect("ack in time")
+                        .expect("ack")
+                        .sequence,
+                );
+            }
+        }
     }
     let stream = js.get_stream("AUTH_EVENTS").await.unwrap();
     let first = stream.get_raw_message(seqs[0]).await.unwrap().time;

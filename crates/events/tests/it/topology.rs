@@ -27,19 +27,7 @@ async fn run(js: &jetstream::Context, spec: &TopologySpec, opts: ApplyOptions) -
     tokio::time::timeout(Duration::from_secs(60), apply(js, spec, &opts))
         .await
         .expect("apply within 60 s")
-        .unwrap_or_else(|e| panic!("apply failed: {}", chain(&e)))
-}
-
-/// The error with its sources, one after the other.
-fn chain(err: &dyn std::error::Error) -> String {
-    let mut out = err.to_string();
-    let mut cur = err.source();
-    while let Some(e) = cur {
-        out.push_str(": ");
-        out.push_str(&e.to_string());
-        cur = e.source();
-    }
-    out
+        .unwrap_or_else(|e| panic!("apply failed: {}", events::error_chain(&e)))
 }
 
 async fn config_of(js: &jetstream::Context, name: &str) -> stream::Config {
@@ -336,10 +324,13 @@ async fn prod_profile_on_a_cluster_creates_r3_streams() {
         let attempt = tokio::time::timeout(Duration::from_secs(60), apply(&js, &spec, &APPLY));
         match attempt.await.expect("apply within 60 s") {
             Ok(report) => break report,
-            Err(e) if chain(&e).contains("10005") && std::time::Instant::now() < deadline => {
+            Err(e)
+                if events::error_chain(&e).contains("10005")
+                    && std::time::Instant::now() < deadline =>
+            {
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }
-            Err(e) => panic!("apply failed: {}", chain(&e)),
+            Err(e) => panic!("apply failed: {}", events::error_chain(&e)),
         }
     };
     // Streams created before a retry show as unchanged in the final report.
