@@ -146,6 +146,8 @@ pub(crate) enum Command {
     Lag(LagArgs),
     /// Run the admin HTTP server (DLQ API, /metrics, /healthz, /readyz).
     Serve(ServeArgs),
+    /// Benchmark the library against raw async-nats, side by side (starts its own server).
+    Bench(events_bench::BenchArgs),
 }
 
 /// `eventctl streams ...`

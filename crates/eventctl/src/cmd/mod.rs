@@ -1,5 +1,6 @@
 //! One module per command group; [`run`] dispatches.
 
+pub(crate) mod bench;
 pub(crate) mod dlq;
 pub(crate) mod lag;
 pub(crate) mod publish;
@@ -22,6 +23,7 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Replay(args) => replay::run(&cli.conn, args).await,
         Command::Lag(args) => lag::run(&cli.conn, args).await,
         Command::Serve(args) => serve::run(&cli.conn, args).await,
+        Command::Bench(args) => bench::run(&cli.conn, args).await,
     }
 }
 
