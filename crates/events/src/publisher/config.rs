@@ -200,9 +200,11 @@ pub struct PublisherConfig {
     /// Retry policy for transient failures.
     pub retry: RetryPolicy,
     /// Most events in flight (sent, outcome not yet known); a submit beyond it waits for a
-    /// slot, which is the backpressure that bounds memory.
+    /// slot, which is the backpressure that bounds memory (about window × event size).
+    /// 4,096 keeps four full atomic batches of 1,000 in flight, which is what it takes to
+    /// reach the server's batch rate under `sync_interval: always`.
     pub window: usize,
-    /// Opt-in grouping of windowed publishes into atomic batches.
+    /// Grouping of windowed publishes into atomic batches (on by default).
     pub batch: BatchConfig,
     /// Opt-in durable spool; `None` (default) means an event that cannot be confirmed in
     /// time fails with `Unavailable`.
@@ -214,7 +216,7 @@ pub struct PublisherConfig {
 
 impl Default for PublisherConfig {
     /// Source `"unknown"`, ack timeout 5 s, deadline 30 s, duplicate window 2 min, the default
-    /// [`RetryPolicy`], a window of 1,024, no spool, no trace hook.
+    /// [`RetryPolicy`], a window of 4,096, batching on, no spool, no trace hook.
     fn default() -> Self {
         Self {
             source: "unknown".into(),
@@ -222,7 +224,7 @@ impl Default for PublisherConfig {
             deadline: Duration::from_secs(30),
             duplicate_window: Duration::from_secs(120),
             retry: RetryPolicy::default(),
-            window: 1024,
+            window: 4096,
             batch: BatchConfig::default(),
             spool: None,
             trace_context: None,
