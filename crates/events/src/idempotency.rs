@@ -290,7 +290,7 @@ impl<S: IdempotencyStore, H: Handler> Handler for Idempotent<S, H> {
             .await
             .map_err(HandlerError::transient)?
         {
-            debug!(event_id = %id, "already processed; skipping the handler");
+            debug!(event_id = %id, "already processed; the handler is not run again");
             return Ok(());
         }
         self.inner.handle(event, ctx).await?;
