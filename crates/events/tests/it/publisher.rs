@@ -480,7 +480,16 @@ async fn publisher_cluster_rides_out_stream_leader_kill() {
     let js = jetstream::new(client.clone());
     create_stream(&js, "AUTH_EVENTS", "auth.>", 3).await;
     let leader = cluster.stream_leader("AUTH_EVENTS").await;
-    let publisher = Publisher::new(client.clone(), config()).await.unwrap();
+    // A stream leader election after a SIGKILL takes 4-9 s here (Raft election timeout):
+    // retry until the 20 s deadline rather than until a count of capped 1 s waits runs out.
+    let cfg = PublisherConfig {
+        retry: RetryPolicy {
+            max_retries: 100,
+            ..config().retry
+        },
+        ..config()
+    };
+    let publisher = Publisher::new(client.clone(), cfg).await.unwrap();
     let events: Vec<Event> = (0..N).map(ev).collect();
 
     let submitter = {
