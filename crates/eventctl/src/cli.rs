@@ -147,6 +147,12 @@ pub(crate) enum Command {
     /// Run the admin HTTP server (DLQ API, /metrics, /healthz, /readyz).
     Serve(ServeArgs),
     /// Benchmark the library against raw async-nats, side by side (starts its own server).
+    #[command(after_help = "Examples:\n  \
+        eventctl bench                                  # every scenario, sync_interval always\n  \
+        eventctl bench publish --mode windowed --window 4000 --sync default\n  \
+        eventctl bench e2e --rate 1000,5000 --duration 10s --json\n  \
+        eventctl bench load --events 100000\n\
+        Build with --release for meaningful figures: cargo run --release -p eventctl -- bench")]
     Bench(events_bench::BenchArgs),
 }
 
