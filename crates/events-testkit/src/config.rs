@@ -63,6 +63,11 @@ impl Spec {
             "  store_dir: {}",
             quote(&self.store_dir.to_string_lossy())
         ));
+        // Explicit, so that stream limits (7 streams of 1 GiB in the shipped topology) are
+        // not refused for "insufficient storage" on a machine whose disk is nearly full:
+        // tests store little, but the server reserves each stream's max_bytes up front
+        // against a default limit derived from free disk space.
+        line("  max_file_store: 1TB".into());
         match self.options.sync {
             SyncMode::Always => line("  sync_interval: always".into()),
             SyncMode::Default => {}
