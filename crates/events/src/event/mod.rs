@@ -292,36 +292,38 @@ impl Event {
     /// # Errors
     /// As [`Event::decode`].
     pub fn decode_structured(payload: &[u8]) -> Result<Event, DecodeError> {
-        let value: Value = serde_json::from_slice(payload)
-            .map_err(|e| DecodeError::Undecodable(format!("body is not JSON: {e}")))?;
-        let Value::Object(map) = value else {
-            return Err(DecodeError::Undecodable(
-                "body is JSON but not an object".into(),
-            ));
-        };
-        Self::from_attributes(map).map_err(DecodeError::Invalid)
+        // Straight into the attribute slots: no intermediate map of the top level.
+        let attrs: Attributes = serde_json::from_slice(payload).map_err(|e| {
+            DecodeError::Undecodable(if e.is_data() {
+                format!("body is JSON but not an object: {e}")
+            } else {
+                format!("body is not JSON: {e}")
+            })
+        })?;
+        Self::from_attributes(attrs).map_err(DecodeError::Invalid)
     }
 
     fn decode_binary(
         headers: &HeaderMap,
-        mut attrs: Map<String, Value>,
+        attrs: Map<String, Value>,
         payload: &[u8],
     ) -> Result<Event, DecodeError> {
+        let mut attrs = Attributes::from_map(attrs);
         // In binary mode `datacontenttype` travels as Content-Type.
-        if !attrs.contains_key("datacontenttype")
+        if attrs.get("datacontenttype").is_none()
             && let Some(ct) = header_get_ci(headers, CONTENT_TYPE_HEADER)
         {
-            attrs.insert("datacontenttype".into(), Value::String(ct));
+            attrs.set("datacontenttype", Value::String(ct));
         }
         let data: Value = serde_json::from_slice(payload)
             .map_err(|e| DecodeError::Undecodable(format!("binary-mode body is not JSON: {e}")))?;
-        attrs.insert("data".into(), data);
+        attrs.set("data", data);
         Self::from_attributes(attrs).map_err(DecodeError::Invalid)
     }
 
-    /// Builds and validates an event from its JSON attributes (structured mode, or binary
-    /// mode's headers gathered into a map).
-    fn from_attributes(mut m: Map<String, Value>) -> Result<Event, EventError> {
+    /// Builds and validates an event from its attributes (structured mode's JSON object, or
+    /// binary mode's headers).
+    fn from_attributes(mut m: Attributes) -> Result<Event, EventError> {
         let specversion = take_required(&mut m, "specversion")?;
         if specversion != SPEC_VERSION {
             return Err(EventError::new(
@@ -336,7 +338,7 @@ impl Event {
         let org = take_required(&mut m, "organizationid")?;
         let schema_version = take_required(&mut m, "schemaversion")?;
         let data_content_type = take_required(&mut m, "datacontenttype")?;
-        let data = match m.remove("data") {
+        let data = match m.take("data") {
             None => return Err(EventError::new("data", "is required")),
             Some(Value::Object(o)) => o,
             Some(other) => {
@@ -360,7 +362,7 @@ impl Event {
         b.tracestate = take_optional(&mut m, "tracestate")?;
         b.correlation_id = take_optional(&mut m, "correlationid")?;
         b.causation_id = take_optional(&mut m, "causationid")?;
-        b.extensions = m.into_iter().collect();
+        b.extensions = m.extensions;
         b.build()
     }
 }
@@ -391,6 +393,103 @@ struct WireOut<'a> {
     #[serde(flatten)]
     extensions: &'a BTreeMap<String, Value>,
     data: &'a Map<String, Value>,
+}
+
+/// The attributes of an incoming event: one slot per contract attribute (indexed as in
+/// `KNOWN`), the rest as extensions. Deserialized straight from a structured-mode body, so
+/// decoding builds no map of the top level only to take it apart again.
+#[derive(Default)]
+struct Attributes {
+    known: [Option<Value>; KNOWN.len()],
+    extensions: BTreeMap<String, Value>,
+}
+
+impl Attributes {
+    fn slot(name: &str) -> Option<usize> {
+        KNOWN.iter().position(|k| *k == name)
+    }
+
+    fn from_map(m: Map<String, Value>) -> Self {
+        let mut a = Self::default();
+        for (k, v) in m {
+            a.set_owned(k, v);
+        }
+        a
+    }
+
+    fn set_owned(&mut self, name: String, value: Value) {
+        match Self::slot(&name) {
+            Some(i) => self.known[i] = Some(value),
+            None => {
+                self.extensions.insert(name, value);
+            }
+        }
+    }
+
+    /// Sets a contract attribute (`name` must be in `KNOWN`).
+    fn set(&mut self, name: &str, value: Value) {
+        self.set_owned(name.to_owned(), value);
+    }
+
+    fn get(&self, name: &str) -> Option<&Value> {
+        Self::slot(name).and_then(|i| self.known[i].as_ref())
+    }
+
+    fn take(&mut self, name: &str) -> Option<Value> {
+        Self::slot(name).and_then(|i| self.known[i].take())
+    }
+}
+
+/// A map key borrowed from the input when it has no escapes (serde's own `Cow<str>` always
+/// allocates).
+struct Key<'de>(std::borrow::Cow<'de, str>);
+
+impl<'de> serde::Deserialize<'de> for Key<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = Key<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("an attribute name")
+            }
+            fn visit_borrowed_str<E: serde::de::Error>(self, v: &'de str) -> Result<Key<'de>, E> {
+                Ok(Key(std::borrow::Cow::Borrowed(v)))
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Key<'de>, E> {
+                Ok(Key(std::borrow::Cow::Owned(v.to_owned())))
+            }
+        }
+        d.deserialize_str(V)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Attributes {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = Attributes;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a CloudEvent JSON object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<Attributes, A::Error> {
+                let mut a = Attributes::default();
+                while let Some(Key(key)) = map.next_key::<Key<'de>>()? {
+                    let value: Value = map.next_value()?;
+                    match Attributes::slot(&key) {
+                        Some(i) => a.known[i] = Some(value),
+                        None => {
+                            a.extensions.insert(key.into_owned(), value);
+                        }
+                    }
+                }
+                Ok(a)
+            }
+        }
+        d.deserialize_map(V)
+    }
 }
 
 /// Builds a valid [`Event`]. Setters never fail; [`EventBuilder::build`] reports the first
@@ -605,8 +704,8 @@ fn json_kind(v: &Value) -> &'static str {
     }
 }
 
-fn take_required(m: &mut Map<String, Value>, name: &str) -> Result<String, EventError> {
-    match m.remove(name) {
+fn take_required(m: &mut Attributes, name: &str) -> Result<String, EventError> {
+    match m.take(name) {
         None => Err(EventError::new(name, "is required")),
         Some(Value::String(s)) => Ok(s),
         Some(other) => Err(EventError::new(
@@ -616,8 +715,8 @@ fn take_required(m: &mut Map<String, Value>, name: &str) -> Result<String, Event
     }
 }
 
-fn take_optional(m: &mut Map<String, Value>, name: &str) -> Result<Option<String>, EventError> {
-    match m.remove(name) {
+fn take_optional(m: &mut Attributes, name: &str) -> Result<Option<String>, EventError> {
+    match m.take(name) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) => Ok(Some(s)),
         Some(other) => Err(EventError::new(
