@@ -96,10 +96,10 @@ use async_nats::jetstream::message::PublishMessage;
 use async_nats::{Client, HeaderMap, jetstream};
 use bytes::Bytes;
 use futures::future::BoxFuture;
-use tokio::sync::{Semaphore, mpsc, oneshot};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 use tokio_util::sync::{CancellationToken, DropGuard};
 use tokio_util::task::TaskTracker;
-use tracing::{Instrument, debug, warn};
+use tracing::{Instrument, Span, debug, warn};
 
 use crate::event::{CONTENT_TYPE_HEADER, Event, MSG_ID_HEADER, STRUCTURED_CONTENT_TYPE};
 use crate::metrics::{EVENT_PUBLISH_DURATION_SECONDS, EVENTS_PUBLISHED_TOTAL};
@@ -307,6 +307,24 @@ struct Inner {
     metrics: std::sync::Mutex<std::collections::HashMap<String, Arc<TypeMetrics>>>,
 }
 
+/// What [`Publisher::admit`] did with an event.
+enum Admitted {
+    /// Spooled at once (or failed to): the outcome is known, the slot given back.
+    Done(String, Result<PublishOutcome, PublishError>),
+    /// Ready to send, holding its window slot.
+    Send(Wire, OwnedSemaphorePermit),
+}
+
+/// The `publish` span of one event; built only when `DEBUG` is enabled here, so that a
+/// disabled span costs no field formatting.
+fn publish_span(event: &Event) -> Span {
+    if tracing::enabled!(tracing::Level::DEBUG) {
+        tracing::debug_span!("publish", event_id = %event.id(), event_type = %event.event_type().as_str())
+    } else {
+        Span::none()
+    }
+}
+
 impl Publisher {
     /// A publisher over a connected client. Builds its own JetStream context (request
     /// timeout = `ack_timeout`, in-flight acks bounded by the window) and, with a spool
@@ -390,12 +408,34 @@ impl Publisher {
 
     /// Publishes one event and waits until the stream acknowledged it (or it was spooled,
     /// or it failed). Bounded by [`PublisherConfig::deadline`] plus the wait for a window slot.
+    /// Runs on the caller's task: dropping the future stops the retries (the event may
+    /// already be stored; its id keeps publishing it again idempotent).
     ///
     /// # Errors
     /// A [`PublishError`] naming the problem; [`PublishError::Unavailable`] if NATS did not
     /// ack within the deadline and retries.
     pub async fn publish(&self, event: &Event) -> Result<PublishOutcome, PublishError> {
-        self.submit(event, false).await?.await
+        // Awaited on the caller's task: no spawned task and no oneshot per call.
+        let inner = &self.inner;
+        let event_type = event.event_type().as_str();
+        let started = Instant::now();
+        let span = publish_span(event);
+        let (wire, permit) = match self.admit(event, event_type, started).await? {
+            Admitted::Done(_, res) => return res,
+            Admitted::Send(wire, permit) => (wire, permit),
+        };
+        // Counted like a background task, so that `close` waits for this publish too.
+        let _token = inner.tasks.token();
+        async move {
+            let deadline = started + inner.config.deadline;
+            let first = inner.send(&wire, deadline).await;
+            let res = inner.finish(wire, Some(first), started).await;
+            record(inner, event_type, res.as_ref(), started);
+            drop(permit);
+            res
+        }
+        .instrument(span)
+        .await
     }
 
     /// Validates and sends an event without waiting for its ack; the returned handle
@@ -407,19 +447,22 @@ impl Publisher {
     /// [`PublishError::Invalid`]) and [`PublishError::Closed`] at once; everything else
     /// through the handle.
     pub async fn publish_async(&self, event: &Event) -> Result<PublishHandle, PublishError> {
-        self.submit(event, true).await
+        self.submit(event).await
     }
 
-    async fn submit(&self, event: &Event, batchable: bool) -> Result<PublishHandle, PublishError> {
+    /// Validates the event, takes a window slot and, while the spool holds a backlog or
+    /// NATS is down, spools it at once.
+    async fn admit(
+        &self,
+        event: &Event,
+        event_type: &str,
+        started: Instant,
+    ) -> Result<Admitted, PublishError> {
         let inner = &self.inner;
-        let event_type = event.event_type().as_str().to_owned();
-        let started = Instant::now();
-        let span =
-            tracing::debug_span!("publish", event_id = %event.id(), event_type = %event_type);
         let wire = match self.check(event) {
             Ok(w) => w,
             Err(e) => {
-                record(&self.inner, &event_type, Err(&e), started);
+                record(inner, event_type, Err(&e), started);
                 return Err(e);
             }
         };
@@ -435,27 +478,40 @@ impl Publisher {
         if inner.closed.load(Ordering::Acquire) {
             return Err(PublishError::Closed);
         }
+        // With a spool: while it holds a backlog (keep order) or NATS is down, spool now.
+        if let Some(spool) = &inner.spool
+            && (spool.pending() > 0 || inner.client.connection_state() != State::Connected)
+        {
+            let res = spool_now(spool, &wire)
+                .await
+                .map(|()| PublishOutcome::Spooled);
+            record(inner, event_type, res.as_ref(), started);
+            drop(permit);
+            return Ok(Admitted::Done(wire.event_id, res));
+        }
+        Ok(Admitted::Send(wire, permit))
+    }
+
+    async fn submit(&self, event: &Event) -> Result<PublishHandle, PublishError> {
+        let inner = &self.inner;
+        let event_type = event.event_type().as_str().to_owned();
+        let started = Instant::now();
+        let span = publish_span(event);
+        let (wire, permit) = match self.admit(event, &event_type, started).await? {
+            Admitted::Done(event_id, res) => {
+                let (tx, rx) = oneshot::channel();
+                let _ = tx.send(res);
+                return Ok(PublishHandle { event_id, rx });
+            }
+            Admitted::Send(wire, permit) => (wire, permit),
+        };
         let (tx, rx) = oneshot::channel();
         let handle = PublishHandle {
             event_id: wire.event_id.clone(),
             rx,
         };
-        // With a spool: while it holds a backlog (keep order) or NATS is down, spool now.
-        if let Some(spool) = &inner.spool
-            && (spool.pending() > 0 || inner.client.connection_state() != State::Connected)
-        {
-            let spool = spool.clone();
-            let res = spool_now(&spool, &wire)
-                .await
-                .map(|()| PublishOutcome::Spooled);
-            record(inner, &event_type, res.as_ref(), started);
-            drop(permit);
-            let _ = tx.send(res);
-            return Ok(handle);
-        }
         // Batching: hand it to the batcher if its stream takes atomic batches.
-        if batchable
-            && let Some(btx) = &inner.batch_tx
+        if let Some(btx) = &inner.batch_tx
             && fits_batch(wire.size, inner.max_payload())
             && let batch::Route::Atomic(stream) = inner.route(&wire.subject).await
         {
