@@ -89,7 +89,8 @@ pub struct SubscriberConfig {
     pub ack_wait: Duration,
     /// Handlers running at once in one instance. The instance only pulls as many messages as
     /// it has free slots, so a message is never waiting in a local buffer while its ack wait
-    /// runs.
+    /// runs. A slot is freed when the handler returns; up to as many more messages may then
+    /// be settling (ack on the wire) at once.
     pub max_in_flight: u32,
     /// The consumer's `max_ack_pending`, shared by every instance of the group: it must be at
     /// least `instances × max_in_flight`, or some instances idle. Default 1,000

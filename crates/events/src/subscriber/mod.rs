@@ -78,8 +78,11 @@
 //! leaves the rest unacked for redelivery. Its outstanding pull request's inbox is
 //! unsubscribed, so the server drops that request and later events stay pending for other
 //! instances (only a message already on the wire at that instant returns after
-//! `ack_wait`). Every task it starts is owned by a
-//! `JoinSet` and is finished or aborted before it returns. When a pull request fails (server
+//! `ack_wait`). Handlers run concurrently on the task that awaits `run` (up to
+//! `max_in_flight` at once, polled together, so a burst of acks leaves in one socket write);
+//! a handler that burns CPU or blocks should move that work to `spawn_blocking` or a task of
+//! its own. The one background task it starts (the lag gauge) is finished or aborted before
+//! it returns. When a pull request fails (server
 //! restart, leader election, consumer deleted) it logs a warning, backs off (100 ms doubling
 //! to 5 s) and recreates the consumer from its declared config; a pull request lost without
 //! an answer is noticed after about `fetch_expires + 5 s`.

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_nats::jetstream::{self, AckKind};
+use futures::stream::FuturesUnordered;
 use futures::{FutureExt, StreamExt};
 use time::OffsetDateTime;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
@@ -62,15 +63,6 @@ fn reconnect_delay(failures: u32) -> Duration {
     jittered(base, 0.2)
 }
 
-/// Sleeps unless `token` is cancelled first; returns false if cancelled.
-async fn sleep_unless(token: &CancellationToken, d: Duration) -> bool {
-    tokio::select! {
-        biased;
-        _ = token.cancelled() => false,
-        _ = tokio::time::sleep(d) => true,
-    }
-}
-
 pub(super) async fn run<H: Handler>(
     sub: Subscriber,
     handler: H,
@@ -94,8 +86,15 @@ pub(super) async fn run<H: Handler>(
         shutdown: shutdown.clone(),
     });
     register_series(&durable);
-    let permits = Arc::new(Semaphore::new(cfg.max_in_flight as usize));
-    let mut tasks: JoinSet<()> = JoinSet::new();
+    let max_in_flight = cfg.max_in_flight.max(1) as usize;
+    // Handler slots; deliveries whose handler finished and whose ack is still on the wire
+    // hold none, but at most `max_settling` deliveries exist at once.
+    let slots = Arc::new(Semaphore::new(max_in_flight));
+    let max_settling = max_in_flight.saturating_mul(2);
+    // Deliveries run on this task, polled together: a burst of pulled messages sends its
+    // acks in one burst (one socket write instead of one per message), and no delivery
+    // outlives `run`.
+    let mut in_flight = FuturesUnordered::new();
     let mut aux: JoinSet<()> = JoinSet::new();
     let aux_stop = CancellationToken::new();
     aux.spawn(lag_loop(
@@ -114,17 +113,24 @@ pub(super) async fn run<H: Handler>(
     debug!(consumer = %durable, stream = %stream, "subscriber started");
 
     'pull: loop {
-        reap(&mut tasks);
         if shutdown.is_cancelled() {
             break;
         }
         let current = match &consumer {
             Some(c) => c.clone(),
             None => {
-                let created = tokio::select! {
-                    biased;
-                    _ = shutdown.cancelled() => break 'pull,
-                    r = create_consumer(&js, &stream, consumer_config.clone(), cfg.request_timeout) => r,
+                let created = {
+                    let create =
+                        create_consumer(&js, &stream, consumer_config.clone(), cfg.request_timeout);
+                    tokio::pin!(create);
+                    loop {
+                        tokio::select! {
+                            biased;
+                            _ = shutdown.cancelled() => break 'pull,
+                            Some(()) = in_flight.next() => {}
+                            r = &mut create => break r,
+                        }
+                    }
                 };
                 match created {
                     Ok(c) => {
@@ -136,7 +142,7 @@ pub(super) async fn run<H: Handler>(
                         failures = failures.saturating_add(1);
                         warn!(consumer = %durable, stream = %stream, failures, error = %error_chain(&e),
                             "cannot re-establish the consumer; retrying");
-                        if !sleep_unless(&shutdown, reconnect_delay(failures)).await {
+                        if !pause(&shutdown, &mut in_flight, reconnect_delay(failures)).await {
                             break 'pull;
                         }
                         continue;
@@ -145,32 +151,49 @@ pub(super) async fn run<H: Handler>(
             }
         };
 
-        // Wait for a free handler slot, then take every free one up to the batch size.
-        let first = tokio::select! {
-            biased;
-            _ = shutdown.cancelled() => break 'pull,
-            p = permits.clone().acquire_owned() => match p {
-                Ok(p) => p,
-                Err(_) => break 'pull, // never closed while we hold `permits`
-            },
+        // Wait until half a batch of handler slots is free (so that a busy instance asks
+        // for messages in batches, not one by one), then take every free one up to the
+        // batch size. A slot is held while the handler runs, not while its ack is on the
+        // wire: settling messages are bounded separately (`max_settling`).
+        let fetch_batch = (cfg.fetch_batch.max(1) as usize).min(max_in_flight);
+        let mut held = loop {
+            tokio::select! {
+                biased;
+                _ = shutdown.cancelled() => break 'pull,
+                Some(()) = in_flight.next() => {}
+                p = slots.clone().acquire_many_owned(fetch_batch.div_ceil(2) as u32),
+                    if in_flight.len() < max_settling => match p {
+                    Ok(p) => break p,
+                    Err(_) => break 'pull, // never closed while we hold `slots`
+                },
+            }
         };
-        let mut held: Vec<OwnedSemaphorePermit> = vec![first];
-        while held.len() < cfg.fetch_batch as usize {
-            match permits.clone().try_acquire_owned() {
-                Ok(p) => held.push(p),
+        while held.num_permits() < fetch_batch {
+            match slots.clone().try_acquire_owned() {
+                Ok(p) => held.merge(p),
                 Err(_) => break,
             }
         }
+        let want = held.num_permits();
 
-        let request = current
-            .batch()
-            .max_messages(held.len())
-            .expires(cfg.fetch_expires)
-            .messages();
-        let batch = tokio::select! {
-            biased;
-            _ = shutdown.cancelled() => break 'pull,
-            b = timeout(cfg.request_timeout, request) => b,
+        let batch = {
+            let request = timeout(
+                cfg.request_timeout,
+                current
+                    .batch()
+                    .max_messages(want)
+                    .expires(cfg.fetch_expires)
+                    .messages(),
+            );
+            tokio::pin!(request);
+            loop {
+                tokio::select! {
+                    biased;
+                    _ = shutdown.cancelled() => break 'pull,
+                    Some(()) = in_flight.next() => {}
+                    b = &mut request => break b,
+                }
+            }
         };
         let mut batch = match batch {
             Ok(Ok(b)) => b,
@@ -178,7 +201,7 @@ pub(super) async fn run<H: Handler>(
                 failures = failures.saturating_add(1);
                 warn!(consumer = %durable, failures, error = %e, "pull request failed; re-establishing the consumer");
                 consumer = None;
-                if !sleep_unless(&shutdown, reconnect_delay(failures)).await {
+                if !pause(&shutdown, &mut in_flight, reconnect_delay(failures)).await {
                     break 'pull;
                 }
                 continue;
@@ -187,13 +210,16 @@ pub(super) async fn run<H: Handler>(
                 failures = failures.saturating_add(1);
                 warn!(consumer = %durable, failures, "pull request not sent in time; re-establishing the consumer");
                 consumer = None;
-                if !sleep_unless(&shutdown, reconnect_delay(failures)).await {
+                if !pause(&shutdown, &mut in_flight, reconnect_delay(failures)).await {
                     break 'pull;
                 }
                 continue;
             }
         };
         let pulled_at = Instant::now();
+        // The server ends the request by `fetch_expires`; a request still open well after
+        // that was lost (e.g. a server restart) and is abandoned.
+        let batch_deadline = pulled_at + pull_bound;
 
         let mut received = 0usize;
         let mut broken = false;
@@ -201,18 +227,26 @@ pub(super) async fn run<H: Handler>(
             let next = tokio::select! {
                 biased;
                 _ = shutdown.cancelled() => break 'pull,
-                n = timeout(pull_bound, batch.next()) => n,
+                Some(()) = in_flight.next() => continue,
+                n = timeout_at(batch_deadline, batch.next()) => n,
             };
             match next {
                 Ok(Some(Ok(msg))) => {
                     received += 1;
-                    let permit = match held.pop() {
+                    let slot = match held.split(1) {
                         Some(p) => p,
                         // The server never sends more than asked for; if it did, wait for
                         // a slot rather than exceed the limit.
-                        None => match permits.clone().acquire_owned().await {
-                            Ok(p) => p,
-                            Err(_) => break 'pull,
+                        None => loop {
+                            tokio::select! {
+                                biased;
+                                _ = shutdown.cancelled() => break 'pull,
+                                Some(()) = in_flight.next() => {}
+                                p = slots.clone().acquire_owned() => match p {
+                                    Ok(p) => break p,
+                                    Err(_) => break 'pull,
+                                },
+                            }
                         },
                     };
                     let (prev, done) = if cfg.ordered_per_subject {
@@ -227,7 +261,7 @@ pub(super) async fn run<H: Handler>(
                     } else {
                         (None, None)
                     };
-                    tasks.spawn(deliver(shared.clone(), msg, permit, prev, done));
+                    in_flight.push(guarded(deliver(shared.clone(), msg, slot, prev, done)));
                 }
                 Ok(Some(Err(e))) => {
                     warn!(consumer = %durable, error = %e, "pull request ended with an error; re-establishing the consumer");
@@ -247,7 +281,7 @@ pub(super) async fn run<H: Handler>(
         if broken {
             failures = failures.saturating_add(1);
             consumer = None;
-            if !sleep_unless(&shutdown, reconnect_delay(failures)).await {
+            if !pause(&shutdown, &mut in_flight, reconnect_delay(failures)).await {
                 break 'pull;
             }
         } else if received > 0 {
@@ -260,7 +294,7 @@ pub(super) async fn run<H: Handler>(
             // rather than spin.
             failures = failures.saturating_add(1);
             debug!(consumer = %durable, failures, "pull request ended early and empty");
-            if !sleep_unless(&shutdown, reconnect_delay(failures)).await {
+            if !pause(&shutdown, &mut in_flight, reconnect_delay(failures)).await {
                 break 'pull;
             }
         }
@@ -269,37 +303,30 @@ pub(super) async fn run<H: Handler>(
     // Drain: no more pulls; in-flight handlers get until the deadline.
     let started = Instant::now();
     drop(chains);
-    reap(&mut tasks);
-    let in_flight = tasks.len();
+    let in_flight_at_stop = in_flight.len();
     let deadline = started + cfg.drain_timeout;
     let mut finished = 0usize;
-    while !tasks.is_empty() {
-        match timeout_at(deadline, tasks.join_next()).await {
-            Ok(Some(res)) => {
-                log_join(res);
-                finished += 1;
-            }
+    while !in_flight.is_empty() {
+        match timeout_at(deadline, in_flight.next()).await {
+            Ok(Some(())) => finished += 1,
             Ok(None) | Err(_) => break,
         }
     }
-    let abandoned = tasks.len();
+    let abandoned = in_flight.len();
     if abandoned > 0 {
         warn!(consumer = %durable, abandoned, drain_timeout = ?cfg.drain_timeout,
             "drain timed out: stopping unfinished handlers, their messages stay unacked for redelivery");
-        tasks.abort_all();
-        let _ = timeout(Duration::from_secs(1), async {
-            while tasks.join_next().await.is_some() {}
-        })
-        .await;
     }
+    // Dropping a delivery stops its handler; its message is redelivered after `ack_wait`.
+    drop(in_flight);
     aux_stop.cancel();
     let _ = timeout(Duration::from_secs(1), async {
         while aux.join_next().await.is_some() {}
     })
     .await;
-    // Anything still in the sets is aborted when they drop here.
+    // Anything still in the set is aborted when it drops here.
     let report = DrainReport {
-        in_flight,
+        in_flight: in_flight_at_stop,
         finished,
         abandoned,
         drain_time: started.elapsed(),
@@ -308,18 +335,31 @@ pub(super) async fn run<H: Handler>(
     report
 }
 
-fn reap(tasks: &mut JoinSet<()>) {
-    while let Some(res) = tasks.try_join_next() {
-        log_join(res);
+/// Sleeps for `d` while the deliveries in flight keep running; false if `token` was
+/// cancelled first.
+async fn pause<F: Future<Output = ()>>(
+    token: &CancellationToken,
+    in_flight: &mut FuturesUnordered<F>,
+    d: Duration,
+) -> bool {
+    let sleep = tokio::time::sleep(d);
+    tokio::pin!(sleep);
+    loop {
+        tokio::select! {
+            biased;
+            _ = token.cancelled() => return false,
+            Some(()) = in_flight.next() => {}
+            _ = &mut sleep => return true,
+        }
     }
 }
 
-fn log_join(res: Result<(), tokio::task::JoinError>) {
-    if let Err(e) = res
-        && e.is_panic()
-    {
-        // Handler panics are caught inside the task; this is a bug in the library.
-        error!(error = %e, "delivery task panicked; its message stays unacked for redelivery");
+/// A delivery whose panic (a bug in the library; handler panics are caught inside) is
+/// logged instead of ending the subscriber. Its message stays unacked for redelivery.
+async fn guarded<F: Future<Output = ()>>(fut: F) {
+    if let Err(payload) = AssertUnwindSafe(fut).catch_unwind().await {
+        error!(panic = %panic_message(payload.as_ref()),
+            "delivery panicked; its message stays unacked for redelivery");
     }
 }
 
@@ -388,7 +428,7 @@ fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
 async fn deliver<H: Handler>(
     shared: Arc<Shared<H>>,
     msg: jetstream::Message,
-    permit: OwnedSemaphorePermit,
+    slot: OwnedSemaphorePermit,
     prev: Option<oneshot::Receiver<()>>,
     done: Option<oneshot::Sender<()>>,
 ) {
@@ -491,12 +531,13 @@ async fn deliver<H: Handler>(
                     None,
                 ),
             };
+        // The handler is done: its slot goes to the next message while this one settles.
+        drop(slot);
         settle(&shared, &msg, outcome, &error_text, &event_type, event_time, delivered, stream_sequence).await;
     }
     .instrument(span)
     .await;
-    // Released only now: the slot and (ordered mode) the subject's turn.
-    drop(permit);
+    // Released only now: (ordered mode) the subject's turn.
     drop(done);
 }
 

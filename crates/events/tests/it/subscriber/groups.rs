@@ -298,3 +298,52 @@ async fn subscriber_ordered_per_subject_runs_one_at_a_time_in_order() {
         assert_eq!(got, want, "order of {s}");
     }
 }
+
+#[tokio::test]
+async fn subscriber_runs_up_to_max_in_flight_handlers_at_once_and_never_more() {
+    let nats = NatsServer::start().await;
+    let js = nats.jetstream().await;
+    create_streams(&js).await;
+    const LIMIT: usize = 6;
+    let running = Arc::new(AtomicUsize::new(0));
+    let peak = Arc::new(AtomicUsize::new(0));
+    let done = Arc::new(AtomicUsize::new(0));
+    // Each handler waits until LIMIT run at once (or 200 ms pass, for the last few), so the
+    // peak reaches the limit whenever the subscriber allows it.
+    let handler = {
+        let (running, peak, done) = (running.clone(), peak.clone(), done.clone());
+        handler_fn(move |_event: Event, _ctx: DeliveryContext| {
+            let (running, peak, done) = (running.clone(), peak.clone(), done.clone());
+            async move {
+                let now = running.fetch_add(1, Ordering::SeqCst) + 1;
+                peak.fetch_max(now, Ordering::SeqCst);
+                let until = Instant::now() + Duration::from_millis(200);
+                while peak.load(Ordering::SeqCst) < LIMIT && Instant::now() < until {
+                    sleep(Duration::from_millis(1)).await;
+                }
+                sleep(Duration::from_millis(2)).await;
+                running.fetch_sub(1, Ordering::SeqCst);
+                done.fetch_add(1, Ordering::SeqCst);
+                Ok::<_, HandlerError>(())
+            }
+        })
+    };
+    let cfg = SubscriberConfig {
+        max_in_flight: LIMIT as u32,
+        ..fast_config()
+    };
+    const N: usize = 200;
+    publish_range(&js, 0..N).await;
+    let sub = start(&js, "bounded", cfg, handler).await;
+    wait_for("every event handled", BOUND, async || {
+        done.load(Ordering::SeqCst) >= N
+    })
+    .await;
+    let report = sub.stop().await;
+    assert_eq!(report.abandoned, 0);
+    assert_eq!(
+        peak.load(Ordering::SeqCst),
+        LIMIT,
+        "handlers at once: the peak must reach max_in_flight and never pass it"
+    );
+}
