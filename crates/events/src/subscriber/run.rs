@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_nats::jetstream::{self, AckKind};
@@ -53,6 +53,35 @@ struct Shared<H> {
     stream: String,
     consumer: String,
     shutdown: CancellationToken,
+    /// Handles of the series every delivery records, registered once instead of building a
+    /// labelled key per message.
+    handler_duration: metrics::Histogram,
+    end_to_end: metrics::Histogram,
+    /// `events_consumed_total{status="ack"}` per event type (the other statuses are rare).
+    acked: Mutex<HashMap<String, metrics::Counter>>,
+}
+
+/// Event types whose ack counter handle is cached; beyond that the macro looks it up.
+const MAX_CACHED_TYPES: usize = 1024;
+
+impl<H> Shared<H> {
+    fn count_acked(&self, event_type: &str) {
+        let Ok(mut cache) = self.acked.lock() else {
+            return consumed_counter(event_type, "ack").increment(1);
+        };
+        if let Some(c) = cache.get(event_type) {
+            return c.increment(1);
+        }
+        let c = consumed_counter(event_type, "ack");
+        c.increment(1);
+        if cache.len() < MAX_CACHED_TYPES {
+            cache.insert(event_type.to_owned(), c);
+        }
+    }
+}
+
+fn consumed_counter(event_type: &str, status: &'static str) -> metrics::Counter {
+    metrics::counter!(m::EVENTS_CONSUMED_TOTAL, "event_type" => event_type.to_owned(), "status" => status)
 }
 
 /// Delay before the n-th consecutive attempt to re-establish the pull loop.
@@ -84,6 +113,9 @@ pub(super) async fn run<H: Handler>(
         stream: stream.clone(),
         consumer: durable.clone(),
         shutdown: shutdown.clone(),
+        handler_duration: metrics::histogram!(m::EVENT_HANDLER_DURATION_SECONDS, "consumer" => durable.clone()),
+        end_to_end: metrics::histogram!(m::EVENT_END_TO_END_SECONDS, "consumer" => durable.clone()),
+        acked: Mutex::new(HashMap::new()),
     });
     register_series(&durable);
     let max_in_flight = cfg.max_in_flight.max(1) as usize;
@@ -453,10 +485,9 @@ async fn deliver<H: Handler>(
         let every = cfg.effective_in_progress_interval();
         if let Some(prev) = prev {
             // Ordered mode: the previous message of this subject settles first.
-            let _ = with_progress(&msg, prev, every, cfg.request_timeout).await;
+            let _ = Box::pin(with_progress(&msg, prev, every, cfg.request_timeout)).await;
         }
         let decoded = Event::decode(msg.headers.as_ref(), &msg.payload);
-        let consumer_label = shared.consumer.clone();
         let (outcome, error_text, event_type, event_time) =
             match (decide_before(decoded.as_ref().map(|_| ()), delivered, &cfg.retry), decoded) {
                 (Some(outcome), decoded) => {
@@ -474,7 +505,7 @@ async fn deliver<H: Handler>(
                         Ok(e) => (String::new(), e.event_type().as_str().to_owned()),
                         Err(e) => {
                             metrics::counter!(m::EVENT_HANDLER_ERRORS_TOTAL,
-                                "consumer" => consumer_label.clone(), "kind" => e.reason())
+                                "consumer" => shared.consumer.clone(), "kind" => e.reason())
                             .increment(1);
                             (error_chain(e), "unknown".to_owned())
                         }
@@ -496,21 +527,20 @@ async fn deliver<H: Handler>(
                     };
                     let started = Instant::now();
                     let run = AssertUnwindSafe(shared.handler.handle(event, ctx)).catch_unwind();
-                    let result = with_progress(&msg, run, every, cfg.request_timeout).await;
-                    metrics::histogram!(m::EVENT_HANDLER_DURATION_SECONDS, "consumer" => consumer_label.clone())
-                        .record(started.elapsed().as_secs_f64());
+                    let result = Box::pin(with_progress(&msg, run, every, cfg.request_timeout)).await;
+                    shared.handler_duration.record(started.elapsed().as_secs_f64());
                     let result = match result {
                         Ok(r) => {
                             if let Err(e) = &r {
                                 metrics::counter!(m::EVENT_HANDLER_ERRORS_TOTAL,
-                                    "consumer" => consumer_label.clone(), "kind" => e.kind())
+                                    "consumer" => shared.consumer.clone(), "kind" => e.kind())
                                 .increment(1);
                             }
                             r
                         }
                         Err(payload) => {
                             metrics::counter!(m::EVENT_HANDLER_ERRORS_TOTAL,
-                                "consumer" => consumer_label.clone(), "kind" => "panic")
+                                "consumer" => shared.consumer.clone(), "kind" => "panic")
                             .increment(1);
                             Err(HandlerError::transient(HandlerPanic(panic_message(
                                 payload.as_ref(),
@@ -533,7 +563,7 @@ async fn deliver<H: Handler>(
             };
         // The handler is done: its slot goes to the next message while this one settles.
         drop(slot);
-        settle(&shared, &msg, outcome, &error_text, &event_type, event_time, delivered, stream_sequence).await;
+        Box::pin(settle(&shared, &msg, outcome, &error_text, &event_type, event_time, delivered, stream_sequence)).await;
     }
     .instrument(span)
     .await;
@@ -571,18 +601,14 @@ async fn settle<H>(
     stream_sequence: u64,
 ) {
     let cfg = &shared.cfg;
-    let consumed = |status: &'static str| {
-        metrics::counter!(m::EVENTS_CONSUMED_TOTAL, "event_type" => event_type.to_owned(), "status" => status)
-            .increment(1);
-    };
+    let consumed = |status: &'static str| consumed_counter(event_type, status).increment(1);
     match outcome {
         Outcome::Ack => match timeout(cfg.request_timeout, msg.double_ack()).await {
             Ok(Ok(())) => {
-                consumed("ack");
+                shared.count_acked(event_type);
                 if let Some(t) = event_time {
                     let e2e = (OffsetDateTime::now_utc() - t).as_seconds_f64().max(0.0);
-                    metrics::histogram!(m::EVENT_END_TO_END_SECONDS, "consumer" => shared.consumer.clone())
-                            .record(e2e);
+                    shared.end_to_end.record(e2e);
                 }
                 debug!("acked");
             }
@@ -612,13 +638,15 @@ async fn settle<H>(
                 error: error_text,
                 failed_at: OffsetDateTime::now_utc(),
             };
-            match publish_dead_letter(
+            // Boxed: the rare dead-letter path would otherwise make every delivery's
+            // future (moved and allocated once per message) several kilobytes larger.
+            match Box::pin(publish_dead_letter(
                 &shared.js,
                 msg.headers.as_ref(),
                 msg.payload.clone(),
                 &rec,
                 cfg.request_timeout,
-            )
+            ))
             .await
             {
                 Ok(()) => {
