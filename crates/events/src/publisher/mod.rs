@@ -76,6 +76,7 @@
 //! Services depend on the dyn-compatible [`EventPublisher`] trait; [`RecordingPublisher`]
 //! implements it in memory with the same validation, so a unit test needs no server.
 
+mod acker;
 mod batch;
 mod config;
 mod deliver;
@@ -297,6 +298,12 @@ struct Inner {
     cancel: CancellationToken,
     spool: Option<Arc<Spool>>,
     batch_tx: Option<mpsc::Sender<(String, batch::Item)>>,
+    /// Per-message windowed publishes waiting for their acks (see the `acker` module).
+    acker: mpsc::UnboundedSender<acker::Job>,
+    /// The acker's end of the channel until the first windowed publish starts it (so that
+    /// a publisher that never uses that path has no task for it).
+    acker_rx: std::sync::Mutex<Option<mpsc::UnboundedReceiver<acker::Job>>>,
+    acker_started: AtomicBool,
     routes: batch::Routes,
     no_stream_cache: std::sync::Mutex<Vec<(String, Instant, bool)>>,
     /// The server's `max_payload` and when it was read (`server_info()` clones the whole
@@ -364,6 +371,7 @@ impl Publisher {
         } else {
             (None, None)
         };
+        let (acker_tx, acker_rx) = mpsc::unbounded_channel();
         let inner = Arc::new(Inner {
             client,
             js,
@@ -374,6 +382,9 @@ impl Publisher {
             cancel: cancel.clone(),
             spool,
             batch_tx,
+            acker: acker_tx,
+            acker_rx: std::sync::Mutex::new(Some(acker_rx)),
+            acker_started: AtomicBool::new(false),
             routes: batch::Routes::default(),
             no_stream_cache: std::sync::Mutex::new(Vec::new()),
             max_payload: std::sync::Mutex::new((0, Instant::now())),
@@ -531,15 +542,18 @@ impl Publisher {
         // First try inline: messages leave in submission order.
         let deadline = started + inner.config.deadline;
         let first = inner.send(&wire, deadline).instrument(span.clone()).await;
-        let task_inner = inner.clone();
-        inner.tasks.spawn(
-            async move {
-                let res = task_inner.finish(wire, Some(first), started).await;
-                record(&task_inner, &event_type, res.as_ref(), started);
-                drop(permit);
-                let _ = tx.send(res);
-            }
-            .instrument(span),
+        // The rest (ack, retries, outcome) on the acker task.
+        acker::submit(
+            inner,
+            acker::Job {
+                wire,
+                first,
+                started,
+                event_type,
+                permit,
+                tx,
+                span,
+            },
         );
         Ok(handle)
     }
