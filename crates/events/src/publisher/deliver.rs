@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use async_nats::connection::State;
 use async_nats::jetstream;
 use async_nats::jetstream::context::{GetStreamByNameErrorKind, PublishAckFuture};
+use async_nats::jetstream::message::PublishMessage;
 use tracing::warn;
 
 use super::error::{PublishError, TransientError};
@@ -43,20 +44,20 @@ impl Inner {
         wire: &Wire,
         deadline: Instant,
     ) -> Result<PublishAckFuture, Failure> {
-        let limit = self.max_payload();
-        let classify = |e| {
-            retry::classify(
-                e,
-                &wire.subject,
-                &wire.event_id,
-                wire.size,
-                limit,
-                self.config.ack_timeout,
-            )
-        };
+        self.send_message(wire, wire.message(), deadline).await
+    }
+
+    /// One send of `msg` (the message of `wire`), bounded by the deadline.
+    pub(super) async fn send_message(
+        &self,
+        wire: &Wire,
+        msg: PublishMessage,
+        deadline: Instant,
+    ) -> Result<PublishAckFuture, Failure> {
+        let classify = |e| self.classify(e, wire);
         match tokio::time::timeout(
             Self::remaining(deadline),
-            self.js.send_publish(wire.subject.clone(), wire.message()),
+            self.js.send_publish(wire.subject.clone(), msg),
         )
         .await
         {
@@ -74,21 +75,33 @@ impl Inner {
         fut: PublishAckFuture,
         deadline: Instant,
     ) -> Result<jetstream::publish::PublishAck, Failure> {
-        let limit = self.max_payload();
-        match tokio::time::timeout(Self::remaining(deadline), fut.into_future()).await {
+        let remaining = Self::remaining(deadline);
+        // The ack future times out by itself after `ack_timeout` (the context's timeout);
+        // a timer of our own is needed only when the deadline comes first.
+        let res = if remaining >= self.config.ack_timeout {
+            Ok(fut.into_future().await)
+        } else {
+            tokio::time::timeout(remaining, fut.into_future()).await
+        };
+        match res {
             Ok(Ok(ack)) => Ok(ack),
-            Ok(Err(e)) => Err(retry::classify(
-                e,
-                &wire.subject,
-                &wire.event_id,
-                wire.size,
-                limit,
-                self.config.ack_timeout,
-            )),
+            Ok(Err(e)) => Err(self.classify(e, wire)),
             Err(_) => Err(Failure::Transient(TransientError::AckTimeout(
                 self.config.ack_timeout,
             ))),
         }
+    }
+
+    /// Sorts a failed try (reads `max_payload` only then).
+    fn classify(&self, err: async_nats::jetstream::context::PublishError, wire: &Wire) -> Failure {
+        retry::classify(
+            err,
+            &wire.subject,
+            &wire.event_id,
+            wire.size,
+            self.max_payload(),
+            self.config.ack_timeout,
+        )
     }
 
     /// Is there a stream for this subject? `None` if the server could not say.
@@ -149,7 +162,7 @@ impl Inner {
                 no_stream_seen += 1;
                 if no_stream_seen >= 2 {
                     return Err(Stop::Permanent(PublishError::NoStream {
-                        subject: wire.subject.clone(),
+                        subject: wire.subject.to_string(),
                     }));
                 }
             }
@@ -161,7 +174,7 @@ impl Inner {
             {
                 if no_stream {
                     return Err(Stop::Permanent(PublishError::NoStream {
-                        subject: wire.subject.clone(),
+                        subject: wire.subject.to_string(),
                     }));
                 }
                 return Err(Stop::Exhausted { attempts, last });

@@ -76,6 +76,7 @@
 //! Services depend on the dyn-compatible [`EventPublisher`] trait; [`RecordingPublisher`]
 //! implements it in memory with the same validation, so a unit test needs no server.
 
+mod acker;
 mod batch;
 mod config;
 mod deliver;
@@ -214,7 +215,9 @@ pub trait EventPublisher: Send + Sync {
 #[derive(Debug, Clone)]
 struct Wire {
     event_id: String,
-    subject: String,
+    /// Shared bytes: a try clones it without copying.
+    subject: async_nats::Subject,
+    /// Empty once [`Wire::take_message`] moved them out; a later try rebuilds them.
     headers: HeaderMap,
     payload: Bytes,
     size: usize,
@@ -224,7 +227,24 @@ impl Wire {
     fn message(&self) -> PublishMessage {
         PublishMessage::build()
             .payload(self.payload.clone())
-            .headers(self.headers.clone())
+            .headers(self.headers_for_try())
+    }
+
+    /// The headers of a try: a copy, or, once the first try moved them out, the same two
+    /// headers built again.
+    fn headers_for_try(&self) -> HeaderMap {
+        if self.headers.is_empty() {
+            spool_headers(&self.event_id).unwrap_or_default()
+        } else {
+            self.headers.clone()
+        }
+    }
+
+    /// The message of the first try, moving the headers out instead of cloning them.
+    fn take_message(&mut self) -> PublishMessage {
+        PublishMessage::build()
+            .payload(self.payload.clone())
+            .headers(std::mem::take(&mut self.headers))
     }
 }
 
@@ -260,7 +280,7 @@ fn prepare(event: &Event, max_payload: usize) -> Result<Wire, PublishError> {
     }
     Ok(Wire {
         event_id: event.id().to_owned(),
-        subject: enc.subject,
+        subject: enc.subject.into(),
         headers: enc.headers,
         payload: enc.payload,
         size,
@@ -297,6 +317,12 @@ struct Inner {
     cancel: CancellationToken,
     spool: Option<Arc<Spool>>,
     batch_tx: Option<mpsc::Sender<(String, batch::Item)>>,
+    /// Per-message windowed publishes waiting for their acks (see the `acker` module).
+    acker: mpsc::UnboundedSender<acker::Job>,
+    /// The acker's end of the channel until the first windowed publish starts it (so that
+    /// a publisher that never uses that path has no task for it).
+    acker_rx: std::sync::Mutex<Option<mpsc::UnboundedReceiver<acker::Job>>>,
+    acker_started: AtomicBool,
     routes: batch::Routes,
     no_stream_cache: std::sync::Mutex<Vec<(String, Instant, bool)>>,
     /// The server's `max_payload` and when it was read (`server_info()` clones the whole
@@ -364,6 +390,7 @@ impl Publisher {
         } else {
             (None, None)
         };
+        let (acker_tx, acker_rx) = mpsc::unbounded_channel();
         let inner = Arc::new(Inner {
             client,
             js,
@@ -374,6 +401,9 @@ impl Publisher {
             cancel: cancel.clone(),
             spool,
             batch_tx,
+            acker: acker_tx,
+            acker_rx: std::sync::Mutex::new(Some(acker_rx)),
+            acker_started: AtomicBool::new(false),
             routes: batch::Routes::default(),
             no_stream_cache: std::sync::Mutex::new(Vec::new()),
             max_payload: std::sync::Mutex::new((0, Instant::now())),
@@ -497,7 +527,7 @@ impl Publisher {
         let event_type = event.event_type().as_str().to_owned();
         let started = Instant::now();
         let span = publish_span(event);
-        let (wire, permit) = match self.admit(event, &event_type, started).await? {
+        let (mut wire, permit) = match self.admit(event, &event_type, started).await? {
             Admitted::Done(event_id, res) => {
                 let (tx, rx) = oneshot::channel();
                 let _ = tx.send(res);
@@ -530,16 +560,23 @@ impl Publisher {
         }
         // First try inline: messages leave in submission order.
         let deadline = started + inner.config.deadline;
-        let first = inner.send(&wire, deadline).instrument(span.clone()).await;
-        let task_inner = inner.clone();
-        inner.tasks.spawn(
-            async move {
-                let res = task_inner.finish(wire, Some(first), started).await;
-                record(&task_inner, &event_type, res.as_ref(), started);
-                drop(permit);
-                let _ = tx.send(res);
-            }
-            .instrument(span),
+        let msg = wire.take_message();
+        let first = inner
+            .send_message(&wire, msg, deadline)
+            .instrument(span.clone())
+            .await;
+        // The rest (ack, retries, outcome) on the acker task.
+        acker::submit(
+            inner,
+            acker::Job {
+                wire,
+                first,
+                started,
+                event_type,
+                permit,
+                tx,
+                span,
+            },
         );
         Ok(handle)
     }
@@ -718,7 +755,7 @@ fn item_closed(inner: &Inner, item: batch::Item) {
 async fn spool_now(spool: &Arc<Spool>, wire: &Wire) -> Result<(), PublishError> {
     let spool = spool.clone();
     let rec = SpoolRecord {
-        subject: wire.subject.clone(),
+        subject: wire.subject.to_string(),
         msg_id: wire.event_id.clone(),
         payload: wire.payload.clone(),
     };
@@ -786,6 +823,27 @@ mod tests {
         }
         prepare(&ev, 0).unwrap();
         prepare(&ev, 1 << 20).unwrap();
+    }
+
+    #[test]
+    fn retry_after_first_try_sends_the_same_headers() {
+        let ev = event();
+        let mut wire = prepare(&ev, 0).unwrap();
+        let before = wire.headers.clone();
+        let _first = wire.take_message();
+        assert!(wire.headers.is_empty(), "moved out, not cloned");
+        let pairs = |h: &HeaderMap| {
+            let mut v: Vec<(String, String)> = h
+                .iter()
+                .flat_map(|(k, vs)| {
+                    vs.iter()
+                        .map(|v| (AsRef::<str>::as_ref(k).to_owned(), v.as_str().to_owned()))
+                })
+                .collect();
+            v.sort();
+            v
+        };
+        assert_eq!(pairs(&wire.headers_for_try()), pairs(&before));
     }
 
     #[test]

@@ -573,7 +573,7 @@ pub(super) async fn forward(inner: Arc<Inner>, spool: Arc<Spool>) {
             let wire = Wire {
                 size: wire_size(&headers, rec.payload.len()),
                 event_id: rec.msg_id.clone(),
-                subject: rec.subject.clone(),
+                subject: rec.subject.as_str().into(),
                 headers,
                 payload: rec.payload.clone(),
             };
@@ -656,7 +656,7 @@ async fn forward_atomic(inner: &Inner, records: &[(SpoolRecord, Pos, u64)]) -> b
         wires.push(Wire {
             size,
             event_id: rec.msg_id.clone(),
-            subject: rec.subject.clone(),
+            subject: rec.subject.as_str().into(),
             headers,
             payload: rec.payload.clone(),
         });

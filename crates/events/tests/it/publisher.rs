@@ -681,3 +681,32 @@ async fn publisher_close_is_bounded_and_cancels_what_is_left() {
         Err(PublishError::Closed)
     ));
 }
+
+/// Dropping the last clone without `close` cancels what is in flight: every handle still
+/// resolves (the acks wait on one shared background task, which must end too).
+#[tokio::test]
+async fn publisher_dropped_without_close_cancels_in_flight() {
+    let mut nats = NatsServer::start().await;
+    let client = nats.client().await;
+    let js = jetstream::new(client.clone());
+    create_stream(&js, "AUTH_EVENTS", "auth.>", 1).await;
+    let publisher = Publisher::new(client, config()).await.unwrap();
+    let stored = publisher.publish_async(&ev(0)).await.unwrap();
+    assert!(stored.await.unwrap().ack().is_some());
+    nats.kill();
+    let events: Vec<Event> = (1..11).map(ev).collect();
+    let mut handles = Vec::new();
+    for e in &events {
+        handles.push(publisher.publish_async(e).await.unwrap());
+    }
+    let clone = publisher.clone();
+    drop(publisher);
+    assert_eq!(clone.in_flight(), events.len(), "a clone keeps them going");
+    drop(clone);
+    for h in handles {
+        let res = tokio::time::timeout(Duration::from_secs(5), h)
+            .await
+            .expect("every handle resolves once the last clone is gone");
+        assert!(matches!(res, Err(PublishError::Cancelled)), "got {res:?}");
+    }
+}
