@@ -151,18 +151,10 @@ pub(super) async fn run<H: Handler>(
         let current = match &consumer {
             Some(c) => c.clone(),
             None => {
-                let created = {
-                    let create =
-                        create_consumer(&js, &stream, consumer_config.clone(), cfg.request_timeout);
-                    tokio::pin!(create);
-                    loop {
-                        tokio::select! {
-                            biased;
-                            _ = shutdown.cancelled() => break 'pull,
-                            Some(()) = in_flight.next() => {}
-                            r = &mut create => break r,
-                        }
-                    }
+                let create =
+                    create_consumer(&js, &stream, consumer_config.clone(), cfg.request_timeout);
+                let Some(created) = alongside(&shutdown, &mut in_flight, create).await else {
+                    break 'pull;
                 };
                 match created {
                     Ok(c) => {
@@ -208,24 +200,16 @@ pub(super) async fn run<H: Handler>(
         }
         let want = held.num_permits();
 
-        let batch = {
-            let request = timeout(
-                cfg.request_timeout,
-                current
-                    .batch()
-                    .max_messages(want)
-                    .expires(cfg.fetch_expires)
-                    .messages(),
-            );
-            tokio::pin!(request);
-            loop {
-                tokio::select! {
-                    biased;
-                    _ = shutdown.cancelled() => break 'pull,
-                    Some(()) = in_flight.next() => {}
-                    b = &mut request => break b,
-                }
-            }
+        let request = timeout(
+            cfg.request_timeout,
+            current
+                .batch()
+                .max_messages(want)
+                .expires(cfg.fetch_expires)
+                .messages(),
+        );
+        let Some(batch) = alongside(&shutdown, &mut in_flight, request).await else {
+            break 'pull;
         };
         let mut batch = match batch {
             Ok(Ok(b)) => b,
@@ -367,23 +351,34 @@ pub(super) async fn run<H: Handler>(
     report
 }
 
-/// Sleeps for `d` while the deliveries in flight keep running; false if `token` was
+/// Awaits `fut` while the deliveries in flight keep running; `None` if `token` was
 /// cancelled first.
-async fn pause<F: Future<Output = ()>>(
+async fn alongside<F: Future, D: Future<Output = ()>>(
     token: &CancellationToken,
-    in_flight: &mut FuturesUnordered<F>,
-    d: Duration,
-) -> bool {
-    let sleep = tokio::time::sleep(d);
-    tokio::pin!(sleep);
+    in_flight: &mut FuturesUnordered<D>,
+    fut: F,
+) -> Option<F::Output> {
+    tokio::pin!(fut);
     loop {
         tokio::select! {
             biased;
-            _ = token.cancelled() => return false,
+            _ = token.cancelled() => return None,
             Some(()) = in_flight.next() => {}
-            _ = &mut sleep => return true,
+            out = &mut fut => return Some(out),
         }
     }
+}
+
+/// Sleeps for `d` while the deliveries in flight keep running; false if `token` was
+/// cancelled first.
+async fn pause<D: Future<Output = ()>>(
+    token: &CancellationToken,
+    in_flight: &mut FuturesUnordered<D>,
+    d: Duration,
+) -> bool {
+    alongside(token, in_flight, tokio::time::sleep(d))
+        .await
+        .is_some()
 }
 
 /// A delivery whose panic (a bug in the library; handler panics are caught inside) is
