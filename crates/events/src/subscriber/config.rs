@@ -93,8 +93,9 @@ pub struct SubscriberConfig {
     /// be settling (ack on the wire) at once.
     pub max_in_flight: u32,
     /// The consumer's `max_ack_pending`, shared by every instance of the group: it must be at
-    /// least `instances × max_in_flight`, or some instances idle. Default 1,000
-    /// (31 instances at the default `max_in_flight`).
+    /// least `instances × max_in_flight`, or some instances idle, and `2 ×` that lets every
+    /// instance keep its acks on the wire as well. Default 1,000 (15 instances at the
+    /// default `max_in_flight` with room for their acks, 31 without).
     pub max_ack_pending: u32,
     /// Handle messages of one subject one at a time, in the order this instance received
     /// them. Across instances and redeliveries there is no order: run one instance (or keep
