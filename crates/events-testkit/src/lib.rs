@@ -71,4 +71,5 @@ mod server;
 pub use bin::{NATS_SERVER_BIN_ENV, nats_server_bin};
 pub use cluster::{NatsCluster, NatsClusterBuilder};
 pub use names::unique_name;
+pub use ports::free_loopback_addr;
 pub use server::{NatsServer, NatsServerBuilder, SyncMode};

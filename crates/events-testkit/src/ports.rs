@@ -47,6 +47,18 @@ pub(crate) fn free_port() -> u16 {
     panic!("no free loopback port found in {PORT_RANGE:?} after 1000 tries");
 }
 
+/// A loopback address for a process under test to listen on: a port from the same range as
+/// the test servers' (below the ephemeral range, so no outgoing connection, the child's own
+/// among them, can take it between this check and the child's bind), not handed out before
+/// by this process.
+///
+/// # Panics
+///
+/// If no free port turns up in 1000 tries (the machine is out of ports).
+pub fn free_loopback_addr() -> std::net::SocketAddr {
+    std::net::SocketAddr::from(([127, 0, 0, 1], free_port()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,7 +1,7 @@
 //! Integration tests of auth-service against a real nats-server (test kit), with the
 //! streams of `deploy/streams.toml` (profile dev).
 
-use std::net::{SocketAddr, TcpListener as StdListener};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -86,9 +86,11 @@ async fn post_users_publishes_user_created_to_auth_events() {
     publisher.close(BOUND).await.unwrap();
 }
 
+/// A port outside the ephemeral range: a port the kernel just handed out and took back
+/// could go to an outgoing connection (the child's own NATS connection among them) before
+/// the child binds it.
 fn free_port() -> SocketAddr {
-    let l = StdListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap()
+    events_testkit::free_loopback_addr()
 }
 
 /// One raw HTTP/1.1 request (the test needs no HTTP client dependency); returns the status

@@ -257,9 +257,11 @@ async fn users_flow_from_auth_service_into_the_catalog_and_poison_is_dead_letter
     publisher.close(BOUND).await.unwrap();
 }
 
+/// A port outside the ephemeral range: a port the kernel just handed out and took back
+/// could go to an outgoing connection (the child's own NATS connection among them) before
+/// the child binds it.
 fn free_port() -> std::net::SocketAddr {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap()
+    events_testkit::free_loopback_addr()
 }
 
 /// One raw HTTP/1.1 GET (the test needs no HTTP client dependency): status line and body.
