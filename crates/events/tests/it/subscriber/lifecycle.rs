@@ -188,16 +188,20 @@ async fn subscriber_kill_during_last_attempt_dead_letters_without_running_again(
         stream_len(&js, DLQ_STREAM).await == 1
     })
     .await;
-    let lag = events::subscriber::lag(&js, STREAM, &second.durable)
-        .await
-        .unwrap();
+    // The dead letter is stored before the original is terminated: wait for that too.
+    wait_for("original terminated", BOUND, async || {
+        let lag = events::subscriber::lag(&js, STREAM, &second.durable)
+            .await
+            .unwrap();
+        (lag.pending, lag.ack_pending) == (0, 0)
+    })
+    .await;
     second.stop().await;
     assert_eq!(
         calls.total(),
         0,
         "the handler did not run on the extra delivery"
     );
-    assert_eq!((lag.pending, lag.ack_pending), (0, 0));
     let dl = dead_letters(&js).await;
     assert_eq!(header(&dl[0], h::REASON), "max_deliveries");
     assert_eq!(header(&dl[0], h::DELIVERIES), (max + 1).to_string());
