@@ -61,6 +61,10 @@ struct Shared<H> {
     acked: Mutex<HashMap<String, metrics::Counter>>,
 }
 
+/// How long a pull waits for half a batch of handler slots to come free (fast handlers
+/// free them within microseconds; slow ones should not leave slots idle for long).
+const PULL_GATHER: Duration = Duration::from_millis(1);
+
 /// Event types whose ack counter handle is cached; beyond that the macro looks it up.
 const MAX_CACHED_TYPES: usize = 1024;
 
@@ -175,23 +179,36 @@ pub(super) async fn run<H: Handler>(
             }
         };
 
-        // Wait until half a batch of handler slots is free (so that a busy instance asks
-        // for messages in batches, not one by one), then take every free one up to the
-        // batch size. A slot is held while the handler runs, not while its ack is on the
-        // wire: settling messages are bounded separately (`max_settling`).
+        // Wait for a free handler slot (a slot is held while the handler runs, not while
+        // its ack is on the wire: settling messages are bounded by `max_settling`), then
+        // briefly for half a batch of them, so that a busy instance asks for messages in
+        // batches rather than one by one, then take every free one up to the batch size.
         let fetch_batch = (cfg.fetch_batch.max(1) as usize).min(max_in_flight);
         let mut held = loop {
             tokio::select! {
                 biased;
                 _ = shutdown.cancelled() => break 'pull,
                 Some(()) = in_flight.next() => {}
-                p = slots.clone().acquire_many_owned(fetch_batch.div_ceil(2) as u32),
-                    if in_flight.len() < max_settling => match p {
+                p = slots.clone().acquire_owned(), if in_flight.len() < max_settling => match p {
                     Ok(p) => break p,
                     Err(_) => break 'pull, // never closed while we hold `slots`
                 },
             }
         };
+        let gather = tokio::time::sleep(PULL_GATHER);
+        tokio::pin!(gather);
+        while held.num_permits() < fetch_batch.div_ceil(2) {
+            tokio::select! {
+                biased;
+                _ = shutdown.cancelled() => break 'pull,
+                p = slots.clone().acquire_owned() => match p {
+                    Ok(p) => held.merge(p),
+                    Err(_) => break 'pull,
+                },
+                Some(()) = in_flight.next() => {}
+                () = &mut gather => break,
+            }
+        }
         while held.num_permits() < fetch_batch {
             match slots.clone().try_acquire_owned() {
                 Ok(p) => held.merge(p),
