@@ -469,13 +469,13 @@ fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
     }
 }
 
-async fn deliver<H: Handler>(
+fn deliver<H: Handler>(
     shared: Arc<Shared<H>>,
     msg: jetstream::Message,
     slot: OwnedSemaphorePermit,
     prev: Option<oneshot::Receiver<()>>,
     done: Option<oneshot::Sender<()>>,
-) {
+) -> impl Future<Output = ()> + Send {
     let (delivered, stream_sequence, consumer_sequence, published) = match msg.info() {
         Ok(i) => (
             u64::try_from(i.delivered).unwrap_or(1).max(1),
@@ -487,12 +487,14 @@ async fn deliver<H: Handler>(
             // Not a JetStream delivery (no ack subject): nothing to ack or redeliver.
             error!(consumer = %shared.consumer, subject = %msg.subject, error = %e,
                 "message without delivery metadata dropped");
-            return;
+            return futures::future::Either::Left(std::future::ready(()));
         }
     };
     let span = debug_span!("deliver", consumer = %shared.consumer, subject = %msg.subject,
         stream_seq = stream_sequence, delivered);
-    async move {
+    // A plain function returning the future: the arguments live in it once, not also in
+    // an outer state machine (the future is allocated and moved once per message).
+    let delivery = async move {
         let cfg = &shared.cfg;
         let every = cfg.effective_in_progress_interval();
         if let Some(prev) = prev {
@@ -576,11 +578,11 @@ async fn deliver<H: Handler>(
         // The handler is done: its slot goes to the next message while this one settles.
         drop(slot);
         Box::pin(settle(&shared, &msg, outcome, &error_text, &event_type, event_time, delivered, stream_sequence)).await;
+        // Released only now: (ordered mode) the subject's turn.
+        drop(done);
     }
-    .instrument(span)
-    .await;
-    // Released only now: (ordered mode) the subject's turn.
-    drop(done);
+    .instrument(span);
+    futures::future::Either::Right(delivery)
 }
 
 /// Creates the consumer's error and dead-letter series at zero, so that `rate()` and
