@@ -270,17 +270,13 @@ pub(super) async fn run<H: Handler>(
                         Some(p) => p,
                         // The server never sends more than asked for; if it did, wait for
                         // a slot rather than exceed the limit.
-                        None => loop {
-                            tokio::select! {
-                                biased;
-                                _ = shutdown.cancelled() => break 'pull,
-                                Some(()) = in_flight.next() => {}
-                                p = slots.clone().acquire_owned() => match p {
-                                    Ok(p) => break p,
-                                    Err(_) => break 'pull,
-                                },
+                        None => {
+                            let free = slots.clone().acquire_owned();
+                            match alongside(&shutdown, &mut in_flight, free).await {
+                                Some(Ok(p)) => p,
+                                _ => break 'pull,
                             }
-                        },
+                        }
                     };
                     let (prev, done) = if cfg.ordered_per_subject {
                         let (tx, rx) = oneshot::channel();
