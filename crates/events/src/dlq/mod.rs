@@ -57,6 +57,19 @@ pub mod headers {
     pub const FAILED_AT: &str = "Dlq-Failed-At";
     /// On a replayed message: the sequence of the dead letter it came from.
     pub const REPLAYED_FROM: &str = "Dlq-Replayed-From";
+    /// When the original headers were not valid UTF-8 (or not a parsable header block): the
+    /// raw header block, base64; the dead letter then carries none of the original headers.
+    pub const ORIGINAL_HEADERS_BASE64: &str = "Dlq-Original-Headers-Base64";
+    /// When the original body plus the record would not fit `max_payload`: the original
+    /// body's length in bytes; the dead letter's body is then empty and replay reads the
+    /// original from its stream by `Dlq-Original-Sequence`.
+    pub const BODY_OMITTED: &str = "Dlq-Body-Omitted";
+}
+
+/// `Nats-Msg-Id` of the copy that replay publishes for the dead letter at `dead_letter_seq`:
+/// `replay:<sequence>`, so concurrent replays of one dead letter store it once.
+pub fn replay_msg_id(dead_letter_seq: u64) -> String {
+    format!("replay:{dead_letter_seq}")
 }
 
 /// Longest `Dlq-Error` value, in bytes.
