@@ -58,6 +58,10 @@ const KNOWN: &[&str] = &[
     "causationid",
 ];
 
+/// Header of a copy made by a time-window replay to another subject: the subject the event
+/// was first stored under, which its `type` must equal (CONTRACT.md §2).
+pub const REPLAY_ORIGINAL_SUBJECT: &str = "Replay-Original-Subject";
+
 /// An attribute that broke a rule.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("invalid attribute `{attribute}`: {rule}")]
@@ -270,6 +274,40 @@ impl Event {
             headers,
             payload: Bytes::from(self.to_json_bytes()),
         }
+    }
+
+    /// Reads the event of a message stored under `subject`, as consumers must (CONTRACT.md
+    /// §2): [`Event::decode`], then the event's `type` must be `subject`. The one exception
+    /// is a copy made by a time-window replay to another subject: it carries
+    /// [`REPLAY_ORIGINAL_SUBJECT`], and that header must equal the `type` instead.
+    ///
+    /// # Errors
+    /// As [`Event::decode`]; [`DecodeError::Invalid`] (attribute `type`) when the type is not
+    /// the subject it was stored under: a forgery, not the event it claims to be.
+    pub fn decode_message(
+        subject: &str,
+        headers: Option<&HeaderMap>,
+        payload: &[u8],
+    ) -> Result<Event, DecodeError> {
+        let event = Self::decode(headers, payload)?;
+        let replayed_from = headers
+            .and_then(|h| h.get(REPLAY_ORIGINAL_SUBJECT))
+            .map(|v| v.as_str());
+        let stored_under = replayed_from.unwrap_or(subject);
+        if event.event_type().as_str() != stored_under {
+            let rule = match replayed_from {
+                Some(orig) => format!(
+                    "`{}` differs from the `{REPLAY_ORIGINAL_SUBJECT}` header `{orig}`",
+                    event.event_type().as_str()
+                ),
+                None => format!(
+                    "`{}` differs from the subject `{subject}` it was stored under",
+                    event.event_type().as_str()
+                ),
+            };
+            return Err(DecodeError::Invalid(EventError::new("type", rule)));
+        }
+        Ok(event)
     }
 
     /// Reads an event from a message: binary mode if a `ce-specversion` header is present,
