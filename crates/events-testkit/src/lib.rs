@@ -56,6 +56,7 @@
 //! - [`NatsServer`], [`NatsServerBuilder`], [`SyncMode`]: one server (`server.rs`).
 //! - [`NatsCluster`], [`NatsClusterBuilder`]: n servers in a full route mesh (`cluster.rs`).
 //! - [`nats_server_bin`]: where the binary comes from (`bin.rs`).
+//! - [`publish_raw`], [`RawMessage`]: hostile frames over a plain socket (`raw.rs`).
 //! - [`unique_name`]: collision-free stream/consumer names for fixtures (`names.rs`).
 //! - private: free ports (`ports.rs`), a tiny HTTP/1.0 client for the monitoring port
 //!   (`http.rs`), config rendering (`config.rs`).
@@ -66,10 +67,12 @@ mod config;
 mod http;
 mod names;
 mod ports;
+mod raw;
 mod server;
 
 pub use bin::{NATS_SERVER_BIN_ENV, nats_server_bin};
 pub use cluster::{NatsCluster, NatsClusterBuilder};
 pub use names::unique_name;
 pub use ports::free_loopback_addr;
+pub use raw::{RawMessage, publish_raw};
 pub use server::{NatsServer, NatsServerBuilder, SyncMode};
