@@ -18,9 +18,10 @@ use crate::cli::ConnArgs;
     --data '{\"user_id\":\"u1\",\"email\":\"a@example.com\"}'\n  \
     eventctl publish --type catalog.product.updated --org acme --source ops --data @product.json --json\n  \
     eventctl publish --type auth.user.created --org org-1 --source ops --data @- < user.json\n\n\
-The event is built and checked before connecting: a bad type, organization, source or data \
-fails with exit 1 and a message naming the attribute. Publishing the same --id again within \
-the stream's duplicate window stores it once and prints \"duplicate\".")]
+The event is built and checked before connecting: a bad type (or one in the reserved dlq. \
+domain of dead letters), organization, source, id (not a UUID) or data fails with exit 1 and \
+a message naming the attribute. Publishing the same --id again within the stream's duplicate \
+window stores it once and prints \"duplicate\".")]
 pub(crate) struct PublishArgs {
     /// The event type, which is also the subject (e.g. auth.user.created).
     #[arg(long = "type", value_name = "TYPE")]
@@ -40,7 +41,7 @@ pub(crate) struct PublishArgs {
     /// Version of the data schema (`schemaversion`).
     #[arg(long, value_name = "V", default_value = events::event::DEFAULT_SCHEMA_VERSION)]
     pub(crate) schema_version: String,
-    /// The event id (default: a new UUID v7); the same id is stored once.
+    /// The event id, a UUID (default: a new UUID v7); the same id is stored once.
     #[arg(long, value_name = "ID")]
     pub(crate) id: Option<String>,
     /// Print the result as JSON.

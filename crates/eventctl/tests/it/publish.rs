@@ -106,7 +106,7 @@ async fn publish_then_tail_gets_it_back() {
 async fn bad_input_names_the_attribute() {
     let nats = server_with_topology().await;
     let url = nats.url();
-    let cases: [(&[&str], &str); 5] = [
+    let cases: [(&[&str], &str); 8] = [
         (
             &["--type", "auth.User.created", "--org", "o", "--data", "{}"],
             "`type`",
@@ -133,6 +133,30 @@ async fn bad_input_names_the_attribute() {
                 "@/no/such/file.json",
             ],
             "cannot read file /no/such/file.json",
+        ),
+        // The dlq. domain is reserved: publishing there would forge a dead letter.
+        (
+            &["--type", "dlq.user.created", "--org", "o", "--data", "{}"],
+            "`type`: `dlq.user.created` is in the reserved `dlq.` domain",
+        ),
+        (
+            &[
+                "--type", TYPE, "--org", "o", "--data", "{}", "--id", "evt-1",
+            ],
+            "`id`: \"evt-1\" is not a UUID",
+        ),
+        (
+            &[
+                "--type",
+                TYPE,
+                "--org",
+                "o",
+                "--data",
+                "{}",
+                "--id",
+                "00000000-0000-0000-0000-000000000000",
+            ],
+            "is not a UUID",
         ),
     ];
     for (args, expected) in cases {
@@ -166,9 +190,11 @@ async fn bad_input_names_the_attribute() {
         "{}",
         stderr(&out)
     );
-    // Nothing was stored by any of them.
-    let info = json(&eventctl(&url, &["streams", "info", "AUTH_EVENTS", "--json"]).await);
-    assert_eq!(info["messages"], 0);
+    // Nothing was stored by any of them, neither as an event nor as a forged dead letter.
+    for stream in ["AUTH_EVENTS", "DLQ_EVENTS"] {
+        let info = json(&eventctl(&url, &["streams", "info", stream, "--json"]).await);
+        assert_eq!(info["messages"], 0, "{stream}");
+    }
     // tail on a subject no stream captures.
     let out = eventctl(&url, &["tail", "nope.>", "--timeout", "1s"]).await;
     assert_code(&out, 1);

@@ -20,8 +20,9 @@ pub struct DeadLetterFilter {
     /// The original subject (which is the event type, CONTRACT.md §1) equals this. Also
     /// narrows the read to the subject `dlq.<type>`, so it costs nothing to scan the rest.
     pub event_type: Option<EventType>,
-    /// The event's `organizationid` equals this (dead letters whose body carries none never
-    /// match).
+    /// The event's `organizationid` equals this: from the body of a structured-mode event,
+    /// from the `ce-` headers of a binary-mode one. Dead letters whose event carries none,
+    /// or carries it twice (ambiguous), never match.
     pub organization: Option<OrganizationId>,
     /// `Dlq-Reason` equals this.
     pub reason: Option<DeadLetterReason>,
@@ -253,6 +254,41 @@ mod tests {
         assert!(
             !DeadLetterFilter::new()
                 .stored_between(None, Some(s))
+                .matches(&dl)
+        );
+    }
+
+    #[test]
+    fn organization_matches_binary_mode_dead_letters() {
+        let org = |s: &str| OrganizationId::new(s).expect("valid");
+        let ty = EventType::new("auth.user.created").expect("valid");
+        let letter = |orgs: &[(&str, &str)]| {
+            DeadLetter::from_stored(
+                4,
+                "dlq.auth.user.created".into(),
+                datetime!(2026-01-01 10:00:01 UTC),
+                crate::dlq::record::tests::binary_dlq_headers(orgs),
+                bytes::Bytes::from_static(b"{\"user_id\":\"u-1\"}"),
+            )
+        };
+        let dl = letter(&[("ce-organizationid", "org-7")]);
+        let f = DeadLetterFilter::new().organization(org("org-7"));
+        assert!(f.matches(&dl));
+        assert!(f.clone().event_type(ty).matches(&dl));
+        assert!(
+            !DeadLetterFilter::new()
+                .organization(org("org-1"))
+                .matches(&dl)
+        );
+        // Two tenants in one event: it belongs to neither.
+        let dl = letter(&[
+            ("ce-organizationid", "org-7"),
+            ("Ce-OrganizationId", "org-1"),
+        ]);
+        assert!(!f.matches(&dl));
+        assert!(
+            !DeadLetterFilter::new()
+                .organization(org("org-1"))
                 .matches(&dl)
         );
     }

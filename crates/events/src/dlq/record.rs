@@ -10,7 +10,7 @@ use time::format_description::well_known::Rfc3339;
 
 use super::{DLQ_SUBJECT_PREFIX, DeadLetterReason, headers};
 use crate::error::error_chain;
-use crate::event::Event;
+use crate::event::{Event, lenient_attributes};
 
 /// A dead letter as stored in the dead-letter stream: the failure record of CONTRACT.md §4
 /// plus what could be read from the original message. Header values that are missing or do
@@ -79,7 +79,8 @@ impl DeadLetter {
                     None,
                 ),
                 Err(e) => {
-                    let (t, o, i) = lenient_attributes(&headers, &body);
+                    let [t, o, i] =
+                        lenient_attributes(Some(&headers), &body, ["type", "organizationid", "id"]);
                     (t, o, i, Some(error_chain(&e)))
                 }
             };
@@ -109,20 +110,6 @@ impl DeadLetter {
     pub fn body_text(&self) -> Option<&str> {
         std::str::from_utf8(&self.body).ok()
     }
-}
-
-/// `type`, `organizationid` and `id` of a message that is not a valid event, read as far
-/// as possible: a JSON object body, else binary-mode `ce-*` headers.
-fn lenient_attributes(
-    headers: &HeaderMap,
-    body: &[u8],
-) -> (Option<String>, Option<String>, Option<String>) {
-    if let Ok(serde_json::Value::Object(map)) = serde_json::from_slice::<serde_json::Value>(body) {
-        let s = |k: &str| map.get(k).and_then(|v| v.as_str()).map(str::to_owned);
-        return (s("type"), s("organizationid"), s("id"));
-    }
-    let h = |k: &str| headers.get(k).map(|v| v.as_str().to_owned());
-    (h("ce-type"), h("ce-organizationid"), h("ce-id"))
 }
 
 fn rfc3339(t: &OffsetDateTime) -> Option<String> {
@@ -193,7 +180,7 @@ pub(crate) fn base64(bytes: &[u8]) -> String {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     fn dlq_headers() -> HeaderMap {
@@ -281,6 +268,80 @@ mod tests {
         let json = serde_json::to_value(&dl).expect("serializes");
         assert_eq!(json["body_base64"], "/wBB");
         assert!(json.get("body").is_none());
+    }
+
+    /// The headers of a dead letter whose event came in binary mode, as the Go SDK sends it
+    /// by default: no `ce-schemaversion`, so the consumer dead-lettered it as invalid.
+    pub(crate) fn binary_dlq_headers(org_headers: &[(&str, &str)]) -> HeaderMap {
+        let mut h = dlq_headers();
+        h.insert(headers::REASON, "invalid");
+        h.insert("Content-Type", "application/json");
+        for (k, v) in [
+            ("ce-specversion", "1.0"),
+            ("ce-id", "go%2D1"),
+            ("Ce-Source", "go-service"),
+            ("ce-type", "auth.user.created"),
+            ("ce-time", "2026-05-01T10:00:00Z"),
+        ]
+        .iter()
+        .chain(org_headers)
+        {
+            h.append(*k, *v);
+        }
+        h
+    }
+
+    fn stored(h: HeaderMap, body: &'static [u8]) -> DeadLetter {
+        DeadLetter::from_stored(
+            9,
+            "dlq.auth.user.created".into(),
+            OffsetDateTime::UNIX_EPOCH,
+            h,
+            Bytes::from_static(body),
+        )
+    }
+
+    #[test]
+    fn reads_a_binary_mode_event_from_its_ce_headers() {
+        // The body is `data`, a JSON object without the attributes: they are in the headers.
+        let dl = stored(
+            binary_dlq_headers(&[("CE-OrganizationId", "org-7")]),
+            br#"{"user_id":"u-1","type":"not.this.one"}"#,
+        );
+        assert!(
+            dl.decode_error
+                .as_deref()
+                .is_some_and(|e| e.contains("schemaversion")),
+            "{:?}",
+            dl.decode_error
+        );
+        assert_eq!(dl.event_type.as_deref(), Some("auth.user.created"));
+        assert_eq!(dl.organization.as_deref(), Some("org-7"));
+        assert_eq!(dl.event_id.as_deref(), Some("go-1"), "percent-decoded");
+        let json = serde_json::to_value(&dl).expect("serializes");
+        assert_eq!(json["organization"], "org-7");
+
+        // A valid binary-mode event decodes whole.
+        let mut h = binary_dlq_headers(&[("ce-organizationid", "org-7")]);
+        h.insert("ce-schemaversion", "1.0");
+        let dl = stored(h, br#"{"user_id":"u-1"}"#);
+        assert_eq!(dl.decode_error, None);
+        assert_eq!(dl.organization.as_deref(), Some("org-7"));
+        assert_eq!(dl.event_id.as_deref(), Some("go-1"));
+    }
+
+    #[test]
+    fn an_ambiguous_binary_attribute_reads_as_none() {
+        let h = binary_dlq_headers(&[
+            ("ce-organizationid", "org-1"),
+            ("CE-ORGANIZATIONID", "org-2"),
+        ]);
+        for _ in 0..8 {
+            let dl = stored(h.clone(), b"{}");
+            assert_eq!(dl.organization, None);
+            assert_eq!(dl.event_type.as_deref(), Some("auth.user.created"));
+            assert!(dl.decode_error.is_some());
+        }
     }
 
     #[test]

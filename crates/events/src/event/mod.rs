@@ -21,6 +21,11 @@ use uuid::Uuid;
 
 use crate::names::{EventType, NameError, OrganizationId};
 
+mod binary;
+
+use binary::binary_attributes;
+pub(crate) use binary::lenient_attributes;
+
 /// The CloudEvents spec version this crate speaks.
 pub const SPEC_VERSION: &str = "1.0";
 /// `Content-Type` of a structured-mode message.
@@ -279,20 +284,34 @@ impl Event {
     /// Reads the event of a message stored under `subject`, as consumers must (CONTRACT.md
     /// §2): [`Event::decode`], then the event's `type` must be `subject`. The one exception
     /// is a copy made by a time-window replay to another subject: it carries
-    /// [`REPLAY_ORIGINAL_SUBJECT`], and that header must equal the `type` instead.
+    /// [`REPLAY_ORIGINAL_SUBJECT`] (read in any letter case, given once), and that header
+    /// must equal the `type` instead.
     ///
     /// # Errors
     /// As [`Event::decode`]; [`DecodeError::Invalid`] (attribute `type`) when the type is not
-    /// the subject it was stored under: a forgery, not the event it claims to be.
+    /// the subject it was stored under (a forgery, not the event it claims to be), or when
+    /// [`REPLAY_ORIGINAL_SUBJECT`] is given more than once.
     pub fn decode_message(
         subject: &str,
         headers: Option<&HeaderMap>,
         payload: &[u8],
     ) -> Result<Event, DecodeError> {
         let event = Self::decode(headers, payload)?;
-        let replayed_from = headers
-            .and_then(|h| h.get(REPLAY_ORIGINAL_SUBJECT))
-            .map(|v| v.as_str());
+        let replayed = headers
+            .map(|h| binary::header_values_ci(h, REPLAY_ORIGINAL_SUBJECT))
+            .unwrap_or_default();
+        let replayed_from = match replayed.as_slice() {
+            [] => None,
+            [one] => Some(*one),
+            many => {
+                let rule = format!(
+                    "the `{REPLAY_ORIGINAL_SUBJECT}` header is given {} times: which subject \
+                     the type must equal is ambiguous",
+                    many.len()
+                );
+                return Err(DecodeError::Invalid(EventError::new("type", rule)));
+            }
+        };
         let stored_under = replayed_from.unwrap_or(subject);
         if event.event_type().as_str() != stored_under {
             let rule = match replayed_from {
@@ -320,7 +339,7 @@ impl Event {
         if let Some(h) = headers
             && let Some(attrs) = binary_attributes(h)?
         {
-            return Self::decode_binary(h, attrs, payload);
+            return Self::decode_binary(attrs, payload);
         }
         Self::decode_structured(payload)
     }
@@ -341,18 +360,8 @@ impl Event {
         Self::from_attributes(attrs).map_err(DecodeError::Invalid)
     }
 
-    fn decode_binary(
-        headers: &HeaderMap,
-        attrs: Map<String, Value>,
-        payload: &[u8],
-    ) -> Result<Event, DecodeError> {
+    fn decode_binary(attrs: Map<String, Value>, payload: &[u8]) -> Result<Event, DecodeError> {
         let mut attrs = Attributes::from_map(attrs);
-        // In binary mode `datacontenttype` travels as Content-Type.
-        if attrs.get("datacontenttype").is_none()
-            && let Some(ct) = header_get_ci(headers, CONTENT_TYPE_HEADER)
-        {
-            attrs.set("datacontenttype", Value::String(ct));
-        }
         let data: Value = serde_json::from_slice(payload)
             .map_err(|e| DecodeError::Undecodable(format!("binary-mode body is not JSON: {e}")))?;
         attrs.set("data", data);
@@ -401,7 +410,7 @@ impl Event {
         b.correlation_id = take_optional(&mut m, "correlationid")?;
         b.causation_id = take_optional(&mut m, "causationid")?;
         b.extensions = m.extensions;
-        b.build()
+        b.build_with(Ids::Foreign)
     }
 }
 
@@ -467,10 +476,6 @@ impl Attributes {
     /// Sets a contract attribute (`name` must be in `KNOWN`).
     fn set(&mut self, name: &str, value: Value) {
         self.set_owned(name.to_owned(), value);
-    }
-
-    fn get(&self, name: &str) -> Option<&Value> {
-        Self::slot(name).and_then(|i| self.known[i].as_ref())
     }
 
     fn take(&mut self, name: &str) -> Option<Value> {
@@ -573,7 +578,8 @@ impl EventBuilder {
         }
     }
 
-    /// Overrides the id (default: a fresh UUID v7).
+    /// Overrides the id (default: a fresh UUID v7); it must be a UUID, checked by
+    /// [`EventBuilder::build`]. Reuse an event's id to publish it again idempotently.
     pub fn id(mut self, id: impl Into<String>) -> Self {
         self.id = Some(id.into());
         self
@@ -656,12 +662,21 @@ impl EventBuilder {
     /// Checks every attribute and returns the event.
     ///
     /// # Errors
-    /// [`EventError`] naming the first attribute that is missing or breaks its rule.
+    /// [`EventError`] naming the first attribute that is missing or breaks its rule; among
+    /// them a `type` in the reserved `dlq.` domain and an explicit id that is not a UUID
+    /// (CONTRACT.md §2).
     pub fn build(self) -> Result<Event, EventError> {
-        let ty = EventType::new(&self.ty).map_err(|e| EventError::from_name("type", e))?;
+        self.build_with(Ids::Uuid)
+    }
+
+    fn build_with(self, ids: Ids) -> Result<Event, EventError> {
+        let ty = check_type(&self.ty)?;
         let id = match self.id {
             Some(id) => {
                 check_id("id", &id)?;
+                if matches!(ids, Ids::Uuid) {
+                    check_uuid(&id)?;
+                }
                 id
             }
             None => Uuid::now_v7().to_string(),
@@ -728,6 +743,51 @@ impl EventBuilder {
             extensions: self.extensions,
             data,
         })
+    }
+}
+
+/// How [`EventBuilder`] checks an explicit id.
+#[derive(Debug, Clone, Copy)]
+enum Ids {
+    /// An event made here: the id is a UUID, as CONTRACT.md §2 says.
+    Uuid,
+    /// An event decoded from the wire, perhaps from another producer: any printable token.
+    /// CloudEvents only asks `id` to be a non-empty string, and the SDKs of other languages
+    /// let their users choose it; refusing those ids would dead-letter their events although
+    /// nothing here relies on the UUID form (the id is an opaque de-duplication key, which
+    /// `check_id` keeps safe in a NATS header). The UUID rule binds what this library
+    /// produces, so it is enforced where events are made, not where they are read.
+    Foreign,
+}
+
+/// A valid event type outside the `dlq.` domain, which is reserved for dead letters
+/// (CONTRACT.md §2): an event that claims it, built or decoded, would pass for a dead letter
+/// in DLQ_EVENTS.
+fn check_type(ty: &str) -> Result<EventType, EventError> {
+    let ty = EventType::new(ty).map_err(|e| EventError::from_name("type", e))?;
+    if ty.as_str().starts_with(crate::dlq::DLQ_SUBJECT_PREFIX) {
+        return Err(EventError::new(
+            "type",
+            format!(
+                "`{}` is in the reserved `dlq.` domain, which holds only dead letters",
+                ty.as_str()
+            ),
+        ));
+    }
+    Ok(ty)
+}
+
+/// A UUID in its usual 8-4-4-4-12 hex form, not the nil UUID.
+fn check_uuid(id: &str) -> Result<(), EventError> {
+    match Uuid::try_parse(id) {
+        Ok(u) if id.len() == 36 && !u.is_nil() => Ok(()),
+        _ => Err(EventError::new(
+            "id",
+            format!(
+                "{id:?} is not a UUID (8-4-4-4-12 hex digits, such as \
+                 0190f6a8-7b3c-7def-8123-456789abcdef); leave it unset for a new UUID v7"
+            ),
+        )),
     }
 }
 
@@ -908,43 +968,6 @@ pub(crate) fn format_time(t: OffsetDateTime) -> String {
 pub(crate) fn header_value(v: &str) -> async_nats::HeaderValue {
     v.parse()
         .unwrap_or_else(|_| async_nats::HeaderValue::from(v.replace(['\r', '\n'], " ").as_str()))
-}
-
-/// Header lookup ignoring ASCII case (NATS header names are case-sensitive on the wire;
-/// other SDKs may write `content-type`).
-fn header_get_ci(h: &HeaderMap, name: &str) -> Option<String> {
-    h.iter()
-        .find(|(k, _)| AsRef::<str>::as_ref(*k).eq_ignore_ascii_case(name))
-        .and_then(|(_, v)| v.first())
-        .map(|v| v.as_str().to_owned())
-}
-
-/// Gathers the `ce-*` headers of a binary-mode message, percent-decoded, or `None` if the
-/// message has no `ce-specversion` (so it is not binary mode).
-fn binary_attributes(h: &HeaderMap) -> Result<Option<Map<String, Value>>, DecodeError> {
-    let mut attrs = Map::new();
-    for (name, values) in h.iter() {
-        let name: &str = name.as_ref();
-        if name.len() <= 3 || !name[..3].eq_ignore_ascii_case("ce-") {
-            continue;
-        }
-        let attr = name[3..].to_ascii_lowercase();
-        let Some(raw) = values.first() else { continue };
-        let decoded = percent_encoding::percent_decode_str(raw.as_str())
-            .decode_utf8()
-            .map_err(|_| {
-                DecodeError::Invalid(EventError::new(
-                    attr.clone(),
-                    "percent-decodes to invalid UTF-8",
-                ))
-            })?;
-        attrs.insert(attr, Value::String(decoded.into_owned()));
-    }
-    if attrs.contains_key("specversion") {
-        Ok(Some(attrs))
-    } else {
-        Ok(None)
-    }
 }
 
 /// True if `name` is an attribute of the contract rather than an extension.

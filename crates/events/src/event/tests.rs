@@ -240,7 +240,9 @@ fn token() -> impl Strategy<Value = String> {
 
 prop_compose! {
     fn arb_event()(
-        ty in (token(), token(), token()).prop_map(|(a, b, c)| format!("{a}.{b}.{c}")),
+        ty in (token(), token(), token())
+            .prop_map(|(a, b, c)| format!("{a}.{b}.{c}"))
+            .prop_filter("the dlq. domain is reserved", |t| !t.starts_with("dlq.")),
         source in "[!-~]{1,40}",
         org in "[A-Za-z0-9_-]{1,40}",
         schema in "[0-9]{1,3}(\\.[0-9]{1,3}){0,2}",
@@ -300,5 +302,369 @@ proptest! {
         h.insert("ce-specversion", "1.0");
         for (k, v) in pairs { h.insert(k.as_str(), v.as_str()); }
         let _ = Event::decode(Some(&h), &body);
+    }
+}
+
+// --- Hostile and unusual input (issue #10) ------------------------------------------------
+
+const SUBJECT: &str = "auth.user.created";
+const UUID_V4: &str = "9f1c2b3a-4d5e-4f60-8a7b-0c1d2e3f4a5b";
+
+/// A valid binary-mode message of type [`SUBJECT`], as the Go SDK sends it (values
+/// unencoded), plus `extra` headers appended in order.
+fn go_sdk_headers(extra: &[(&str, &str)]) -> HeaderMap {
+    let mut h = HeaderMap::new();
+    for (k, v) in [
+        ("ce-specversion", "1.0"),
+        ("ce-id", UUID_V4),
+        ("ce-source", "go-service"),
+        ("ce-type", SUBJECT),
+        ("ce-time", "2026-05-01T10:00:00.123456789Z"),
+        ("ce-organizationid", "org-1"),
+        ("ce-schemaversion", "1.0"),
+        ("content-type", "application/json"),
+    ]
+    .iter()
+    .chain(extra)
+    {
+        h.append(*k, *v);
+    }
+    h
+}
+
+fn invalid_attribute(r: Result<Event, DecodeError>) -> EventError {
+    match r {
+        Err(DecodeError::Invalid(e)) => e,
+        other => panic!("expected an invalid event, got {other:?}"),
+    }
+}
+
+#[test]
+fn binary_mode_refuses_an_attribute_given_twice_in_any_case() {
+    let body = br#"{"user_id":"u-1"}"#;
+    assert!(Event::decode(Some(&go_sdk_headers(&[])), body).is_ok());
+    let cases: [(&[(&str, &str)], &str); 5] = [
+        (&[("CE-OrganizationId", "org-2")], "organizationid"),
+        (&[("Ce-organizationid", "org-1")], "organizationid"),
+        (&[("ce-type", "auth.user.deleted")], "type"),
+        (&[("ce-type", SUBJECT)], "type"),
+        (&[("ce-region", "eu"), ("CE-REGION", "us")], "region"),
+    ];
+    for (extra, attr) in cases {
+        // async-nats keeps one HashMap key per spelling, iterated in a random order per map:
+        // a fresh map each round shows the answer does not depend on that order.
+        for _ in 0..16 {
+            let e = invalid_attribute(Event::decode(Some(&go_sdk_headers(extra)), body));
+            assert_eq!(e.attribute, attr, "{extra:?}");
+            assert!(e.rule.contains("is given 2 times"), "{e}");
+        }
+    }
+    // Content-Type carries `datacontenttype` in binary mode: twice is as ambiguous.
+    let e = invalid_attribute(Event::decode(
+        Some(&go_sdk_headers(&[("Content-Type", "text/plain")])),
+        body,
+    ));
+    assert_eq!(e.attribute, "datacontenttype");
+    // Several ambiguous attributes: always the first by name.
+    let extra = [("ce-type", SUBJECT), ("CE-ID", UUID_V4)];
+    for _ in 0..16 {
+        let e = invalid_attribute(Event::decode(Some(&go_sdk_headers(&extra)), body));
+        assert_eq!(e.attribute, "id");
+    }
+    // Structured mode ignores ce- headers, duplicated or not, as before.
+    let enc = sample().encode();
+    let mut h = enc.headers.clone();
+    h.append("ce-type", "a.b.c");
+    h.append("CE-TYPE", "d.e.f");
+    assert_eq!(
+        Event::decode(Some(&h), &enc.payload).unwrap(),
+        sample_of(&enc)
+    );
+}
+
+fn sample_of(enc: &EncodedEvent) -> Event {
+    Event::decode(None, &enc.payload).unwrap()
+}
+
+#[test]
+fn binary_mode_keeps_a_value_that_is_not_percent_encoded() {
+    let h = go_sdk_headers(&[("ce-subject", "100% of 50%zz"), ("ce-note", "a%2Fb")]);
+    let e = Event::decode(Some(&h), b"{}").unwrap();
+    assert_eq!(e.subject(), Some("100% of 50%zz"));
+    assert_eq!(e.extensions()["note"], "a/b");
+    // An escape that decodes to bytes that are not UTF-8 names the attribute.
+    let h = go_sdk_headers(&[("ce-subject", "%FF%FE")]);
+    let e = invalid_attribute(Event::decode(Some(&h), b"{}"));
+    assert_eq!(e.attribute, "subject");
+}
+
+#[test]
+fn decode_message_requires_the_type_to_be_the_subject() {
+    let enc = sample().encode();
+    let ok = Event::decode_message(SUBJECT, Some(&enc.headers), &enc.payload).unwrap();
+    assert_eq!(ok, sample_of(&enc));
+    let e = invalid_attribute(Event::decode_message(
+        "auth.user.deleted",
+        Some(&enc.headers),
+        &enc.payload,
+    ));
+    assert_eq!(e.attribute, "type");
+    assert!(e.rule.contains("auth.user.deleted"), "{e}");
+    // Binary mode too, and without any headers at all.
+    let h = go_sdk_headers(&[]);
+    assert!(Event::decode_message(SUBJECT, Some(&h), b"{}").is_ok());
+    let e = invalid_attribute(Event::decode_message("auth.user.deleted", Some(&h), b"{}"));
+    assert_eq!(e.attribute, "type");
+    let e = invalid_attribute(Event::decode_message("x.y.z", None, &enc.payload));
+    assert_eq!(e.attribute, "type");
+}
+
+#[test]
+fn decode_message_of_a_replay_copy_checks_the_original_subject() {
+    let enc = sample().encode();
+    let copy = |names: &[(&str, &str)]| {
+        let mut h = enc.headers.clone();
+        for (k, v) in names {
+            h.append(*k, *v);
+        }
+        h
+    };
+    // A copy republished to another subject: the header, in any case, stands for it.
+    for name in [REPLAY_ORIGINAL_SUBJECT, "replay-original-subject"] {
+        let h = copy(&[(name, SUBJECT)]);
+        assert!(Event::decode_message("audit.copy.made", Some(&h), &enc.payload).is_ok());
+        let h = copy(&[(name, "auth.user.deleted")]);
+        let e = invalid_attribute(Event::decode_message(SUBJECT, Some(&h), &enc.payload));
+        assert_eq!(e.attribute, "type");
+        assert!(e.rule.contains(REPLAY_ORIGINAL_SUBJECT), "{e}");
+    }
+    // Given twice, even once matching: ambiguous, so invalid.
+    let h = copy(&[
+        (REPLAY_ORIGINAL_SUBJECT, SUBJECT),
+        ("REPLAY-ORIGINAL-SUBJECT", "auth.user.deleted"),
+    ]);
+    let e = invalid_attribute(Event::decode_message(
+        "audit.copy.made",
+        Some(&h),
+        &enc.payload,
+    ));
+    assert!(e.rule.contains("given 2 times"), "{e}");
+}
+
+#[test]
+fn the_dlq_domain_is_reserved() {
+    for ty in ["dlq.user.created", "dlq.dead.letter"] {
+        let e = build_err(base(ty));
+        assert_eq!(e.attribute, "type", "{ty}");
+        assert!(e.rule.contains("reserved `dlq.` domain"), "{e}");
+    }
+    // A domain that merely starts with the same letters is not the reserved one.
+    assert!(base("dlqx.user.created").build().is_ok());
+    // Decoding refuses it too: such an event would pass for a dead letter.
+    let mut v: Value = serde_json::from_slice(&sample().to_json_bytes()).unwrap();
+    v["type"] = json!("dlq.user.created");
+    let e = invalid_attribute(Event::decode(None, &serde_json::to_vec(&v).unwrap()));
+    assert_eq!(e.attribute, "type");
+}
+
+#[test]
+fn an_explicit_id_must_be_a_uuid() {
+    for id in [
+        "evt-1",
+        "0190f6a8-7b3c-7def-8123-456789abcdeg",
+        "0190f6a87b3c7def8123456789abcdef",
+        "{0190f6a8-7b3c-7def-8123-456789abcdef}",
+        "urn:uuid:0190f6a8-7b3c-7def-8123-456789abcdef",
+        "00000000-0000-0000-0000-000000000000",
+    ] {
+        let e = build_err(base(SUBJECT).id(id));
+        assert_eq!(e.attribute, "id", "{id}");
+        assert!(e.rule.contains("is not a UUID"), "{id}: {e}");
+    }
+    for id in [UUID_V4, "0190F6A8-7B3C-7DEF-8123-456789ABCDEF"] {
+        assert_eq!(base(SUBJECT).id(id).build().unwrap().id(), id);
+    }
+    // Events of other producers keep their ids (see `Ids::Foreign`).
+    let h = go_sdk_headers(&[]);
+    let mut h2 = HeaderMap::new();
+    for (k, vs) in h.iter() {
+        let v = if AsRef::<str>::as_ref(k) == "ce-id" {
+            "order-7"
+        } else {
+            vs[0].as_str()
+        };
+        h2.insert(k.clone(), v);
+    }
+    assert_eq!(Event::decode(Some(&h2), b"{}").unwrap().id(), "order-7");
+}
+
+/// Names that collide with `ce-` attributes in any letter case, for the property tests.
+fn arb_case(name: &'static str) -> impl Strategy<Value = String> {
+    proptest::collection::vec(any::<bool>(), name.len()).prop_map(move |upper| {
+        name.chars()
+            .zip(upper)
+            .map(|(c, u)| if u { c.to_ascii_uppercase() } else { c })
+            .collect()
+    })
+}
+
+const TYPES: &[&str] = &[
+    SUBJECT,
+    "auth.user.deleted",
+    "catalog.product.created",
+    "dlq.user.created",
+    "Auth.user.created",
+    "",
+];
+
+/// The subject itself most of the time, so that most generated events are accepted and
+/// the law below is checked on them; else another type, a reserved one, or junk.
+fn arb_type() -> impl Strategy<Value = String> {
+    prop_oneof![
+        4 => Just(SUBJECT.to_owned()),
+        2 => proptest::sample::select(TYPES).prop_map(str::to_owned),
+        1 => "\\PC{0,20}",
+    ]
+}
+
+/// One `ce-` header: an attribute of the contract (valid value most of the time) or an
+/// extension, its name in any letter case.
+fn arb_ce_header() -> impl Strategy<Value = (String, String)> {
+    let attr = proptest::sample::select(
+        &[
+            "specversion",
+            "id",
+            "source",
+            "type",
+            "time",
+            "organizationid",
+            "schemaversion",
+            "subject",
+            "region",
+        ][..],
+    );
+    (attr, any::<bool>(), arb_type(), "[ -~]{0,16}")
+        .prop_flat_map(|(a, good, ty, junk)| {
+            let value = match (a, good) {
+                ("type", _) => ty,
+                (_, false) => junk,
+                ("specversion", true) => "1.0".into(),
+                ("id", true) => UUID_V4.into(),
+                ("time", true) => "2026-05-01T10:00:00Z".into(),
+                ("schemaversion", true) => "1.0".into(),
+                (_, true) => "org-1".into(),
+            };
+            (arb_case(a), Just(value))
+        })
+        .prop_map(|(name, value)| (format!("ce-{name}"), value))
+}
+
+/// A valid message most of the time; with a missing attribute, duplicates, case
+/// variants, foreign types, replay headers and broken bodies mixed in.
+fn arb_binary_message() -> impl Strategy<Value = (Vec<(String, String)>, Vec<u8>)> {
+    let mut base: Vec<(String, String)> = go_sdk_headers(&[])
+        .iter()
+        .map(|(k, vs)| {
+            (
+                AsRef::<str>::as_ref(k).to_owned(),
+                vs[0].as_str().to_owned(),
+            )
+        })
+        .collect();
+    base.sort();
+    let n = base.len();
+    let replay = proptest::option::weighted(0.3, (arb_case("replay-original-subject"), arb_type()));
+    let body = prop_oneof![
+        3 => Just(br#"{"user_id":"u-1"}"#.to_vec()),
+        1 => proptest::collection::vec(any::<u8>(), 0..24),
+    ];
+    (
+        proptest::option::weighted(0.2, 0..n),
+        proptest::collection::vec(proptest::option::weighted(0.3, arb_ce_header()), 0..4),
+        proptest::collection::vec(replay, 0..3),
+        body,
+    )
+        .prop_map(move |(dropped, extra, replays, body)| {
+            let mut headers = base.clone();
+            if let Some(i) = dropped {
+                headers.remove(i);
+            }
+            headers.extend(extra.into_iter().flatten());
+            headers.extend(replays.into_iter().flatten());
+            (headers, body)
+        })
+}
+
+fn header_map(pairs: &[(String, String)]) -> HeaderMap {
+    let mut h = HeaderMap::new();
+    for (k, v) in pairs {
+        h.append(k.as_str(), v.as_str());
+    }
+    h
+}
+
+/// The law of CONTRACT.md §2 for whatever `decode_message` accepts: its type is the
+/// `Replay-Original-Subject` when there is one, else the subject.
+fn assert_type_is_where_it_was_stored(
+    subject: &str,
+    pairs: &[(String, String)],
+    event: &Event,
+) -> Result<(), TestCaseError> {
+    let replay: Vec<&str> = pairs
+        .iter()
+        .filter(|(k, _)| k.eq_ignore_ascii_case(REPLAY_ORIGINAL_SUBJECT))
+        .map(|(_, v)| v.as_str())
+        .collect();
+    prop_assert!(
+        replay.len() <= 1,
+        "accepted with {} replay headers",
+        replay.len()
+    );
+    let want = replay.first().copied().unwrap_or(subject);
+    prop_assert_eq!(event.event_type().as_str(), want);
+    prop_assert!(!want.starts_with("dlq."));
+    Ok(())
+}
+
+proptest! {
+    #[test]
+    fn binary_mode_decoding_is_total_deterministic_and_bound_to_the_subject(
+        (pairs, body) in arb_binary_message(),
+        subject in arb_type(),
+        reversed in any::<bool>(),
+    ) {
+        let h = header_map(&pairs);
+        let got = Event::decode_message(&subject, Some(&h), &body);
+        // The same headers appended in another order (and a fresh map, so another hash
+        // order) give the same answer.
+        let mut rev = pairs.clone();
+        if reversed { rev.reverse(); } else { rev.rotate_left(pairs.len().min(1)); }
+        let again = Event::decode_message(&subject, Some(&header_map(&rev)), &body);
+        match (&got, &again) {
+            (Ok(a), Ok(b)) => prop_assert_eq!(a, b),
+            (Err(a), Err(b)) => prop_assert_eq!(a.reason(), b.reason()),
+            _ => prop_assert!(false, "{got:?} then {again:?}"),
+        }
+        if let Ok(event) = &got {
+            assert_type_is_where_it_was_stored(&subject, &pairs, event)?;
+        }
+    }
+
+    #[test]
+    fn structured_decoding_is_bound_to_the_subject(
+        ty in arb_type(),
+        subject in arb_type(),
+        replay in proptest::option::of(arb_type()),
+        drop_field in proptest::option::of(proptest::sample::select(&["id", "time", "data"][..])),
+    ) {
+        let mut v: Value = serde_json::from_slice(&sample().to_json_bytes()).unwrap();
+        v["type"] = json!(ty);
+        if let Some(f) = drop_field { v.as_object_mut().unwrap().remove(f); }
+        let mut pairs = vec![(CONTENT_TYPE_HEADER.to_owned(), STRUCTURED_CONTENT_TYPE.to_owned())];
+        pairs.extend(replay.map(|r| (REPLAY_ORIGINAL_SUBJECT.to_owned(), r)));
+        let body = serde_json::to_vec(&v).unwrap();
+        if let Ok(event) = Event::decode_message(&subject, Some(&header_map(&pairs)), &body) {
+            assert_type_is_where_it_was_stored(&subject, &pairs, &event)?;
+        }
     }
 }
