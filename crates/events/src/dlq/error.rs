@@ -12,7 +12,7 @@ pub enum DlqError {
     /// Sequence 0 names no message (sequences start at 1).
     #[error("dead-letter sequence must be a positive integer, got 0")]
     InvalidSequence,
-    /// The page limit is 0 or above [`MAX_PAGE_LIMIT`].
+    /// The page limit is 0 or above [`MAX_PAGE_LIMIT`](super::MAX_PAGE_LIMIT).
     #[error("page limit must be between 1 and {max}, got {limit}")]
     InvalidPageLimit {
         /// The limit asked for.
@@ -20,7 +20,7 @@ pub enum DlqError {
         /// The largest allowed.
         max: usize,
     },
-    /// The count is 0 or above [`MAX_REPLAY_COUNT`].
+    /// The count is 0 or above [`MAX_REPLAY_COUNT`](super::MAX_REPLAY_COUNT).
     #[error("max count must be between 1 and {max}, got {count}")]
     InvalidCount {
         /// The count asked for.
