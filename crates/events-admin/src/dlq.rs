@@ -204,8 +204,7 @@ async fn replay_one(
     };
     let result = state.dead_letters().replay(seq, options).await;
     let outcome = match &result {
-        Ok(_) if dry_run => "dry_run",
-        Ok(_) => "ok",
+        Ok(item) => outcome_label(&item.outcome),
         Err(e) if e.is_not_found() => "not_found",
         Err(_) => "error",
     };
@@ -223,6 +222,17 @@ async fn replay_one(
         ),
     }
     Ok(Json(result?).into_response())
+}
+
+/// The `outcome` label of `admin_dlq_actions_total` for one replayed dead letter. The
+/// losers of concurrent replays of one dead letter count as `already_replayed`.
+fn outcome_label(outcome: &ReplayOutcome) -> &'static str {
+    match outcome {
+        ReplayOutcome::WouldReplay { .. } => "dry_run",
+        ReplayOutcome::Replayed { .. } => "ok",
+        ReplayOutcome::AlreadyReplayed { .. } => "already_replayed",
+        _ => "error",
+    }
 }
 
 /// Body of `POST /api/v1/events/dlq/replay`.
@@ -279,11 +289,7 @@ async fn replay_many(
         .replay_many(&body.filter, max_count, options)
         .await?;
     for item in &report.items {
-        let outcome = match (&item.outcome, body.dry_run) {
-            (_, true) => "dry_run",
-            (ReplayOutcome::Replayed { .. }, _) => "ok",
-            _ => "error",
-        };
+        let outcome = outcome_label(&item.outcome);
         metrics::counter!(metric_names::ADMIN_DLQ_ACTIONS_TOTAL, "action" => "replay", "outcome" => outcome)
             .increment(1);
         tracing::info!(

@@ -52,9 +52,16 @@ impl From<DlqError> for ApiError {
             DlqError::StreamNotFound { .. } => {
                 (StatusCode::SERVICE_UNAVAILABLE, "dlq_stream_not_found")
             }
-            DlqError::NoOriginalSubject { .. } | DlqError::InvalidOriginalSubject { .. } => {
+            DlqError::NoOriginalSubject { .. }
+            | DlqError::InvalidOriginalSubject { .. }
+            | DlqError::NoOriginalLocation { .. }
+            | DlqError::OriginalMismatch { .. } => {
                 (StatusCode::UNPROCESSABLE_ENTITY, "not_replayable")
             }
+            // The dead letter is fine; the place it goes back to is missing: retry when a
+            // stream stores the subject again.
+            DlqError::NoStreamForSubject { .. } => (StatusCode::CONFLICT, "no_stream_for_subject"),
+            DlqError::OriginalGone { .. } => (StatusCode::GONE, "original_gone"),
             DlqError::Publish { .. } => (StatusCode::BAD_GATEWAY, "replay_failed"),
             DlqError::ReplayedNotDeleted { .. } => {
                 (StatusCode::INTERNAL_SERVER_ERROR, "replayed_not_deleted")

@@ -37,9 +37,11 @@ pub(crate) enum DlqCommand {
         eventctl dlq replay --type auth.user.created --reason max_deliveries --max 100\n  \
         eventctl dlq replay --since -1h --dry-run\n  \
         eventctl dlq replay --all --max 1000\n\n\
-        Each body is published byte for byte to its original subject with a fresh Nats-Msg-Id; \
-        the dead letter is deleted only after the stream acknowledged it. Give sequences, or \
-        filters (or --all), not both. Exit 1 if any could not be replayed.")]
+        Each body is published byte for byte to its original subject with Nats-Msg-Id \
+        replay:<SEQ>, so concurrent replays store it once; the dead letter is deleted only \
+        after the stream acknowledged it. A dead letter whose body was omitted (too big) is \
+        replayed from its original, if retention kept it. Give sequences, or filters (or \
+        --all), not both. Exit 1 if any could not be replayed or does not exist.")]
     Replay(ReplayArgs),
     /// Delete dead letters for good (needs --yes).
     #[command(after_help = "Examples:\n  \
@@ -379,7 +381,8 @@ async fn replay(dlq: &DeadLetters, args: ReplayArgs) -> anyhow::Result<()> {
                     "dlq_sequence": seq,
                     "subject": null,
                     "event_id": null,
-                    "status": "failed",
+                    // Replayed or deleted by someone else, or never there: nothing is kept.
+                    "status": if e.is_not_found() { "not_found" } else { "failed" },
                     "error": format!("{:#}", anyhow::Error::new(e)),
                 }),
             });
@@ -389,8 +392,18 @@ async fn replay(dlq: &DeadLetters, args: ReplayArgs) -> anyhow::Result<()> {
     let status = |v: &Value| str_of(v, "status").to_owned();
     let replayed = items
         .iter()
-        .filter(|v| matches!(status(v).as_str(), "replayed" | "would_replay"))
+        .filter(|v| {
+            matches!(
+                status(v).as_str(),
+                "replayed" | "already_replayed" | "would_replay"
+            )
+        })
         .count();
+    let missing: Vec<String> = items
+        .iter()
+        .filter(|v| status(v) == "not_found")
+        .map(|v| v["dlq_sequence"].to_string())
+        .collect();
     let failed = items.len() - replayed;
     if args.json {
         output::print_json(&json!({
@@ -410,7 +423,13 @@ async fn replay(dlq: &DeadLetters, args: ReplayArgs) -> anyhow::Result<()> {
                     "replayed" => {
                         format!("replayed to {} seq {}", str_of(v, "stream"), v["sequence"])
                     }
-                    "would_replay" => "would replay".into(),
+                    "already_replayed" => format!(
+                        "already replayed to {} seq {} (by another replay)",
+                        str_of(v, "stream"),
+                        v["sequence"]
+                    ),
+                    "would_replay" => format!("would replay to {}", str_of(v, "stream")),
+                    "not_found" => "no such dead letter".into(),
                     "replayed_not_deleted" => format!(
                         "replayed to {} seq {}, NOT deleted: {}",
                         str_of(v, "stream"),
@@ -418,6 +437,15 @@ async fn replay(dlq: &DeadLetters, args: ReplayArgs) -> anyhow::Result<()> {
                         str_of(v, "error")
                     ),
                     _ => format!("FAILED: {}", str_of(v, "error")),
+                };
+                let moved = matches!(
+                    status(v).as_str(),
+                    "replayed" | "already_replayed" | "would_replay"
+                );
+                let result = if moved && v["original_body"] == true {
+                    format!("{result} (body read from the original)")
+                } else {
+                    result
                 };
                 table.row(vec![
                     v["dlq_sequence"].to_string(),
@@ -440,10 +468,31 @@ async fn replay(dlq: &DeadLetters, args: ReplayArgs) -> anyhow::Result<()> {
         };
         println!("{verb} {replayed}, failed {failed}{more}");
     }
-    if failed > 0 {
-        anyhow::bail!("{failed} dead letter(s) not replayed (kept in the dead-letter stream)");
+    replay_verdict(&missing, failed - missing.len())
+}
+
+/// The error of a replay that did not move everything: the sequences that name no dead
+/// letter, and how many dead letters stay in the stream.
+fn replay_verdict(missing: &[String], kept: usize) -> anyhow::Result<()> {
+    let mut problems = Vec::new();
+    match missing {
+        [] => {}
+        [one] => problems.push(format!("no dead letter with sequence {one}")),
+        many => problems.push(format!(
+            "no dead letters with sequences {}",
+            many.join(", ")
+        )),
     }
-    Ok(())
+    if kept > 0 {
+        problems.push(format!(
+            "{kept} dead letter(s) not replayed (kept in the dead-letter stream)"
+        ));
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        anyhow::bail!("{}", problems.join("; "))
+    }
 }
 
 async fn purge(dlq: &DeadLetters, args: PurgeArgs) -> anyhow::Result<()> {

@@ -4,6 +4,7 @@
 use async_nats::HeaderMap;
 use events::Event;
 use events::dlq::{self, headers};
+use events_testkit::{RawMessage, publish_raw};
 
 use crate::{
     NatsServer, assert_code, assert_unreachable_fails, eventctl, json, server_with_topology,
@@ -284,12 +285,12 @@ async fn replay_moves_back_and_purge_needs_yes() {
         Some("1")
     );
 
-    // A sequence that is gone: exit 1, reported as failed.
+    // A sequence that is gone: exit 1, reported as not found.
     let out = eventctl(&url, &["dlq", "replay", "1", "--json"]).await;
     assert_code(&out, 1);
     let v = json(&out);
     assert_eq!(v["failed"], 1);
-    assert_eq!(v["items"][0]["status"], "failed");
+    assert_eq!(v["items"][0]["status"], "not_found");
 
     // By filter.
     let v = json(
@@ -370,4 +371,165 @@ async fn no_dlq_stream_bad_flag_unreachable() {
         assert_code(&eventctl(&nats.url(), args).await, 2);
     }
     assert_unreachable_fails(&["dlq", "list"]).await;
+}
+
+/// Item 6 of issue #10: a sequence that names no dead letter is said to be missing, not
+/// "kept in the dead-letter stream".
+#[tokio::test]
+async fn replay_of_a_missing_sequence_says_there_is_none() {
+    let nats = server_with_topology().await;
+    let ls = letters();
+    write_letters(&nats, &ls).await;
+    let missing = ls.len() as u64 + 10;
+    let out = eventctl(&nats.url(), &["dlq", "replay", &missing.to_string()]).await;
+    assert_code(&out, 1);
+    let err = stderr(&out);
+    assert!(
+        err.contains(&format!("no dead letter with sequence {missing}")),
+        "{err}"
+    );
+    assert!(!err.contains("kept"), "{err}");
+
+    // With one that exists: it moves, and only the missing one is named.
+    let out = eventctl(&nats.url(), &["dlq", "replay", "1", &missing.to_string()]).await;
+    assert_code(&out, 1);
+    assert!(
+        stdout(&out).contains("replayed 1, failed 1"),
+        "{}",
+        stdout(&out)
+    );
+    let err = stderr(&out);
+    assert!(
+        err.contains(&format!("no dead letter with sequence {missing}")),
+        "{err}"
+    );
+    assert!(!err.contains("kept"), "{err}");
+}
+
+/// Writes a dead letter whose body was omitted, pointing at AUTH_EVENTS `original_seq`.
+async fn write_omitted(nats: &NatsServer, original_seq: u64, len: usize) -> u64 {
+    let js = nats.jetstream().await;
+    let mut h = HeaderMap::new();
+    h.insert(headers::ORIGINAL_SUBJECT, "auth.user.created");
+    h.insert(headers::ORIGINAL_STREAM, "AUTH_EVENTS");
+    h.insert(
+        headers::ORIGINAL_SEQUENCE,
+        original_seq.to_string().as_str(),
+    );
+    h.insert(headers::REASON, "undecodable");
+    h.insert(headers::BODY_OMITTED, len.to_string().as_str());
+    js.publish_with_headers("dlq.auth.user.created", h, Vec::new().into())
+        .await
+        .unwrap()
+        .await
+        .unwrap()
+        .sequence
+}
+
+/// Items 2 and 10 of issue #10: an omitted body is replayed from the original; when the
+/// original or the stream is gone, replay and its dry run say so and exit 1.
+#[tokio::test]
+async fn replay_reads_omitted_bodies_and_says_what_is_gone() {
+    let nats = server_with_topology().await;
+    let url = nats.url();
+    let js = nats.jetstream().await;
+    let body = Event::builder("auth.user.created")
+        .source("auth-service")
+        .organization("org-a")
+        .data(&serde_json::json!({ "blob": "x".repeat(600 * 1024) }))
+        .build()
+        .unwrap()
+        .to_json_bytes();
+    let original = js
+        .publish("auth.user.created", body.clone().into())
+        .await
+        .unwrap()
+        .await
+        .unwrap()
+        .sequence;
+    let seq = write_omitted(&nats, original, body.len()).await.to_string();
+
+    let out = eventctl(&url, &["dlq", "replay", &seq, "--dry-run"]).await;
+    assert_code(&out, 0);
+    let text = stdout(&out);
+    assert!(
+        text.contains("would replay to AUTH_EVENTS (body read from the original)"),
+        "{text}"
+    );
+    let v = json(&eventctl(&url, &["dlq", "replay", &seq, "--json"]).await);
+    assert_eq!(v["items"][0]["status"], "replayed", "{v}");
+    assert_eq!(v["items"][0]["original_body"], true);
+    let stored = v["items"][0]["sequence"].as_u64().unwrap();
+    let auth = js.get_stream("AUTH_EVENTS").await.unwrap();
+    let copy = auth.get_raw_message(stored).await.unwrap();
+    assert_eq!(&copy.payload[..], &body[..], "the original bytes");
+
+    // The original is gone: exit 1, the message says so, the dead letter stays.
+    let seq = write_omitted(&nats, original, body.len()).await.to_string();
+    assert!(auth.delete_message(original).await.unwrap());
+    for dry in [true, false] {
+        let mut args = vec!["dlq", "replay", seq.as_str()];
+        if dry {
+            args.push("--dry-run");
+        }
+        let out = eventctl(&url, &args).await;
+        assert_code(&out, 1);
+        let text = stdout(&out);
+        assert!(text.contains("is gone"), "{text}");
+        assert!(stderr(&out).contains("kept in the dead-letter stream"));
+    }
+
+    // No stream stores the subject any more: the dry run of a whole dead letter says so.
+    assert!(js.delete_stream("AUTH_EVENTS").await.unwrap().success);
+    let mut h = HeaderMap::new();
+    h.insert(headers::ORIGINAL_SUBJECT, "auth.user.created");
+    let whole = js
+        .publish_with_headers("dlq.auth.user.created", h, body.clone().into())
+        .await
+        .unwrap()
+        .await
+        .unwrap()
+        .sequence
+        .to_string();
+    let out = eventctl(&url, &["dlq", "replay", &whole, "--dry-run"]).await;
+    assert_code(&out, 1);
+    let text = stdout(&out);
+    assert!(
+        text.contains("no stream stores subject auth.user.created"),
+        "{text}"
+    );
+    assert!(!text.contains("would replay to"), "{text}");
+    assert!(text.contains("would replay 0, failed 1"), "{text}");
+}
+
+/// Item 1 of issue #10: a message in DLQ_EVENTS whose header block is not UTF-8 shows in
+/// `dlq list` beside the real dead letters, and `dlq show` reads it.
+#[tokio::test]
+async fn list_shows_a_dead_letter_with_unparsable_headers() {
+    let nats = server_with_topology().await;
+    let url = nats.url();
+    let ls = letters();
+    write_letters(&nats, &ls).await;
+    let raw = RawMessage::with_headers("dlq.auth.user.created", &[b"X-Bad: \x80\xff"], "raw");
+    publish_raw(nats.port(), &[raw]).await;
+    let raw_seq = ls.len() as u64 + 1;
+
+    let out = eventctl(&url, &["dlq", "list", "--json"]).await;
+    assert_code(&out, 0);
+    let all: Vec<u64> = (1..=raw_seq).collect();
+    assert_eq!(sequences(&json(&out)), all);
+    let out = eventctl(&url, &["dlq", "list"]).await;
+    assert_code(&out, 0);
+    assert!(
+        stdout(&out)
+            .lines()
+            .any(|l| l.starts_with(&raw_seq.to_string())),
+        "{}",
+        stdout(&out)
+    );
+    let out = eventctl(&url, &["dlq", "show", &raw_seq.to_string()]).await;
+    assert_code(&out, 0);
+    let text = stdout(&out);
+    assert!(text.contains("Nats-Unparsed-Headers-Base64"), "{text}");
+    assert!(text.contains("raw"), "{text}");
 }

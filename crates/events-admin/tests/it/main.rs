@@ -19,11 +19,15 @@ use tokio::time::timeout;
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 
+mod hostile;
+
 const SECRET: &str = "4f1c2d6e-admin-secret-for-tests";
 const WAIT: Duration = Duration::from_secs(30);
 
 struct Fixture {
     _nats: NatsServer,
+    /// The server's client port (for raw frames).
+    port: u16,
     js: jetstream::Context,
     client: async_nats::Client,
 }
@@ -48,6 +52,7 @@ async fn fixture() -> Fixture {
     .await
     .expect("create AUTH_EVENTS");
     Fixture {
+        port: nats.port(),
         _nats: nats,
         js,
         client,

@@ -2,16 +2,17 @@
 
 use std::time::{Duration, Instant};
 
-use async_nats::header::HeaderValue;
-use async_nats::jetstream::stream::{LastRawMessageErrorKind, Stream};
+use async_nats::jetstream::stream::Stream;
 use async_nats::jetstream::{self, ErrorCode};
 use serde::Serialize;
 use tokio::time::timeout;
 
-use super::{DLQ_STREAM, DeadLetter, DeadLetterFilter, headers};
-use crate::error::error_chain;
-use crate::names::{NameError, StreamName, Subject};
-use crate::replay::{BoxError, ScanError, ScanSpec, ScanStart, Scanner, fresh_headers, publish};
+pub use super::error::DlqError;
+pub use super::replay_letter::{ReplayItem, ReplayOptions, ReplayOutcome, ReplayReport};
+use super::stored::{GetFailure, get_stored};
+use super::{DLQ_STREAM, DeadLetter, DeadLetterFilter};
+use crate::names::StreamName;
+use crate::replay::{ScanError, ScanSpec, ScanStart, Scanner};
 
 /// Page size when none is given.
 pub const DEFAULT_PAGE_LIMIT: usize = 100;
@@ -23,158 +24,6 @@ pub const MAX_REPLAY_COUNT: usize = 10_000;
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// Default time a list may spend reading before it returns a partial page with a cursor.
 pub const DEFAULT_SCAN_BUDGET: Duration = Duration::from_secs(10);
-
-/// Why a dead-letter operation failed.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum DlqError {
-    /// Sequence 0 names no message (sequences start at 1).
-    #[error("dead-letter sequence must be a positive integer, got 0")]
-    InvalidSequence,
-    /// The page limit is 0 or above [`MAX_PAGE_LIMIT`].
-    #[error("page limit must be between 1 and {max}, got {limit}")]
-    InvalidPageLimit {
-        /// The limit asked for.
-        limit: usize,
-        /// The largest allowed.
-        max: usize,
-    },
-    /// The count is 0 or above [`MAX_REPLAY_COUNT`].
-    #[error("max count must be between 1 and {max}, got {count}")]
-    InvalidCount {
-        /// The count asked for.
-        count: usize,
-        /// The largest allowed.
-        max: usize,
-    },
-    /// The filter is inconsistent (e.g. a time range that ends before it starts).
-    #[error("invalid filter: {0}")]
-    InvalidFilter(String),
-    /// The dead-letter stream does not exist.
-    #[error("dead-letter stream {stream} not found")]
-    StreamNotFound {
-        /// The stream name.
-        stream: String,
-    },
-    /// No dead letter has this sequence (never stored, replayed, purged or expired).
-    #[error("no dead letter with sequence {sequence}")]
-    NotFound {
-        /// The sequence asked for.
-        sequence: u64,
-    },
-    /// Reading the stream failed.
-    #[error("failed to read the dead-letter stream")]
-    Scan(#[source] ScanError),
-    /// Reading one dead letter failed.
-    #[error("failed to read dead letter {sequence} from stream {stream}")]
-    Get {
-        /// The stream name.
-        stream: String,
-        /// The sequence asked for.
-        sequence: u64,
-        /// The client's error.
-        #[source]
-        source: BoxError,
-    },
-    /// The dead letter names no original subject to replay to.
-    #[error("dead letter {sequence} has no {header} header and no dlq.* subject")]
-    NoOriginalSubject {
-        /// The dead letter.
-        sequence: u64,
-        /// The missing header.
-        header: &'static str,
-    },
-    /// The original subject is not a valid subject to publish on.
-    #[error("dead letter {sequence} has an invalid original subject")]
-    InvalidOriginalSubject {
-        /// The dead letter.
-        sequence: u64,
-        /// Why the subject was refused.
-        #[source]
-        source: NameError,
-    },
-    /// Publishing the body back failed; the dead letter is kept.
-    #[error("failed to republish dead letter {sequence} to {subject}; the dead letter is kept")]
-    Publish {
-        /// The dead letter.
-        sequence: u64,
-        /// The original subject.
-        subject: String,
-        /// The client's error (no stream for the subject, a full stream, ...).
-        #[source]
-        source: BoxError,
-    },
-    /// The republished body was stored, but deleting the dead letter failed: it is still
-    /// there and a second replay would store the event twice.
-    #[error(
-        "dead letter {sequence} was republished to {stream} as {stored_sequence} but could not be deleted"
-    )]
-    ReplayedNotDeleted {
-        /// The dead letter.
-        sequence: u64,
-        /// Stream that stored the replayed message.
-        stream: String,
-        /// Its sequence there.
-        stored_sequence: u64,
-        /// Why the delete failed.
-        #[source]
-        source: BoxError,
-    },
-    /// Deleting a dead letter failed.
-    #[error("failed to delete dead letter {sequence}")]
-    Delete {
-        /// The dead letter.
-        sequence: u64,
-        /// The client's error.
-        #[source]
-        source: BoxError,
-    },
-    /// Purging the stream failed.
-    #[error("failed to purge stream {stream}")]
-    Purge {
-        /// The stream name.
-        stream: String,
-        /// The client's error.
-        #[source]
-        source: BoxError,
-    },
-    /// A server request did not answer within its bound.
-    #[error("{what} did not complete within {after:?}")]
-    Timeout {
-        /// The operation.
-        what: &'static str,
-        /// The bound that ran out.
-        after: Duration,
-    },
-}
-
-impl DlqError {
-    /// True if the request itself is wrong (bad sequence, page, count or filter): a caller
-    /// error, not a server problem.
-    pub fn is_invalid_input(&self) -> bool {
-        matches!(
-            self,
-            Self::InvalidSequence
-                | Self::InvalidPageLimit { .. }
-                | Self::InvalidCount { .. }
-                | Self::InvalidFilter(_)
-        )
-    }
-
-    /// True if the dead letter (or the dead-letter stream) does not exist.
-    pub fn is_not_found(&self) -> bool {
-        matches!(self, Self::NotFound { .. } | Self::StreamNotFound { .. })
-    }
-}
-
-impl From<ScanError> for DlqError {
-    fn from(e: ScanError) -> Self {
-        match e {
-            ScanError::StreamNotFound { stream } => Self::StreamNotFound { stream },
-            other => Self::Scan(other),
-        }
-    }
-}
 
 /// Which page of a list: dead letters after sequence `after`, at most `limit` of them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -218,94 +67,13 @@ pub struct DeadLetterPage {
     pub scanned: u64,
 }
 
-/// What happened to one dead letter in a replay.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(tag = "status", rename_all = "snake_case")]
-#[non_exhaustive]
-pub enum ReplayOutcome {
-    /// Stored back in its stream, and the dead letter deleted.
-    Replayed {
-        /// Stream that stored it.
-        stream: String,
-        /// Its new sequence there.
-        sequence: u64,
-    },
-    /// Dry run: would be replayed.
-    WouldReplay,
-    /// Not replayed; the dead letter is kept.
-    Failed {
-        /// What went wrong.
-        error: String,
-    },
-    /// Stored back, but the dead letter could not be deleted (a second replay duplicates).
-    ReplayedNotDeleted {
-        /// Stream that stored it.
-        stream: String,
-        /// Its new sequence there.
-        sequence: u64,
-        /// Why the delete failed.
-        error: String,
-    },
-}
-
-/// The result of replaying one dead letter.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[non_exhaustive]
-pub struct ReplayItem {
-    /// Sequence of the dead letter.
-    pub dlq_sequence: u64,
-    /// The subject it was (or would be) published to.
-    pub subject: Option<String>,
-    /// The event id, when the body decodes.
-    pub event_id: Option<String>,
-    /// What happened.
-    #[serde(flatten)]
-    pub outcome: ReplayOutcome,
-}
-
-/// The result of [`DeadLetters::replay_many`].
-#[derive(Debug, Clone, Default, Serialize)]
-#[non_exhaustive]
-pub struct ReplayReport {
-    /// One entry per matching dead letter, in sequence order.
-    pub items: Vec<ReplayItem>,
-    /// Replayed and deleted (or, in a dry run, that would be).
-    pub replayed: u64,
-    /// Not replayed (the dead letter is kept), or replayed and not deleted.
-    pub failed: u64,
-    /// True if the cap stopped the selection before every match was taken.
-    pub capped: bool,
-    /// True if nothing was published or deleted.
-    pub dry_run: bool,
-}
-
-/// Options of a replay.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct ReplayOptions {
-    /// Only report what would be replayed.
-    pub dry_run: bool,
-}
-
-impl ReplayOptions {
-    /// Replay for real.
-    pub fn execute() -> Self {
-        Self { dry_run: false }
-    }
-
-    /// Report only.
-    pub fn dry_run() -> Self {
-        Self { dry_run: true }
-    }
-}
-
 /// Access to the dead-letter stream (default [`DLQ_STREAM`]) over a JetStream context.
 /// Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct DeadLetters {
-    js: jetstream::Context,
-    stream: String,
-    request_timeout: Duration,
+    pub(super) js: jetstream::Context,
+    pub(super) stream: String,
+    pub(super) request_timeout: Duration,
     scan_budget: Duration,
 }
 
@@ -399,7 +167,7 @@ impl DeadLetters {
 
     /// Reads matching dead letters from after `after`, calling `take` for each match until
     /// it returns false. Returns (scanned, last scanned sequence, reached the end).
-    async fn scan(
+    pub(super) async fn scan(
         &self,
         filter: &DeadLetterFilter,
         after: u64,
@@ -465,231 +233,67 @@ impl DeadLetters {
         if sequence == 0 {
             return Err(DlqError::InvalidSequence);
         }
-        let stream = self.stream().await?;
         let t = self.request_timeout;
-        match timeout(t, stream.get_raw_message(sequence)).await {
-            Err(_) => Err(DlqError::Timeout {
+        match get_stored(&self.js, &self.stream, sequence, t).await {
+            Ok(m) => Ok(m.map(|m| {
+                DeadLetter::from_stored(
+                    m.sequence,
+                    m.subject.to_string(),
+                    m.time,
+                    m.headers,
+                    m.payload,
+                )
+            })),
+            Err(GetFailure::StreamNotFound) => Err(DlqError::StreamNotFound {
+                stream: self.stream.clone(),
+            }),
+            Err(GetFailure::Timeout) => Err(DlqError::Timeout {
                 what: "get dead letter",
                 after: t,
             }),
-            Ok(Ok(m)) => Ok(Some(DeadLetter::from_stored(
-                m.sequence,
-                m.subject.to_string(),
-                m.time,
-                m.headers,
-                m.payload,
-            ))),
-            Ok(Err(e)) => match e.kind() {
-                LastRawMessageErrorKind::NoMessageFound => Ok(None),
-                LastRawMessageErrorKind::JetStream(j)
-                    if j.error_code() == ErrorCode::STREAM_NOT_FOUND =>
-                {
-                    Err(DlqError::StreamNotFound {
-                        stream: self.stream.clone(),
-                    })
-                }
-                _ => Err(DlqError::Get {
-                    stream: self.stream.clone(),
-                    sequence,
-                    source: Box::new(e),
-                }),
-            },
-        }
-    }
-
-    /// Moves one dead letter back (CONTRACT.md §4): publishes its body byte for byte to
-    /// the original subject with its original headers (without the `Dlq-*` failure record
-    /// and the old `Nats-*` publish headers), a fresh `Nats-Msg-Id` and
-    /// `Dlq-Replayed-From: <sequence>`; awaits the stream's ack; only then deletes the dead
-    /// letter. With `dry_run`, only reports where it would go.
-    ///
-    /// # Errors
-    /// [`DlqError::NotFound`]; [`DlqError::NoOriginalSubject`] /
-    /// [`DlqError::InvalidOriginalSubject`]; [`DlqError::Publish`] (the dead letter is
-    /// kept); [`DlqError::ReplayedNotDeleted`]; plus the errors of [`DeadLetters::get`].
-    pub async fn replay(
-        &self,
-        sequence: u64,
-        options: ReplayOptions,
-    ) -> Result<ReplayItem, DlqError> {
-        let dl = self
-            .get(sequence)
-            .await?
-            .ok_or(DlqError::NotFound { sequence })?;
-        self.replay_letter(&dl, options).await
-    }
-
-    async fn replay_letter(
-        &self,
-        dl: &DeadLetter,
-        options: ReplayOptions,
-    ) -> Result<ReplayItem, DlqError> {
-        let sequence = dl.sequence;
-        let subject = dl
-            .original_subject
-            .as_deref()
-            .ok_or(DlqError::NoOriginalSubject {
+            Err(GetFailure::Other(source)) => Err(DlqError::Get {
+                stream: self.stream.clone(),
                 sequence,
-                header: headers::ORIGINAL_SUBJECT,
-            })?;
-        let subject = Subject::new(subject)
-            .map_err(|source| DlqError::InvalidOriginalSubject { sequence, source })?;
-        let item = |outcome| ReplayItem {
-            dlq_sequence: sequence,
-            subject: Some(subject.as_str().to_owned()),
-            event_id: dl.event_id.clone(),
-            outcome,
-        };
-        if options.dry_run {
-            return Ok(item(ReplayOutcome::WouldReplay));
-        }
-        let mut h = fresh_headers(&dl.headers, true);
-        // A u64 rendered in decimal has no CR/LF: the parse cannot fail.
-        if let Ok(v) = sequence.to_string().parse::<HeaderValue>() {
-            h.insert(headers::REPLAYED_FROM, v);
-        }
-        let t = self.request_timeout;
-        let publish_err = |source: BoxError| DlqError::Publish {
-            sequence,
-            subject: subject.as_str().to_owned(),
-            source,
-        };
-        let ack = publish(&self.js, subject.as_str(), h, dl.body.clone(), t)
-            .await
-            .map_err(publish_err)?;
-        let ack = match timeout(t, ack).await {
-            Err(_) => {
-                return Err(publish_err(
-                    format!("no ack from the stream within {t:?}").into(),
-                ));
-            }
-            Ok(Err(e)) => return Err(publish_err(Box::new(e))),
-            Ok(Ok(ack)) => ack,
-        };
-        tracing::info!(
-            dlq_sequence = sequence, subject = %subject, stream = %ack.stream,
-            stream_sequence = ack.sequence, "dead letter replayed"
-        );
-        if let Some(original) = dl.original_stream.as_deref()
-            && original != ack.stream
-        {
-            tracing::warn!(
-                dlq_sequence = sequence, subject = %subject, original_stream = original,
-                stream = %ack.stream, "replayed dead letter was stored by another stream"
-            );
-        }
-        match self.delete_existing(sequence).await {
-            Ok(()) => Ok(item(ReplayOutcome::Replayed {
-                stream: ack.stream,
-                sequence: ack.sequence,
-            })),
-            Err(e) => Err(DlqError::ReplayedNotDeleted {
-                sequence,
-                stream: ack.stream,
-                stored_sequence: ack.sequence,
-                source: Box::new(e),
+                source,
             }),
         }
     }
 
-    /// Replays up to `max_count` dead letters matching `filter`, oldest first, one at a
-    /// time (so the original order is kept); reports each. A failure on one does not stop
-    /// the others.
+    /// Deletes one dead letter without replaying it. Of concurrent deletes of one dead
+    /// letter, one succeeds and the others get [`DlqError::NotFound`].
     ///
     /// # Errors
-    /// [`DlqError::InvalidCount`] unless `1 <= max_count <= MAX_REPLAY_COUNT`,
-    /// [`DlqError::InvalidFilter`], and read errors; per-item failures are in the report.
-    pub async fn replay_many(
-        &self,
-        filter: &DeadLetterFilter,
-        max_count: usize,
-        options: ReplayOptions,
-    ) -> Result<ReplayReport, DlqError> {
-        if max_count == 0 || max_count > MAX_REPLAY_COUNT {
-            return Err(DlqError::InvalidCount {
-                count: max_count,
-                max: MAX_REPLAY_COUNT,
-            });
-        }
-        filter.check().map_err(DlqError::InvalidFilter)?;
-        // Select first (bounded by the cap), then move: the scan never sees its own output.
-        let mut selected = Vec::new();
-        let mut capped = false;
-        self.scan(filter, 0, None, |dl| {
-            if selected.len() >= max_count {
-                capped = true;
-                return false;
-            }
-            selected.push(dl);
-            true
-        })
-        .await?;
-        let mut report = ReplayReport {
-            capped,
-            dry_run: options.dry_run,
-            ..Default::default()
-        };
-        for dl in &selected {
-            let item = match self.replay_letter(dl, options).await {
-                Ok(item) => item,
-                Err(e) => ReplayItem {
-                    dlq_sequence: dl.sequence,
-                    subject: dl.original_subject.clone(),
-                    event_id: dl.event_id.clone(),
-                    outcome: match e {
-                        DlqError::ReplayedNotDeleted {
-                            stream,
-                            stored_sequence,
-                            source,
-                            ..
-                        } => ReplayOutcome::ReplayedNotDeleted {
-                            stream,
-                            sequence: stored_sequence,
-                            error: source.to_string(),
-                        },
-                        other => ReplayOutcome::Failed {
-                            error: error_chain(&other),
-                        },
-                    },
-                },
-            };
-            match item.outcome {
-                ReplayOutcome::Replayed { .. } | ReplayOutcome::WouldReplay => report.replayed += 1,
-                _ => report.failed += 1,
-            }
-            report.items.push(item);
-        }
-        Ok(report)
-    }
-
-    /// Deletes one dead letter without replaying it.
-    ///
-    /// # Errors
-    /// [`DlqError::InvalidSequence`], [`DlqError::NotFound`], [`DlqError::Delete`].
+    /// [`DlqError::InvalidSequence`], [`DlqError::NotFound`], [`DlqError::Delete`],
+    /// [`DlqError::Timeout`].
     pub async fn delete(&self, sequence: u64) -> Result<(), DlqError> {
-        if self.get(sequence).await?.is_none() {
+        if self.get(sequence).await?.is_none() || !self.delete_if_present(sequence).await? {
             return Err(DlqError::NotFound { sequence });
         }
-        self.delete_existing(sequence).await
+        Ok(())
     }
 
-    async fn delete_existing(&self, sequence: u64) -> Result<(), DlqError> {
+    /// Deletes one dead letter: true if this call deleted it, false if it was already gone
+    /// (replayed, deleted or purged by someone else since it was read).
+    pub(super) async fn delete_if_present(&self, sequence: u64) -> Result<bool, DlqError> {
         let t = self.request_timeout;
-        match timeout(t, self.stream().await?.delete_message(sequence)).await {
-            Err(_) => Err(DlqError::Timeout {
-                what: "delete dead letter",
-                after: t,
-            }),
-            Ok(Err(e)) => Err(DlqError::Delete {
-                sequence,
-                source: Box::new(e),
-            }),
-            Ok(Ok(true)) => Ok(()),
-            Ok(Ok(false)) => Err(DlqError::Delete {
-                sequence,
-                source: "the server reported the delete as unsuccessful".into(),
-            }),
+        let source: crate::replay::BoxError =
+            match timeout(t, self.stream().await?.delete_message(sequence)).await {
+                Err(_) => {
+                    return Err(DlqError::Timeout {
+                        what: "delete dead letter",
+                        after: t,
+                    });
+                }
+                Ok(Ok(true)) => return Ok(true),
+                Ok(Err(e)) => Box::new(e),
+                Ok(Ok(false)) => "the server reported the delete as unsuccessful".into(),
+            };
+        // The server's error for a message that is gone varies with the store; asking
+        // again is what tells a lost race from a failed delete.
+        if self.get(sequence).await?.is_none() {
+            return Ok(false);
         }
+        Err(DlqError::Delete { sequence, source })
     }
 
     /// Deletes every dead letter matching `filter` (present when the call starts); returns
@@ -712,11 +316,9 @@ impl DeadLetters {
         .await?;
         let mut purged = 0;
         for seq in selected {
-            match self.delete_existing(seq).await {
-                Ok(()) => purged += 1,
-                // Gone since the scan (replayed or purged by someone else): nothing to do.
-                Err(_) if matches!(self.get(seq).await, Ok(None)) => {}
-                Err(e) => return Err(e),
+            // Gone since the scan (replayed or purged by someone else): nothing to do.
+            if self.delete_if_present(seq).await? {
+                purged += 1;
             }
         }
         tracing::info!(stream = %self.stream, purged, "dead letters purged by filter");

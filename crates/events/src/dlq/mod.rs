@@ -21,8 +21,11 @@
 //! ```
 
 mod access;
+mod error;
 mod filter;
 mod record;
+mod replay_letter;
+mod stored;
 
 pub use access::{
     DEFAULT_PAGE_LIMIT, DEFAULT_REQUEST_TIMEOUT, DEFAULT_SCAN_BUDGET, DeadLetterPage, DeadLetters,

@@ -13,7 +13,7 @@ use events::dlq::{
     ReplayOutcome,
 };
 use events::{ConsumerName, Event, EventType, OrganizationId, StreamName};
-use events_testkit::NatsServer;
+use events_testkit::{NatsServer, RawMessage, publish_raw};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use tokio::time::timeout;
@@ -32,6 +32,9 @@ struct Spec {
     failed_at: OffsetDateTime,
     /// `None`: a valid event body; `Some`: these raw bytes.
     raw_body: Option<&'static [u8]>,
+    /// `Some(n)`: the body was omitted (`Dlq-Body-Omitted: n`); the record's original
+    /// sequence points at the original.
+    body_omitted: Option<usize>,
 }
 
 impl Spec {
@@ -44,6 +47,16 @@ impl Spec {
             original_stream: "AUTH_EVENTS",
             failed_at: time::macros::datetime!(2026-01-01 00:00 UTC),
             raw_body: None,
+            body_omitted: None,
+        }
+    }
+
+    /// A dead letter whose body was omitted: empty, with `Dlq-Body-Omitted: len`.
+    fn omitted(event_type: &'static str, len: usize) -> Self {
+        Self {
+            raw_body: Some(b""),
+            body_omitted: Some(len),
+            ..Self::new(event_type, "org-a")
         }
     }
 }
@@ -114,6 +127,9 @@ async fn write(js: &jetstream::Context, spec: Spec, original_seq: u64) -> Writte
         dlq::headers::FAILED_AT,
         spec.failed_at.format(&Rfc3339).expect("format").as_str(),
     );
+    if let Some(len) = spec.body_omitted {
+        h.insert(dlq::headers::BODY_OMITTED, len.to_string().as_str());
+    }
     let ack = timeout(WAIT, async {
         js.publish_with_headers(format!("dlq.{}", spec.event_type), h, body.clone())
             .await
@@ -416,8 +432,14 @@ async fn dlq_replay_puts_the_body_back_and_removes_the_dead_letter() {
         .replay(w.seq, ReplayOptions::dry_run())
         .await
         .expect("dry run");
-    assert_eq!(item.outcome, ReplayOutcome::WouldReplay);
+    assert_eq!(
+        item.outcome,
+        ReplayOutcome::WouldReplay {
+            stream: "AUTH_EVENTS".into()
+        }
+    );
     assert_eq!(item.subject.as_deref(), Some("auth.user.created"));
+    assert!(!item.original_body);
     assert!(dlq.get(w.seq).await.expect("get").is_some());
 
     let item = dlq
@@ -456,10 +478,8 @@ async fn dlq_replay_puts_the_body_back_and_removes_the_dead_letter() {
     ] {
         assert!(h.get(name).is_none(), "{name} dropped");
     }
-    let msg_id = h.get("Nats-Msg-Id").expect("fresh msg id").as_str();
-    assert_ne!(msg_id, dlq::dead_letter_msg_id("AUTH_EVENTS", 5, "catalog"));
-    let id = uuid::Uuid::parse_str(msg_id).expect("uuid");
-    assert_eq!(id.get_version_num(), 7);
+    let msg_id = h.get("Nats-Msg-Id").expect("replay msg id").as_str();
+    assert_eq!(msg_id, dlq::replay_msg_id(w.seq));
     // The event still decodes to the same event.
     let ev = Event::decode(Some(h), &back.payload).expect("decodes");
     assert_eq!(Some(ev.id().to_owned()), w.event_id);
@@ -487,7 +507,7 @@ async fn dlq_replay_without_a_stream_for_the_subject_keeps_the_dead_letter() {
         .await
         .expect_err("no stream takes nostream.*");
     assert!(
-        matches!(&err, DlqError::Publish { sequence, subject, .. }
+        matches!(&err, DlqError::NoStreamForSubject { sequence, subject }
             if *sequence == w.seq && subject == "nostream.thing.happened"),
         "{err}"
     );
@@ -671,4 +691,298 @@ async fn dlq_list_pages_through_more_than_one_pull() {
         .collect();
     assert_eq!(invalid, want);
     assert_eq!(consumer_count(&js, dlq::DLQ_STREAM).await, 0);
+}
+
+async fn stream_messages(js: &jetstream::Context, stream: &str) -> u64 {
+    let mut s = js.get_stream(stream).await.expect("stream");
+    s.info().await.expect("info").state.messages
+}
+
+/// A valid event whose `data` holds `len` bytes of text: a big original.
+fn big_event_body(len: usize) -> Bytes {
+    let ev = Event::builder("auth.user.created")
+        .source("auth-service")
+        .organization("org-a")
+        .data(&serde_json::json!({ "blob": "x".repeat(len) }))
+        .build()
+        .expect("valid event");
+    Bytes::from(ev.to_json_bytes())
+}
+
+/// Stores `body` on `subject` (the original a dead letter points at); returns its sequence.
+async fn store_original(js: &jetstream::Context, subject: &str, body: Bytes) -> u64 {
+    let mut h = HeaderMap::new();
+    h.insert("Content-Type", "application/cloudevents+json");
+    timeout(WAIT, async {
+        js.publish_with_headers(subject.to_owned(), h, body)
+            .await
+            .expect("publish original")
+            .await
+            .expect("original ack")
+    })
+    .await
+    .expect("original ack within bound")
+    .sequence
+}
+
+/// Five concurrent replays of one dead letter (item 6 of issue #10): one stores the copy,
+/// the others are told it is already replayed (or gone); the stream holds one copy.
+#[tokio::test]
+async fn dlq_concurrent_replays_store_one_copy() {
+    let (_nats, js) = setup().await;
+    let w = write(&js, Spec::new("auth.user.created", "org-a"), 5).await;
+    let dlq = DeadLetters::new(js.clone());
+    let racers = 5;
+    let results = timeout(
+        WAIT,
+        futures::future::join_all((0..racers).map(|_| dlq.replay(w.seq, ReplayOptions::execute()))),
+    )
+    .await
+    .expect("replays within bound");
+    let (mut replayed, mut already, mut not_found) = (Vec::new(), Vec::new(), 0);
+    for r in results {
+        match r.map(|item| item.outcome) {
+            Ok(ReplayOutcome::Replayed { stream, sequence }) => replayed.push((stream, sequence)),
+            Ok(ReplayOutcome::AlreadyReplayed { stream, sequence }) => {
+                already.push((stream, sequence))
+            }
+            Err(DlqError::NotFound { sequence }) if sequence == w.seq => not_found += 1,
+            other => panic!("a racing replay got {other:?}"),
+        }
+    }
+    assert_eq!(replayed.len(), 1, "one winner: {replayed:?} {already:?}");
+    assert_eq!(replayed.len() + already.len() + not_found, racers);
+    assert!(
+        already.iter().all(|a| *a == replayed[0]),
+        "losers name the one stored copy: {already:?} vs {replayed:?}"
+    );
+    assert_eq!(stream_messages(&js, "AUTH_EVENTS").await, 1, "one copy");
+    assert!(dlq.get(w.seq).await.expect("get").is_none());
+}
+
+/// Five concurrent deletes of one dead letter: one deletes it, the others are told it is
+/// not there (never a NATS error).
+#[tokio::test]
+async fn dlq_concurrent_deletes_one_wins_the_rest_not_found() {
+    let (_nats, js) = setup().await;
+    let w = write(&js, Spec::new("auth.user.created", "org-a"), 5).await;
+    let dlq = DeadLetters::new(js.clone());
+    let racers = 5;
+    let results = timeout(
+        WAIT,
+        futures::future::join_all((0..racers).map(|_| dlq.delete(w.seq))),
+    )
+    .await
+    .expect("deletes within bound");
+    let deleted = results.iter().filter(|r| r.is_ok()).count();
+    assert_eq!(deleted, 1, "{results:?}");
+    for r in &results {
+        if let Err(e) = r {
+            assert!(
+                matches!(e, DlqError::NotFound { sequence } if *sequence == w.seq),
+                "{e}"
+            );
+        }
+    }
+    assert!(dlq.get(w.seq).await.expect("get").is_none());
+}
+
+/// A dead letter whose body was omitted (CONTRACT.md §4) is replayed from its original:
+/// the stream gets the original bytes, never the empty body.
+#[tokio::test]
+async fn dlq_replay_of_an_omitted_body_publishes_the_original_bytes() {
+    let (_nats, js) = setup().await;
+    let body = big_event_body(600 * 1024);
+    let original = store_original(&js, "auth.user.created", body.clone()).await;
+    let w = write(
+        &js,
+        Spec::omitted("auth.user.created", body.len()),
+        original,
+    )
+    .await;
+    assert!(w.body.is_empty());
+    let dlq = DeadLetters::new(js.clone());
+
+    let dry = dlq
+        .replay(w.seq, ReplayOptions::dry_run())
+        .await
+        .expect("dry run");
+    assert_eq!(
+        dry.outcome,
+        ReplayOutcome::WouldReplay {
+            stream: "AUTH_EVENTS".into()
+        }
+    );
+    assert!(
+        dry.original_body,
+        "the dry run says the body comes from the original"
+    );
+    assert_eq!(
+        stream_messages(&js, "AUTH_EVENTS").await,
+        1,
+        "dry run stored nothing"
+    );
+
+    let item = dlq
+        .replay(w.seq, ReplayOptions::execute())
+        .await
+        .expect("replay");
+    assert!(item.original_body);
+    let ReplayOutcome::Replayed { stream, sequence } = item.outcome else {
+        panic!("not replayed: {item:?}");
+    };
+    assert_eq!(stream, "AUTH_EVENTS");
+    assert_ne!(sequence, original, "a new copy");
+    let back = js
+        .get_stream("AUTH_EVENTS")
+        .await
+        .expect("stream")
+        .get_raw_message(sequence)
+        .await
+        .expect("replayed message");
+    assert_eq!(back.subject.as_str(), "auth.user.created");
+    assert_eq!(back.payload, body, "the original bytes");
+    let seq_text = w.seq.to_string();
+    assert_eq!(
+        back.headers
+            .get(dlq::headers::REPLAYED_FROM)
+            .map(|v| v.as_str()),
+        Some(seq_text.as_str())
+    );
+    assert!(back.headers.get(dlq::headers::BODY_OMITTED).is_none());
+    assert!(dlq.get(w.seq).await.expect("get").is_none());
+}
+
+/// When retention removed the original of an omitted body, replay (and its dry run) fail
+/// with a typed error, publish nothing and keep the dead letter; a record that points at
+/// another message is refused too.
+#[tokio::test]
+async fn dlq_replay_of_an_omitted_body_whose_original_is_gone_fails_cleanly() {
+    let (_nats, js) = setup().await;
+    let body = big_event_body(600 * 1024);
+    let original = store_original(&js, "auth.user.created", body.clone()).await;
+    let w = write(
+        &js,
+        Spec::omitted("auth.user.created", body.len()),
+        original,
+    )
+    .await;
+    let auth = js.get_stream("AUTH_EVENTS").await.expect("stream");
+    assert!(
+        auth.delete_message(original)
+            .await
+            .expect("delete original")
+    );
+    let dlq = DeadLetters::new(js.clone());
+    for options in [ReplayOptions::dry_run(), ReplayOptions::execute()] {
+        let err = dlq
+            .replay(w.seq, options)
+            .await
+            .expect_err("the original is gone");
+        assert!(
+            matches!(&err, DlqError::OriginalGone { sequence, stream, original_sequence, .. }
+                if *sequence == w.seq && stream == "AUTH_EVENTS" && *original_sequence == original),
+            "{err}"
+        );
+    }
+    assert_eq!(
+        stream_messages(&js, "AUTH_EVENTS").await,
+        0,
+        "nothing published"
+    );
+    assert!(
+        dlq.get(w.seq).await.expect("get").is_some(),
+        "dead letter kept"
+    );
+
+    // A record whose original sequence holds a message of another subject.
+    let other = store_original(&js, "auth.user.deleted", body.clone()).await;
+    let forged = write(&js, Spec::omitted("auth.user.created", body.len()), other).await;
+    let err = dlq
+        .replay(forged.seq, ReplayOptions::execute())
+        .await
+        .expect_err("not its original");
+    assert!(matches!(err, DlqError::OriginalMismatch { .. }), "{err}");
+    assert_eq!(
+        stream_messages(&js, "AUTH_EVENTS").await,
+        1,
+        "nothing published"
+    );
+}
+
+/// Item 10 of issue #10: a dry run whose stream is gone says so instead of "would replay".
+#[tokio::test]
+async fn dlq_dry_run_says_when_the_stream_is_gone() {
+    let (_nats, js) = setup().await;
+    let w = write(&js, Spec::new("auth.user.created", "org-a"), 5).await;
+    let omitted = write(&js, Spec::omitted("auth.user.created", 10), 6).await;
+    assert!(
+        js.delete_stream("AUTH_EVENTS")
+            .await
+            .expect("delete")
+            .success
+    );
+    let dlq = DeadLetters::new(js.clone());
+    for options in [ReplayOptions::dry_run(), ReplayOptions::execute()] {
+        let err = dlq.replay(w.seq, options).await.expect_err("no stream");
+        assert!(
+            matches!(&err, DlqError::NoStreamForSubject { sequence, subject }
+                if *sequence == w.seq && subject == "auth.user.created"),
+            "{err}"
+        );
+        let err = dlq
+            .replay(omitted.seq, options)
+            .await
+            .expect_err("no original");
+        assert!(
+            matches!(&err, DlqError::OriginalGone { sequence, .. } if *sequence == omitted.seq),
+            "{err}"
+        );
+    }
+    let report = dlq
+        .replay_many(&DeadLetterFilter::new(), 10, ReplayOptions::dry_run())
+        .await
+        .expect("dry run");
+    assert_eq!((report.replayed, report.failed), (0, 2));
+    assert!(dlq.get(w.seq).await.expect("get").is_some());
+}
+
+/// Item 1 of issue #10, read side: a message in DLQ_EVENTS whose header block is not
+/// UTF-8 shows in a list beside the real dead letters, and `get` reads it.
+#[tokio::test]
+async fn dlq_list_and_get_show_a_dead_letter_with_unparsable_headers() {
+    let (nats, js) = setup().await;
+    let first = write(&js, Spec::new("auth.user.created", "org-a"), 1).await;
+    let raw = RawMessage::with_headers("dlq.auth.user.created", &[b"X-Bad: \x80\xff"], "raw");
+    publish_raw(nats.port(), &[raw]).await;
+    let mut dlq_stream = js.get_stream(dlq::DLQ_STREAM).await.expect("stream");
+    let raw_seq = dlq_stream.info().await.expect("info").state.last_sequence;
+    let last = write(&js, Spec::new("auth.user.created", "org-b"), 2).await;
+    let dlq = DeadLetters::new(js.clone());
+
+    let page = timeout(
+        WAIT,
+        dlq.list(&DeadLetterFilter::new(), PageRequest::first(10)),
+    )
+    .await
+    .expect("list within bound")
+    .expect("list");
+    let seqs: Vec<u64> = page.items.iter().map(|d| d.sequence).collect();
+    assert_eq!(seqs, vec![first.seq, raw_seq, last.seq]);
+    let listed = &page.items[1];
+    assert_eq!(listed.body, Bytes::from_static(b"raw"));
+    assert_eq!(
+        listed.original_subject.as_deref(),
+        Some("auth.user.created")
+    );
+    let sentinel = async_nats::connection::UNPARSED_HEADERS_BASE64;
+    let listed_block = listed.headers.get(sentinel).expect("raw block").as_str();
+
+    let got = dlq.get(raw_seq).await.expect("get").expect("present");
+    assert_eq!(got.body, listed.body);
+    assert_eq!(
+        got.headers.get(sentinel).map(|v| v.as_str()),
+        Some(listed_block),
+        "get and list show the same raw header block"
+    );
 }
