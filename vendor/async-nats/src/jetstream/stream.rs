@@ -1882,6 +1882,10 @@ fn parse_headers(
                 s.push_str(v.trim());
             }
 
+            // PATCH (events): only the client's own parser may set this name (PATCH.md).
+            if k.trim().eq_ignore_ascii_case(crate::connection::UNPARSED_HEADERS_BASE64) {
+                continue;
+            }
             headers.insert(
                 HeaderName::from_str(k)?,
                 HeaderValue::from_str(&s).map_err(|err| Box::new(io::Error::other(err)))?,
