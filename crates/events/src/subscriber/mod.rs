@@ -51,7 +51,15 @@
 //! - permanent error, undecodable or invalid message, or a transient failure on the last
 //!   allowed delivery: a dead letter is written to `dlq.<subject>` and its ack awaited, then
 //!   the original is terminated; if the dead-letter publish fails, the original is NAKed
-//!   with a delay instead.
+//!   with a delay instead (counted as `events_consumed_total{status="dead_letter_failed"}`).
+//!
+//! A message whose header block the client could not parse (not UTF-8: see
+//! [`crate::raw_headers`]) is undecodable: its dead letter carries none of the original
+//! headers and the raw block, base64, in `Dlq-Original-Headers-Base64`. An event whose
+//! `type` is not the subject it was stored under is invalid (CONTRACT.md §2). When the
+//! original body plus the record would not fit the server's `max_payload`, the dead
+//! letter's body is empty and `Dlq-Body-Omitted` holds the body's length; the terminated
+//! original stays in its stream for replay to read.
 //!
 //! The server's `max_deliver` is unlimited and the library enforces `max_attempts`: if an
 //! instance dies during the last allowed attempt, the server redelivers once more and that

@@ -22,10 +22,10 @@ use super::dead_letter::{FailureRecord, publish_dead_letter};
 use super::handler::{DeliveryContext, Handler, HandlerError};
 use super::outcome::{Outcome, decide, decide_before};
 use super::{Subscriber, create_consumer};
-use crate::Event;
 use crate::dlq::DeadLetterReason;
 use crate::error::error_chain;
 use crate::metrics as m;
+use crate::raw_headers;
 
 /// What [`Subscriber::run`] did when it stopped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -497,7 +497,7 @@ fn deliver<H: Handler>(
             // Ordered mode: the previous message of this subject settles first.
             let _ = Box::pin(with_progress(&msg, prev, every, cfg.request_timeout)).await;
         }
-        let decoded = Event::decode(msg.headers.as_ref(), &msg.payload);
+        let decoded = raw_headers::decode_message(&msg.subject, msg.headers.as_ref(), &msg.payload);
         let (outcome, error_text, event_type, event_time) =
             match (decide_before(decoded.as_ref().map(|_| ()), delivered, &cfg.retry), decoded) {
                 (Some(outcome), decoded) => {
@@ -634,7 +634,7 @@ async fn settle<H>(
         Outcome::Nak(base) => {
             let delay = jittered(base, cfg.retry.jitter);
             warn!(error = %error_text, ?delay, "handler failed; retrying later");
-            nak(msg, delay, cfg.request_timeout).await;
+            nak(msg, Some(delay), cfg.request_timeout).await;
             consumed("nak");
         }
         Outcome::DeadLetter(reason) => {
@@ -678,16 +678,17 @@ async fn settle<H>(
                     let delay = jittered(backoff(delivered, &cfg.retry), cfg.retry.jitter);
                     error!(reason = %reason, error = %error_chain(&e), ?delay,
                         "dead-letter publish failed; NAKing the message instead");
-                    nak(msg, delay, cfg.request_timeout).await;
-                    consumed("nak");
+                    nak(msg, Some(delay), cfg.request_timeout).await;
+                    consumed("dead_letter_failed");
                 }
             }
         }
     }
 }
 
-async fn nak(msg: &jetstream::Message, delay: Duration, request_timeout: Duration) {
-    match timeout(request_timeout, msg.ack_with(AckKind::Nak(Some(delay)))).await {
+/// NAKs `msg`: redelivered after `delay`, or at once with `None`.
+async fn nak(msg: &jetstream::Message, delay: Option<Duration>, request_timeout: Duration) {
+    match timeout(request_timeout, msg.ack_with(AckKind::Nak(delay))).await {
         Ok(Ok(())) => {}
         Ok(Err(e)) => warn!(error = %e, "NAK not sent; the message returns after ack_wait"),
         Err(_) => warn!("NAK not sent in time; the message returns after ack_wait"),

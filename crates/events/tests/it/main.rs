@@ -4,6 +4,7 @@
 mod connection;
 mod dashboard;
 mod dlq;
+mod hostile;
 mod publisher;
 mod replay;
 mod subscriber;
