@@ -83,10 +83,11 @@
 //!
 //! [`Subscriber::run`] returns after its cancellation token is cancelled: it stops pulling,
 //! lets in-flight handlers finish for up to `drain_timeout`, settles what finished, and
-//! leaves the rest unacked for redelivery. Its outstanding pull request's inbox is
-//! unsubscribed, so the server drops that request and later events stay pending for other
-//! instances (only a message already on the wire at that instant returns after
-//! `ack_wait`). Handlers run concurrently on the task that awaits `run` (up to
+//! leaves the rest unacked for redelivery. Messages of the pull under way that no handler
+//! took yet (received, or on the wire until a flush returns) are NAKed at once, so another
+//! instance gets them now ([`DrainReport::released`]). Its outstanding pull request's inbox
+//! is then unsubscribed, so the server drops that request and later events stay pending
+//! for other instances. Handlers run concurrently on the task that awaits `run` (up to
 //! `max_in_flight` at once, polled together, so a burst of acks leaves in one socket write);
 //! a handler that burns CPU or blocks should move that work to `spawn_blocking` or a task of
 //! its own. The one background task it starts (the lag gauge) is finished or aborted before

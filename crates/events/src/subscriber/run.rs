@@ -6,6 +6,7 @@ use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use async_nats::jetstream::consumer::pull::Batch;
 use async_nats::jetstream::{self, AckKind};
 use futures::stream::FuturesUnordered;
 use futures::{FutureExt, StreamExt};
@@ -38,6 +39,10 @@ pub struct DrainReport {
     /// Of those, how many were still running at the deadline: stopped, left unacked, and so
     /// redelivered after `ack_wait`.
     pub abandoned: usize,
+    /// Messages of the pull under way when shutdown began that no handler had taken yet:
+    /// NAKed at once (no delay), so another instance handles them now instead of after
+    /// `ack_wait`.
+    pub released: usize,
     /// How long the drain took.
     pub drain_time: Duration,
 }
@@ -145,6 +150,7 @@ pub(super) async fn run<H: Handler>(
     let mut chains: HashMap<String, oneshot::Receiver<()>> = HashMap::new();
     let mut consumer = Some(consumer);
     let mut failures: u32 = 0;
+    let mut released = 0usize;
     let pull_bound = cfg.fetch_expires + Duration::from_secs(10);
     debug!(consumer = %durable, stream = %stream, "subscriber started");
 
@@ -259,7 +265,10 @@ pub(super) async fn run<H: Handler>(
         loop {
             let next = tokio::select! {
                 biased;
-                _ = shutdown.cancelled() => break 'pull,
+                _ = shutdown.cancelled() => {
+                    released = release_unread(&js.client(), &mut batch, cfg.request_timeout).await;
+                    break 'pull;
+                }
                 Some(()) = in_flight.next() => continue,
                 n = timeout_at(batch_deadline, batch.next()) => n,
             };
@@ -358,10 +367,44 @@ pub(super) async fn run<H: Handler>(
         in_flight: in_flight_at_stop,
         finished,
         abandoned,
+        released,
         drain_time: started.elapsed(),
     };
     info!(consumer = %durable, ?report, "subscriber stopped");
     report
+}
+
+/// On shutdown in the middle of a pull: NAKs at once (no delay) every message of `batch`
+/// that arrived and was not handed to a handler, including those the server sent before it
+/// answered a flush, so another instance gets them now instead of after `ack_wait`.
+/// Returns how many were released. The pull itself ends when `batch` drops (unsubscribe).
+async fn release_unread(client: &async_nats::Client, batch: &mut Batch, bound: Duration) -> usize {
+    let mut released = 0usize;
+    let mut flushed = false;
+    loop {
+        match batch.next().now_or_never() {
+            Some(Some(Ok(msg))) => {
+                nak(&msg, None, bound).await;
+                released += 1;
+            }
+            Some(Some(Err(_)) | None) => break,
+            // Nothing buffered: one round trip lets what is already on the wire arrive.
+            None if !flushed => {
+                flushed = true;
+                if timeout(bound, client.flush()).await.is_err() {
+                    debug!("flush before releasing the pull timed out");
+                }
+            }
+            None => break,
+        }
+    }
+    if released > 0 {
+        info!(
+            released,
+            "shutdown: released the unhandled messages of the current pull"
+        );
+    }
+    released
 }
 
 /// Awaits `fut` while the deliveries in flight keep running; `None` if `token` was
