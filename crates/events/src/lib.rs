@@ -79,6 +79,7 @@ pub mod idempotency;
 pub mod metrics;
 pub mod names;
 pub mod publisher;
+pub mod raw_headers;
 pub mod replay;
 pub mod subscriber;
 pub mod topology;

@@ -10,8 +10,10 @@ pub const EVENTS_PUBLISHED_TOTAL: &str = "events_published_total";
 /// Histogram `event_publish_duration_seconds{event_type}`: from the call to the stream's ack.
 pub const EVENT_PUBLISH_DURATION_SECONDS: &str = "event_publish_duration_seconds";
 /// Counter `events_consumed_total{event_type,status}`; status is how the delivery was
-/// settled: `ack`, `nak` (retry later), `dead_letter`, or `ack_failed` (the ack was not
-/// confirmed, so the server will redeliver).
+/// settled: `ack`, `nak` (retry later), `dead_letter`, `ack_failed` (the ack was not
+/// confirmed, so the server will redeliver), or `dead_letter_failed` (the dead letter could
+/// not be stored, e.g. the DLQ stream is full: the message was NAKed with the capped backoff
+/// and stays in `subscription_lag`).
 pub const EVENTS_CONSUMED_TOTAL: &str = "events_consumed_total";
 /// Histogram `event_handler_duration_seconds{consumer}`.
 pub const EVENT_HANDLER_DURATION_SECONDS: &str = "event_handler_duration_seconds";

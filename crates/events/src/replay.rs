@@ -49,8 +49,9 @@ use bytes::Bytes;
 use time::OffsetDateTime;
 use tokio::time::timeout;
 
-use crate::event::{DecodeError, Event, MSG_ID_HEADER};
+use crate::event::{DecodeError, Event, MSG_ID_HEADER, REPLAY_ORIGINAL_SUBJECT};
 use crate::names::{StreamName, Subject, SubjectFilter};
+use crate::raw_headers;
 
 pub use scan::{BoxError, ScanError};
 pub(crate) use scan::{ScanSpec, ScanStart, Scanned, Scanner};
@@ -128,12 +129,19 @@ pub struct ReplayedMessage {
 }
 
 impl ReplayedMessage {
-    /// Decodes the message as an event (structured or binary mode).
+    /// Decodes the message as an event (structured or binary mode), checking its type
+    /// against the subject it was stored under ([`raw_headers::decode_message`]).
     ///
     /// # Errors
-    /// [`DecodeError`] when the message is not a valid CloudEvent.
+    /// [`DecodeError`] when the message is not a valid CloudEvent, its header block could
+    /// not be parsed, or its type is not its subject.
     pub fn event(&self) -> Result<Event, DecodeError> {
-        Event::decode(Some(&self.headers), &self.payload)
+        raw_headers::decode_message(&self.subject, Some(&self.headers), &self.payload)
+    }
+
+    /// The raw header block, base64, when the client could not parse it (not UTF-8).
+    pub fn unparsed_headers_base64(&self) -> Option<&str> {
+        raw_headers::unparsed_base64(Some(&self.headers))
     }
 }
 
@@ -176,6 +184,10 @@ pub struct ReplaySummary {
     pub last_sequence: Option<u64>,
     /// The stream's last sequence when the replay started (the upper bound).
     pub end_sequence: u64,
+    /// Messages in the window whose header block could not be parsed (not UTF-8). A
+    /// republish skips them (their headers cannot be reproduced) and logs each; a handler
+    /// gets them, and [`ReplayedMessage::event`] says why they are undecodable.
+    pub unparsable: u64,
     /// True if nothing was delivered or published.
     pub dry_run: bool,
     /// Wall time of the replay.
@@ -301,7 +313,7 @@ impl WindowReplay {
         E: Into<BoxError>,
     {
         let dry_run = self.dry_run;
-        self.run(js, async |m: Scanned| {
+        self.run(js, false, async |m: Scanned| {
             if dry_run {
                 return Ok(());
             }
@@ -324,7 +336,11 @@ impl WindowReplay {
     }
 
     /// Runs the replay, publishing each message's body byte for byte to `target` with its
-    /// headers, except the `Nats-*` publish controls, and a fresh `Nats-Msg-Id` (UUID v7).
+    /// headers, except the `Nats-*` publish controls, a fresh `Nats-Msg-Id` (UUID v7), and
+    /// `Replay-Original-Subject` = the subject the event was first stored under (kept from a
+    /// copy of a copy), so that consumers of `target` accept its type (CONTRACT.md §2).
+    /// Messages whose header block could not be parsed are skipped and counted in
+    /// [`ReplaySummary::unparsable`].
     /// Up to `max_in_flight` acks are awaited at once; the call returns once every publish
     /// is acknowledged.
     ///
@@ -343,7 +359,7 @@ impl WindowReplay {
         let target = target.as_str();
         let mut in_flight: VecDeque<(u64, PublishAckFuture)> = VecDeque::new();
         let run = self
-            .run(js, async |m: Scanned| {
+            .run(js, true, async |m: Scanned| {
                 if dry_run {
                     return Ok(());
                 }
@@ -352,7 +368,7 @@ impl WindowReplay {
                 {
                     await_ack(seq, target, ack, ack_timeout).await?;
                 }
-                let headers = fresh_headers(&m.headers, false);
+                let headers = copy_headers(&m.headers, &m.subject);
                 let ack = publish(js, target, headers, m.payload, ack_timeout)
                     .await
                     .map_err(|source| ReplayError::Publish {
@@ -372,10 +388,12 @@ impl WindowReplay {
         run.map(|(summary, ())| summary)
     }
 
-    /// Scans the window and calls `each` per message; always closes the scan.
+    /// Scans the window and calls `each` per message (not for one whose header block could
+    /// not be parsed if `skip_unparsable`); always closes the scan.
     async fn run<F>(
         &mut self,
         js: &jetstream::Context,
+        skip_unparsable: bool,
         mut each: F,
     ) -> Result<(ReplaySummary, ()), ReplayError>
     where
@@ -392,6 +410,7 @@ impl WindowReplay {
         let mut scanner = Scanner::open(js, spec).await?;
         let mut summary = ReplaySummary {
             matched: 0,
+            unparsable: 0,
             first_sequence: None,
             last_sequence: None,
             end_sequence: scanner.end_sequence(),
@@ -409,6 +428,14 @@ impl WindowReplay {
                     continue;
                 }
                 let seq = m.sequence;
+                if let Some(raw) = raw_headers::unparsed_base64(Some(&m.headers)) {
+                    tracing::warn!(stream = %self.stream.as_str(), sequence = seq, raw_headers_base64 = %raw,
+                        "message with an unparsable header block (not UTF-8) in the window");
+                    summary.unparsable += 1;
+                    if skip_unparsable {
+                        continue;
+                    }
+                }
                 each(m).await?;
                 summary.matched += 1;
                 summary.first_sequence.get_or_insert(seq);
@@ -484,6 +511,18 @@ async fn await_ack(
     }
 }
 
+/// Headers of a window replay's copy: [`fresh_headers`] plus `Replay-Original-Subject`, the
+/// subject the event was first stored under (the one a copy of a copy already carries).
+fn copy_headers(original: &HeaderMap, stored_under: &str) -> HeaderMap {
+    let mut out = fresh_headers(original, false);
+    if out.get(REPLAY_ORIGINAL_SUBJECT).is_none()
+        && let Ok(v) = stored_under.parse::<HeaderValue>()
+    {
+        out.insert(REPLAY_ORIGINAL_SUBJECT, v);
+    }
+    out
+}
+
 /// Headers for moving a stored message to another subject: the original headers without
 /// the `Nats-*` publish controls of its first publish (message id, expectations, batch
 /// markers) and, if `drop_dlq`, without the `Dlq-*` failure record; plus a fresh
@@ -532,6 +571,22 @@ mod tests {
         assert!(id.is_some_and(|id| id != "old" && uuid::Uuid::parse_str(&id).is_ok()));
         let kept = fresh_headers(&h, false);
         assert!(kept.get("Dlq-Reason").is_some());
+    }
+
+    #[test]
+    fn a_copy_names_the_subject_it_was_first_stored_under() {
+        let mut h = HeaderMap::new();
+        h.insert("Content-Type", "application/cloudevents+json");
+        let first = copy_headers(&h, "auth.user.created");
+        assert_eq!(
+            first.get(REPLAY_ORIGINAL_SUBJECT).map(|v| v.as_str()),
+            Some("auth.user.created")
+        );
+        let again = copy_headers(&first, "analytics.replay.one");
+        assert_eq!(
+            again.get(REPLAY_ORIGINAL_SUBJECT).map(|v| v.as_str()),
+            Some("auth.user.created")
+        );
     }
 
     #[test]

@@ -9,9 +9,9 @@ use anyhow::{Context as _, bail};
 use async_nats::jetstream::context::ConsumerInfoErrorKind;
 use async_nats::jetstream::{self, consumer::DeliverPolicy, consumer::pull::OrderedConfig};
 use clap::Args;
-use events::error_chain;
 use events::subscriber::{DeliveryContext, HandlerError, Subscriber, SubscriberConfig};
 use events::{Event, SubjectFilter};
+use events::{error_chain, raw_headers};
 use futures::StreamExt as _;
 use serde_json::{Value, json};
 use time::OffsetDateTime;
@@ -176,8 +176,15 @@ async fn tail_plain(
             stored_at: info.published,
             consumer: None,
         };
-        let decoded = Event::decode(msg.headers.as_ref(), &msg.payload);
-        if printer.show(&meta, decoded, &msg.payload)? {
+        // A header block the client could not parse (not UTF-8) is shown as undecodable,
+        // with the raw block; a type that is not the subject as invalid (CONTRACT.md §2).
+        let headers = msg.headers.as_ref();
+        let decoded = raw_headers::decode_message(&msg.subject, headers, &msg.payload);
+        let raw = Raw {
+            body: &msg.payload,
+            unparsed_headers_base64: raw_headers::unparsed_base64(headers),
+        };
+        if printer.show(&meta, decoded, &raw)? {
             shown += 1;
         }
     }
@@ -273,7 +280,7 @@ async fn tail_group(
                 // Output failing (e.g. a closed pipe) is a transient failure: the event
                 // stays in the group for another member.
                 printer
-                    .show(&meta, Ok(event), &[])
+                    .show(&meta, Ok(event), &Raw::default())
                     .map_err(|e| HandlerError::transient(e.to_string()))?;
                 let n = shown.fetch_add(1, Ordering::SeqCst) + 1;
                 if count.is_some_and(|c| n >= c) {
@@ -316,6 +323,29 @@ struct Meta {
     consumer: Option<String>,
 }
 
+/// What an undecodable message is shown with.
+#[derive(Default)]
+struct Raw<'a> {
+    body: &'a [u8],
+    /// The header block the client could not parse, base64.
+    unparsed_headers_base64: Option<&'a str>,
+}
+
+impl Raw<'_> {
+    /// The unparsed header block with non-printable bytes escaped (`\x80`), for humans.
+    fn headers_escaped(&self) -> Option<String> {
+        let b64 = self.unparsed_headers_base64?;
+        Some(match raw_headers::decode_base64(b64) {
+            Ok(block) => block
+                .iter()
+                .flat_map(|b| std::ascii::escape_default(*b))
+                .map(char::from)
+                .collect(),
+            Err(_) => format!("(base64) {b64}"),
+        })
+    }
+}
+
 /// Prints events (and undecodable messages) in the chosen format, after the filters.
 struct Printer {
     json: bool,
@@ -329,7 +359,7 @@ impl Printer {
         &self,
         meta: &Meta,
         decoded: Result<Event, events::DecodeError>,
-        raw: &[u8],
+        raw: &Raw<'_>,
     ) -> anyhow::Result<bool> {
         let filtered = self.org.is_some() || self.event_type.is_some();
         match decoded {
@@ -375,21 +405,29 @@ impl Printer {
                         "consumer": meta.consumer,
                         "undecodable": err.reason(),
                         "error": error_chain(&err),
-                        "body": String::from_utf8_lossy(raw),
+                        "raw_headers_base64": raw.unparsed_headers_base64,
+                        "body": String::from_utf8_lossy(raw.body),
                     }))?;
                 } else {
                     use std::io::Write as _;
                     let mut out = std::io::stdout().lock();
                     writeln!(
                         out,
-                        "{} seq {} {} {}: {} message: {}\n  body: {}\n",
+                        "{} seq {} {} {}: {} message: {}",
                         meta.stream,
                         meta.sequence,
                         rfc3339(meta.stored_at),
                         meta.subject,
                         err.reason().to_uppercase(),
                         error_chain(&err),
-                        output::clip(&String::from_utf8_lossy(raw), 200)
+                    )?;
+                    if let Some(h) = raw.headers_escaped() {
+                        writeln!(out, "  raw headers: {}", output::clip(&h, 400))?;
+                    }
+                    writeln!(
+                        out,
+                        "  body: {}\n",
+                        output::clip(&String::from_utf8_lossy(raw.body), 200)
                     )?;
                     out.flush()?;
                 }

@@ -8,6 +8,7 @@ mod publish;
 mod replay;
 mod serve;
 mod streams;
+mod tail;
 
 use std::path::PathBuf;
 use std::process::{Output, Stdio};

@@ -6,7 +6,11 @@
 //! - uses an ephemeral consumer with `AckPolicy::None`, memory storage and a short
 //!   `inactive_threshold`, deleted by [`Scanner::close`] (and by the server after the
 //!   threshold if the scan is dropped midway), so no consumer is left behind;
-//! - bounds every wait and reports a timeout by name.
+//! - bounds every wait and reports a timeout by name;
+//! - never reports "empty" (or short) when it could not read: if the server says it
+//!   delivered messages that never arrived, the scan fails with [`ScanError::Unread`].
+//!   Messages whose header block the client could not parse arrive like any other, with
+//!   the raw block in [`crate::raw_headers::UNPARSED_HEADERS_BASE64`].
 
 use std::collections::VecDeque;
 use std::time::Duration;
@@ -66,6 +70,21 @@ pub enum ScanError {
         /// The client's error.
         #[source]
         source: BoxError,
+    },
+    /// The server delivered messages that never reached the scan (a connection lost in the
+    /// middle of a pull): the scan cannot say what they held, so it fails rather than
+    /// report fewer messages than the stream holds.
+    #[error(
+        "stream {stream}: messages up to sequence {delivered_up_to} were delivered but the scan \
+         received only up to {received_up_to}"
+    )]
+    Unread {
+        /// The stream name.
+        stream: String,
+        /// Highest sequence the scan received (0: none).
+        received_up_to: u64,
+        /// Highest sequence the server says it delivered to the scan.
+        delivered_up_to: u64,
     },
     /// A server request or a pull did not answer in time.
     #[error("{what} on stream {stream} did not complete within {after:?}")]
@@ -127,6 +146,9 @@ pub(crate) struct Scanner {
     initial_pending: u64,
     done: bool,
     empty_pulls: u32,
+    /// Highest stream sequence received (0: none), checked against what the server says
+    /// it delivered.
+    received_up_to: u64,
     buffer: VecDeque<Scanned>,
 }
 
@@ -170,6 +192,7 @@ impl Scanner {
             initial_pending: 0,
             done: false,
             empty_pulls: 0,
+            received_up_to: 0,
             buffer: VecDeque::new(),
             spec,
         };
@@ -311,6 +334,7 @@ impl Scanner {
                 })?;
                 let (sequence, stored_at, pending) =
                     (info.stream_sequence, info.published, info.pending);
+                self.received_up_to = self.received_up_to.max(sequence);
                 if sequence > self.end_sequence {
                     self.done = true;
                     return Ok(());
@@ -339,7 +363,7 @@ impl Scanner {
             self.done = true;
             return Ok(());
         };
-        let pending = match timeout(t, consumer.info()).await {
+        let (pending, delivered_up_to) = match timeout(t, consumer.info()).await {
             Err(_) => return Err(timeout_err(&self.stream_name, "consumer info", t)),
             Ok(Err(e)) => {
                 return Err(ScanError::Fetch {
@@ -347,9 +371,18 @@ impl Scanner {
                     source: Box::new(e),
                 });
             }
-            Ok(Ok(info)) => info.num_pending,
+            Ok(Ok(info)) => (info.num_pending, info.delivered.stream_sequence),
         };
         if pending == 0 {
+            // Nothing left to deliver; but if the server delivered past what arrived, the
+            // rest was lost on the way, and an empty or short answer would be a lie.
+            if delivered_up_to > self.received_up_to && self.received_up_to < self.end_sequence {
+                return Err(ScanError::Unread {
+                    stream: self.stream_name.clone(),
+                    received_up_to: self.received_up_to,
+                    delivered_up_to,
+                });
+            }
             self.done = true;
             return Ok(());
         }

@@ -10,6 +10,7 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 use crate::dlq::{self, DeadLetterReason, headers as h};
+use crate::raw_headers;
 
 /// Where a failed message came from and why it failed.
 #[derive(Debug, Clone)]
@@ -68,7 +69,10 @@ pub(crate) fn dead_letter_headers(
     rec: &FailureRecord<'_>,
 ) -> HeaderMap {
     let mut out = HeaderMap::new();
-    if let Some(original) = original {
+    if let Some(raw) = raw_headers::unparsed_base64(original) {
+        // The block could not be parsed: none of it is copied, all of it is kept.
+        out.insert(h::ORIGINAL_HEADERS_BASE64, value(raw));
+    } else if let Some(original) = original {
         for (name, values) in original.iter() {
             let n: &str = name.as_ref();
             if is_server_directive(n) {
@@ -116,7 +120,9 @@ pub(crate) async fn publish_dead_letter(
     timeout: Duration,
 ) -> Result<(), DeadLetterError> {
     let subject = dead_letter_subject(rec.subject);
-    let headers = dead_letter_headers(original_headers, rec);
+    let mut headers = dead_letter_headers(original_headers, rec);
+    let max_payload = js.client().server_info().max_payload;
+    let payload = fit_body(&mut headers, payload, max_payload);
     let publish = async {
         let ack = js
             .publish_with_headers(subject.clone(), headers, payload)
@@ -128,6 +134,32 @@ pub(crate) async fn publish_dead_letter(
         Ok(Err(source)) => Err(DeadLetterError::Publish { subject, source }),
         Err(_) => Err(DeadLetterError::Timeout { subject, timeout }),
     }
+}
+
+/// Size of `headers` on the wire: the `NATS/1.0` line, one `name: value` line per value,
+/// and the blank line (what the server counts against `max_payload` with the body).
+fn header_block_len(headers: &HeaderMap) -> usize {
+    let lines: usize = headers
+        .iter()
+        .map(|(name, values)| {
+            let n: &str = name.as_ref();
+            values
+                .iter()
+                .map(|v| n.len() + 2 + v.as_str().len() + 2)
+                .sum::<usize>()
+        })
+        .sum();
+    "NATS/1.0\r\n".len() + lines + 2
+}
+
+/// The dead letter's body: the original one if it fits `max_payload` (0: unknown) with
+/// `headers`, else empty, with `Dlq-Body-Omitted` = the original's length (CONTRACT.md §4).
+fn fit_body(headers: &mut HeaderMap, payload: Bytes, max_payload: usize) -> Bytes {
+    if max_payload == 0 || header_block_len(headers) + payload.len() <= max_payload {
+        return payload;
+    }
+    headers.insert(h::BODY_OMITTED, value(&payload.len().to_string()));
+    Bytes::new()
 }
 
 #[cfg(test)]
@@ -178,5 +210,60 @@ mod tests {
             dead_letter_subject("auth.user.created"),
             "dlq.auth.user.created"
         );
+    }
+
+    fn record() -> FailureRecord<'static> {
+        FailureRecord {
+            subject: "auth.user.created",
+            stream: "AUTH_EVENTS",
+            sequence: 7,
+            consumer: "c",
+            deliveries: 1,
+            reason: DeadLetterReason::Undecodable,
+            error: "e",
+            failed_at: OffsetDateTime::UNIX_EPOCH,
+        }
+    }
+
+    #[test]
+    fn unparsed_headers_are_kept_raw_and_not_copied() {
+        let mut orig = HeaderMap::new();
+        orig.insert(raw_headers::UNPARSED_HEADERS_BASE64, "TkFUUy8xLjANCg0K");
+        let hm = dead_letter_headers(Some(&orig), &record());
+        assert_eq!(
+            hm.get(h::ORIGINAL_HEADERS_BASE64).map(|v| v.as_str()),
+            Some("TkFUUy8xLjANCg0K")
+        );
+        assert!(hm.get(raw_headers::UNPARSED_HEADERS_BASE64).is_none());
+        let record_only = dead_letter_headers(None, &record());
+        assert_eq!(
+            hm.iter().count(),
+            record_only.iter().count() + 1,
+            "the record plus the raw block, nothing else"
+        );
+    }
+
+    #[test]
+    fn header_block_len_is_the_wire_size() {
+        let mut hm = HeaderMap::new();
+        hm.insert("A", "bc");
+        hm.append("A", "d");
+        let wire = "NATS/1.0\r\nA: bc\r\nA: d\r\n\r\n";
+        assert_eq!(header_block_len(&hm), wire.len());
+    }
+
+    #[test]
+    fn a_body_that_does_not_fit_is_omitted_with_its_length() {
+        let base = dead_letter_headers(None, &record());
+        let body = Bytes::from(vec![b'x'; 100]);
+        let exact = header_block_len(&base) + body.len();
+        let mut fits = base.clone();
+        assert_eq!(fit_body(&mut fits, body.clone(), exact), body);
+        assert!(fits.get(h::BODY_OMITTED).is_none());
+        let mut over = base.clone();
+        assert!(fit_body(&mut over, body.clone(), exact - 1).is_empty());
+        assert_eq!(over.get(h::BODY_OMITTED).map(|v| v.as_str()), Some("100"));
+        let mut unknown = base;
+        assert_eq!(fit_body(&mut unknown, body.clone(), 0), body);
     }
 }

@@ -51,7 +51,15 @@
 //! - permanent error, undecodable or invalid message, or a transient failure on the last
 //!   allowed delivery: a dead letter is written to `dlq.<subject>` and its ack awaited, then
 //!   the original is terminated; if the dead-letter publish fails, the original is NAKed
-//!   with a delay instead.
+//!   with a delay instead (counted as `events_consumed_total{status="dead_letter_failed"}`).
+//!
+//! A message whose header block the client could not parse (not UTF-8: see
+//! [`crate::raw_headers`]) is undecodable: its dead letter carries none of the original
+//! headers and the raw block, base64, in `Dlq-Original-Headers-Base64`. An event whose
+//! `type` is not the subject it was stored under is invalid (CONTRACT.md §2). When the
+//! original body plus the record would not fit the server's `max_payload`, the dead
+//! letter's body is empty and `Dlq-Body-Omitted` holds the body's length; the terminated
+//! original stays in its stream for replay to read.
 //!
 //! The server's `max_deliver` is unlimited and the library enforces `max_attempts`: if an
 //! instance dies during the last allowed attempt, the server redelivers once more and that
@@ -75,10 +83,11 @@
 //!
 //! [`Subscriber::run`] returns after its cancellation token is cancelled: it stops pulling,
 //! lets in-flight handlers finish for up to `drain_timeout`, settles what finished, and
-//! leaves the rest unacked for redelivery. Its outstanding pull request's inbox is
-//! unsubscribed, so the server drops that request and later events stay pending for other
-//! instances (only a message already on the wire at that instant returns after
-//! `ack_wait`). Handlers run concurrently on the task that awaits `run` (up to
+//! leaves the rest unacked for redelivery. Messages of the pull under way that no handler
+//! took yet (received, or on the wire until a flush returns) are NAKed at once, so another
+//! instance gets them now ([`DrainReport::released`]). Its outstanding pull request's inbox
+//! is then unsubscribed, so the server drops that request and later events stay pending
+//! for other instances. Handlers run concurrently on the task that awaits `run` (up to
 //! `max_in_flight` at once, polled together, so a burst of acks leaves in one socket write);
 //! a handler that burns CPU or blocks should move that work to `spawn_blocking` or a task of
 //! its own. The one background task it starts (the lag gauge) is finished or aborted before

@@ -6,6 +6,7 @@ use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use async_nats::jetstream::consumer::pull::Batch;
 use async_nats::jetstream::{self, AckKind};
 use futures::stream::FuturesUnordered;
 use futures::{FutureExt, StreamExt};
@@ -22,10 +23,10 @@ use super::dead_letter::{FailureRecord, publish_dead_letter};
 use super::handler::{DeliveryContext, Handler, HandlerError};
 use super::outcome::{Outcome, decide, decide_before};
 use super::{Subscriber, create_consumer};
-use crate::Event;
 use crate::dlq::DeadLetterReason;
 use crate::error::error_chain;
 use crate::metrics as m;
+use crate::raw_headers;
 
 /// What [`Subscriber::run`] did when it stopped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,6 +39,10 @@ pub struct DrainReport {
     /// Of those, how many were still running at the deadline: stopped, left unacked, and so
     /// redelivered after `ack_wait`.
     pub abandoned: usize,
+    /// Messages of the pull under way when shutdown began that no handler had taken yet:
+    /// NAKed at once (no delay), so another instance handles them now instead of after
+    /// `ack_wait`.
+    pub released: usize,
     /// How long the drain took.
     pub drain_time: Duration,
 }
@@ -145,6 +150,7 @@ pub(super) async fn run<H: Handler>(
     let mut chains: HashMap<String, oneshot::Receiver<()>> = HashMap::new();
     let mut consumer = Some(consumer);
     let mut failures: u32 = 0;
+    let mut released = 0usize;
     let pull_bound = cfg.fetch_expires + Duration::from_secs(10);
     debug!(consumer = %durable, stream = %stream, "subscriber started");
 
@@ -259,7 +265,10 @@ pub(super) async fn run<H: Handler>(
         loop {
             let next = tokio::select! {
                 biased;
-                _ = shutdown.cancelled() => break 'pull,
+                _ = shutdown.cancelled() => {
+                    released = release_unread(&js.client(), &mut batch, cfg.request_timeout).await;
+                    break 'pull;
+                }
                 Some(()) = in_flight.next() => continue,
                 n = timeout_at(batch_deadline, batch.next()) => n,
             };
@@ -358,10 +367,44 @@ pub(super) async fn run<H: Handler>(
         in_flight: in_flight_at_stop,
         finished,
         abandoned,
+        released,
         drain_time: started.elapsed(),
     };
     info!(consumer = %durable, ?report, "subscriber stopped");
     report
+}
+
+/// On shutdown in the middle of a pull: NAKs at once (no delay) every message of `batch`
+/// that arrived and was not handed to a handler, including those the server sent before it
+/// answered a flush, so another instance gets them now instead of after `ack_wait`.
+/// Returns how many were released. The pull itself ends when `batch` drops (unsubscribe).
+async fn release_unread(client: &async_nats::Client, batch: &mut Batch, bound: Duration) -> usize {
+    let mut released = 0usize;
+    let mut flushed = false;
+    loop {
+        match batch.next().now_or_never() {
+            Some(Some(Ok(msg))) => {
+                nak(&msg, None, bound).await;
+                released += 1;
+            }
+            Some(Some(Err(_)) | None) => break,
+            // Nothing buffered: one round trip lets what is already on the wire arrive.
+            None if !flushed => {
+                flushed = true;
+                if timeout(bound, client.flush()).await.is_err() {
+                    debug!("flush before releasing the pull timed out");
+                }
+            }
+            None => break,
+        }
+    }
+    if released > 0 {
+        info!(
+            released,
+            "shutdown: released the unhandled messages of the current pull"
+        );
+    }
+    released
 }
 
 /// Awaits `fut` while the deliveries in flight keep running; `None` if `token` was
@@ -497,7 +540,7 @@ fn deliver<H: Handler>(
             // Ordered mode: the previous message of this subject settles first.
             let _ = Box::pin(with_progress(&msg, prev, every, cfg.request_timeout)).await;
         }
-        let decoded = Event::decode(msg.headers.as_ref(), &msg.payload);
+        let decoded = raw_headers::decode_message(&msg.subject, msg.headers.as_ref(), &msg.payload);
         let (outcome, error_text, event_type, event_time) =
             match (decide_before(decoded.as_ref().map(|_| ()), delivered, &cfg.retry), decoded) {
                 (Some(outcome), decoded) => {
@@ -634,7 +677,7 @@ async fn settle<H>(
         Outcome::Nak(base) => {
             let delay = jittered(base, cfg.retry.jitter);
             warn!(error = %error_text, ?delay, "handler failed; retrying later");
-            nak(msg, delay, cfg.request_timeout).await;
+            nak(msg, Some(delay), cfg.request_timeout).await;
             consumed("nak");
         }
         Outcome::DeadLetter(reason) => {
@@ -678,16 +721,17 @@ async fn settle<H>(
                     let delay = jittered(backoff(delivered, &cfg.retry), cfg.retry.jitter);
                     error!(reason = %reason, error = %error_chain(&e), ?delay,
                         "dead-letter publish failed; NAKing the message instead");
-                    nak(msg, delay, cfg.request_timeout).await;
-                    consumed("nak");
+                    nak(msg, Some(delay), cfg.request_timeout).await;
+                    consumed("dead_letter_failed");
                 }
             }
         }
     }
 }
 
-async fn nak(msg: &jetstream::Message, delay: Duration, request_timeout: Duration) {
-    match timeout(request_timeout, msg.ack_with(AckKind::Nak(Some(delay)))).await {
+/// NAKs `msg`: redelivered after `delay`, or at once with `None`.
+async fn nak(msg: &jetstream::Message, delay: Option<Duration>, request_timeout: Duration) {
+    match timeout(request_timeout, msg.ack_with(AckKind::Nak(delay))).await {
         Ok(Ok(())) => {}
         Ok(Err(e)) => warn!(error = %e, "NAK not sent; the message returns after ack_wait"),
         Err(_) => warn!("NAK not sent in time; the message returns after ack_wait"),

@@ -438,3 +438,105 @@ async fn replay_window_over_thousands_of_messages_reports_progress() {
     assert!(fin.finished && fin.processed == n && fin.rate() > 0.0);
     assert_eq!(consumer_count(&js, "AUTH_EVENTS").await, 0);
 }
+
+/// A window holding a message whose header block is not UTF-8 between two valid events: the
+/// scan reads all three (never fewer), a handler gets the bad one as undecodable with its raw
+/// block, and a republish copies the two valid ones with `Replay-Original-Subject`, so that
+/// the copies decode on their new subject, and counts the bad one instead of failing.
+#[tokio::test]
+async fn replay_reads_an_unparsable_header_block_and_copies_decode_on_the_new_subject() {
+    use events::event::REPLAY_ORIGINAL_SUBJECT;
+    use events::raw_headers;
+    use events_testkit::{RawMessage, publish_raw};
+
+    let (nats, js) = setup().await;
+    js.create_stream(stream::Config {
+        name: "REPLAYED".into(),
+        subjects: vec!["replayed.>".into()],
+        ..Default::default()
+    })
+    .await
+    .expect("create REPLAYED");
+    let from = OffsetDateTime::now_utc() - time::Duration::seconds(1);
+    let events: Vec<Event> = (0..3)
+        .map(|i| {
+            Event::builder("auth.user.created")
+                .source("auth-service")
+                .organization("org-1")
+                .data(&serde_json::json!({ "i": i }))
+                .build()
+                .expect("valid")
+        })
+        .collect();
+    let ct: &[u8] = b"Content-Type: application/cloudevents+json";
+    let bad_line: &[u8] = b"X-Bad: \x80\xff";
+    let raw: Vec<RawMessage> = events
+        .iter()
+        .enumerate()
+        .map(|(i, ev)| {
+            let lines = if i == 1 { vec![ct, bad_line] } else { vec![ct] };
+            RawMessage::with_headers("auth.user.created", &lines, ev.to_json_bytes())
+        })
+        .collect();
+    publish_raw(nats.port(), &raw).await;
+    let to = OffsetDateTime::now_utc() + time::Duration::seconds(60);
+    let stream = StreamName::new("AUTH_EVENTS").unwrap();
+
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let s = seen.clone();
+    let summary = WindowReplay::new(stream.clone(), from, to)
+        .unwrap()
+        .deliver_to(&js, move |m| {
+            let s = s.clone();
+            async move {
+                let block = m
+                    .unparsed_headers_base64()
+                    .map(|b| raw_headers::decode_base64(b).expect("base64"));
+                s.lock()
+                    .unwrap()
+                    .push((m.event().map(|e| e.id().to_owned()), block));
+                Ok::<_, std::convert::Infallible>(())
+            }
+        })
+        .await
+        .expect("deliver");
+    assert_eq!(summary.matched, events.len() as u64);
+    assert_eq!(summary.unparsable, 1);
+    let seen = seen.lock().unwrap().clone();
+    assert_eq!(seen.len(), events.len());
+    assert_eq!(seen[0].0.as_deref().ok(), Some(events[0].id()));
+    assert!(
+        matches!(&seen[1].0, Err(e) if e.reason() == "undecodable"),
+        "{:?}",
+        seen[1].0
+    );
+    let mut want_block = b"NATS/1.0\r\n".to_vec();
+    want_block.extend_from_slice(raw[1].headers.as_deref().unwrap());
+    want_block.extend_from_slice(b"\r\n");
+    assert_eq!(seen[1].1.as_deref(), Some(&want_block[..]));
+    assert_eq!(seen[2].0.as_deref().ok(), Some(events[2].id()));
+
+    let target = Subject::new("replayed.auth").unwrap();
+    let summary = WindowReplay::new(stream, from, to)
+        .unwrap()
+        .republish_to(&js, &target)
+        .await
+        .expect("republish");
+    assert_eq!(summary.unparsable, 1);
+    assert_eq!(summary.matched, events.len() as u64 - summary.unparsable);
+    let out = js.get_stream("REPLAYED").await.unwrap();
+    for (seq, ev) in [(1u64, &events[0]), (2, &events[2])] {
+        let m = out.get_raw_message(seq).await.expect("copied");
+        assert_eq!(
+            m.headers.get(REPLAY_ORIGINAL_SUBJECT).map(|v| v.as_str()),
+            Some("auth.user.created")
+        );
+        let copy = raw_headers::decode_message(m.subject.as_str(), Some(&m.headers), &m.payload)
+            .expect("the copy decodes on its new subject");
+        assert_eq!(copy.id(), ev.id());
+    }
+    assert!(
+        out.get_raw_message(3).await.is_err(),
+        "the bad one is not copied"
+    );
+}

@@ -5,4 +5,4 @@ mod groups;
 mod lifecycle;
 mod outcomes;
 mod resilience;
-mod support;
+pub(crate) mod support;

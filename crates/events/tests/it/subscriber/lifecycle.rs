@@ -207,3 +207,56 @@ async fn subscriber_kill_during_last_attempt_dead_letters_without_running_again(
     assert_eq!(header(&dl[0], h::DELIVERIES), (max + 1).to_string());
     assert_eq!(header(&dl[0], h::ORIGINAL_SEQUENCE), seq.to_string());
 }
+
+/// Stopping an instance in the middle of a pull: the messages it received and no handler
+/// took yet are NAKed at once and counted, so a second instance handles every one of them
+/// within seconds, far below the 30 s ack wait that would otherwise hold them.
+// Two workers: the test's own waits run beside the instance that the handler keeps busy.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stopping_mid_pull_releases_the_untaken_messages_at_once() {
+    let nats = NatsServer::start().await;
+    let js = nats.jetstream().await;
+    create_streams(&js).await;
+    const BURST: usize = 40;
+    let cfg = SubscriberConfig {
+        ack_wait: Duration::from_secs(30),
+        max_in_flight: BURST as u32,
+        fetch_batch: BURST as u32,
+        ..fast_config()
+    };
+    let ack_wait = cfg.ack_wait;
+    publish_range(&js, 0..BURST).await;
+    // A handler that burns CPU on the subscriber's task (as a projection does): one pull
+    // brings the whole burst, and the instance takes its messages one every 30 ms.
+    let calls = Arc::new(Calls::default());
+    let c = calls.clone();
+    let slow = handler_fn(move |event: Event, ctx: DeliveryContext| {
+        c.record(n_of(&event), ctx.delivered, 0);
+        std::thread::sleep(Duration::from_millis(30));
+        async { Ok::<_, HandlerError>(()) }
+    });
+    let first = start(&js, "rolling", cfg.clone(), slow).await;
+    wait_for("the first instance mid-burst", BOUND, async || {
+        calls.distinct() >= 3
+    })
+    .await;
+    let report = first.stop().await;
+    let taken = calls.distinct();
+    assert!(taken < BURST, "the burst was not over: {taken} taken");
+    assert_eq!(report.released, BURST - taken, "{report:?}");
+
+    let t0 = Instant::now();
+    let second = start(&js, "rolling", cfg, recording(calls.clone(), 1)).await;
+    wait_for(
+        "every stranded message at the second instance",
+        ack_wait / 3,
+        async || calls.distinct() == BURST,
+    )
+    .await;
+    assert!(t0.elapsed() < ack_wait / 3, "took {:?}", t0.elapsed());
+    second.stop().await;
+    let by_second = (0..BURST)
+        .filter(|&n| calls.of(n).iter().any(|&(_, instance, _)| instance == 1))
+        .count();
+    assert_eq!(by_second, report.released);
+}
