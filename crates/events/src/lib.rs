@@ -66,6 +66,7 @@
 //! | [`idempotency`] | [`Idempotent`]: run a handler's effect once per event id (JetStream KV by default) |
 //! | [`dlq`] | [`DeadLetters`]: list, get, replay and purge dead letters |
 //! | [`replay`] | [`WindowReplay`]: replay what a stream stored in a time window |
+//! | [`raw_headers`] | messages whose header block could not be parsed, and [`raw_headers::decode_message`], which every reader uses |
 //! | [`metrics`] | the metric names of the contract |
 //!
 //! The library logs through `tracing` and records through the `metrics` facade; it never

@@ -21,12 +21,9 @@ pub const UNPARSED_HEADERS_BASE64: &str = "Nats-Unparsed-Headers-Base64";
 
 /// A base64 value that is not standard padded base64.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invalid base64 at byte {position}")]
+#[error("invalid base64")]
 #[non_exhaustive]
-pub struct Base64Error {
-    /// Offset of the first byte that breaks the encoding.
-    pub position: usize,
-}
+pub struct Base64Error(#[source] base64::DecodeError);
 
 /// The raw header block, base64 as delivered, if the client could not parse the message's
 /// headers.
@@ -66,44 +63,12 @@ pub fn decode_message(
 /// Decodes standard base64 with padding (RFC 4648 §4).
 ///
 /// # Errors
-/// [`Base64Error`] naming the first offending byte.
+/// [`Base64Error`] naming what breaks the encoding.
 pub fn decode_base64(s: &str) -> Result<Vec<u8>, Base64Error> {
-    fn sextet(c: u8) -> Option<u32> {
-        Some(u32::from(match c {
-            b'A'..=b'Z' => c - b'A',
-            b'a'..=b'z' => c - b'a' + 26,
-            b'0'..=b'9' => c - b'0' + 52,
-            b'+' => 62,
-            b'/' => 63,
-            _ => return None,
-        }))
-    }
-    let bytes = s.as_bytes();
-    if !bytes.len().is_multiple_of(4) {
-        return Err(Base64Error {
-            position: bytes.len(),
-        });
-    }
-    let mut out = Vec::with_capacity(bytes.len() / 4 * 3);
-    for (i, quad) in bytes.chunks(4).enumerate() {
-        let last = (i + 1) * 4 == bytes.len();
-        let pad = quad.iter().rev().take_while(|&&c| c == b'=').count();
-        if pad > 2 || (pad > 0 && !last) {
-            return Err(Base64Error {
-                position: i * 4 + 4 - pad,
-            });
-        }
-        let mut n = 0u32;
-        for (j, &c) in quad[..4 - pad].iter().enumerate() {
-            let v = sextet(c).ok_or(Base64Error {
-                position: i * 4 + j,
-            })?;
-            n |= v << (18 - 6 * j);
-        }
-        let [_, a, b, c] = n.to_be_bytes();
-        out.extend_from_slice(&[a, b, c][..3 - pad]);
-    }
-    Ok(out)
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD
+        .decode(s)
+        .map_err(Base64Error)
 }
 
 #[cfg(test)]
@@ -132,10 +97,9 @@ mod tests {
         for (bytes, b64) in vectors {
             assert_eq!(decode_base64(b64).unwrap(), bytes, "{b64}");
         }
-        assert_eq!(decode_base64("Zm9").unwrap_err().position, 3);
-        assert_eq!(decode_base64("Zm9*").unwrap_err().position, 3);
-        assert_eq!(decode_base64("Zg==Zg==").unwrap_err().position, 2);
-        assert_eq!(decode_base64("Z===").unwrap_err().position, 1);
+        for garbage in ["Zm9", "Zm9*", "Zg==Zg==", "Z==="] {
+            assert!(decode_base64(garbage).is_err(), "{garbage}");
+        }
     }
 
     #[test]

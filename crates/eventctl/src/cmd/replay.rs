@@ -114,6 +114,7 @@ pub(crate) async fn run(conn: &ConnArgs, args: ReplayArgs) -> anyhow::Result<()>
             "first_sequence": summary.first_sequence,
             "last_sequence": summary.last_sequence,
             "end_sequence": summary.end_sequence,
+            "unparsable": summary.unparsable,
             "elapsed_seconds": elapsed,
         }));
     }
@@ -135,5 +136,12 @@ pub(crate) async fn run(conn: &ConnArgs, args: ReplayArgs) -> anyhow::Result<()>
         args.to_subject,
         elapsed
     );
+    if summary.unparsable > 0 {
+        println!(
+            "skipped {} message(s) whose header block could not be parsed: their headers \
+             cannot be reproduced (see `eventctl tail` for their raw headers)",
+            summary.unparsable
+        );
+    }
     Ok(())
 }

@@ -2,16 +2,9 @@
 //! are readable by the DLQ tools: `event_id`, `organization` and `event_type` come from the
 //! `ce-` headers, and the organization filter (shared by list, replay and purge) finds them.
 
-// The subscriber tests' helpers, reused as they are rather than copied: `subscriber::support`
-// is private to its module, so it is compiled here a second time, and this test needs only
-// some of it.
-#[allow(dead_code, clippy::duplicate_mod)]
-#[path = "subscriber/support.rs"]
-mod support;
-
+use crate::subscriber::support::*;
 use events::OrganizationId;
 use events::dlq::{DeadLetterFilter, DeadLetterReason, DeadLetters, PageRequest};
-use support::*;
 
 /// A binary-mode message as the Go SDK sends it: attributes in `ce-` headers, values
 /// unencoded, `datacontenttype` as `Content-Type`, the body is `data`. Without
