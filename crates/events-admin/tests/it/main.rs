@@ -19,6 +19,8 @@ use tokio::time::timeout;
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 
+mod limits;
+
 const SECRET: &str = "4f1c2d6e-admin-secret-for-tests";
 const WAIT: Duration = Duration::from_secs(30);
 
