@@ -50,18 +50,24 @@ mod error;
 mod ops;
 
 use std::net::SocketAddr;
-use std::sync::{Arc, OnceLock};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
 
 use async_nats::jetstream;
 use axum::Router;
+use axum::body::Body;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
 use axum::middleware::{self, Next};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use events::dlq::{DLQ_STREAM, DeadLetters};
 use events::names::StreamName;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tower::ServiceExt as _;
 
 pub use auth::{Admin, AdminToken, TokenError, hash_token};
 pub use dlq::{DEFAULT_PAGE_SIZE, DEFAULT_REPLAY_BATCH, MAX_PAGE_SIZE, MAX_REPLAY_BATCH};
@@ -193,10 +199,23 @@ pub fn router(state: AdminState) -> Router {
         .route("/metrics", get(ops::metrics))
         .nest("/api/v1/events/dlq", dlq)
         .fallback(ops::not_found)
+        .method_not_allowed_fallback(method_not_allowed)
         .route_layer(middleware::from_fn(tag_route))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(middleware::from_fn(count_requests))
         .with_state(state)
+}
+
+/// 405 with a JSON body (axum's own answer has none), for any router of this project:
+/// `router.method_not_allowed_fallback(events_admin::method_not_allowed)`.
+pub async fn method_not_allowed(request: Request) -> Response {
+    let message = format!("method {} is not allowed here", request.method());
+    ApiError::new(
+        axum::http::StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        message,
+    )
+    .into_response()
 }
 
 /// The matched route template, carried on the response to the request counter (which
@@ -267,10 +286,11 @@ pub async fn serve(
     serve_on(listener, state, shutdown).await
 }
 
-/// As [`serve`] on an already bound listener (e.g. port 0 in tests).
+/// As [`serve`] on an already bound listener (e.g. port 0 in tests), with the default
+/// [`HttpLimits`].
 ///
 /// # Errors
-/// [`ServeError::Serve`].
+/// None today; the `Result` leaves room for [`ServeError::Serve`].
 pub async fn serve_on(
     listener: tokio::net::TcpListener,
     state: AdminState,
@@ -279,10 +299,253 @@ pub async fn serve_on(
     if let Ok(addr) = listener.local_addr() {
         tracing::info!(%addr, "admin server listening");
     }
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown.cancelled_owned())
-        .await
-        .map_err(ServeError::Serve)
+    serve_router(listener, router(state), HttpLimits::default(), shutdown).await
+}
+
+/// What an HTTP server of this project grants one client, so that idle, half-sent or slow
+/// connections cannot exhaust it (issue #10, item 8). The admin server and the example
+/// services all serve through [`serve_router`] with these.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct HttpLimits {
+    /// A request's start line and headers must arrive within this, or the connection is
+    /// closed. hyper arms this timer whenever it waits for a request head, so it also
+    /// closes a keep-alive connection that sends nothing.
+    pub header_read_timeout: Duration,
+    /// A connection with no request in flight for this long is closed (keep-alive idle).
+    pub idle_timeout: Duration,
+    /// A request (its body and its handler) must be answered within this; after it the
+    /// answer is 408 `request_timeout`.
+    pub request_timeout: Duration,
+    /// Most connections served at once; more wait in the listen backlog until one closes.
+    /// Lowered at start to fit the open-files soft limit (minus [`FD_RESERVE`]).
+    pub max_connections: usize,
+}
+
+/// File descriptors kept free of client connections (NATS, logs, the spool, ...).
+pub const FD_RESERVE: u64 = 256;
+
+impl Default for HttpLimits {
+    /// 10 s to send a request head, 60 s of keep-alive idle, 30 s per request, 50,000
+    /// connections.
+    fn default() -> Self {
+        Self {
+            header_read_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(60),
+            request_timeout: Duration::from_secs(30),
+            max_connections: 50_000,
+        }
+    }
+}
+
+impl HttpLimits {
+    /// These limits with another header-read timeout.
+    pub fn with_header_read_timeout(mut self, d: Duration) -> Self {
+        self.header_read_timeout = d;
+        self
+    }
+
+    /// These limits with another keep-alive idle timeout.
+    pub fn with_idle_timeout(mut self, d: Duration) -> Self {
+        self.idle_timeout = d;
+        self
+    }
+
+    /// These limits with another request timeout.
+    pub fn with_request_timeout(mut self, d: Duration) -> Self {
+        self.request_timeout = d;
+        self
+    }
+
+    /// These limits with another connection cap.
+    pub fn with_max_connections(mut self, n: usize) -> Self {
+        self.max_connections = n.max(1);
+        self
+    }
+
+    /// The cap in force: `max_connections`, lowered to fit the open-files soft limit.
+    fn connection_cap(&self) -> usize {
+        let soft = rustix::process::getrlimit(rustix::process::Resource::Nofile).current;
+        let fit = soft.map_or(usize::MAX, |s| {
+            usize::try_from(s.saturating_sub(FD_RESERVE)).unwrap_or(usize::MAX)
+        });
+        self.max_connections.min(fit).max(1)
+    }
+}
+
+/// Raises this process's open-files soft limit (`RLIMIT_NOFILE`) to its hard limit, so
+/// that many clients cannot make `accept` fail with "Too many open files". Binaries call
+/// it once at start. Returns the soft limit now in force (`None`: unlimited).
+///
+/// # Errors
+/// If the limit cannot be set.
+pub fn raise_open_files_limit() -> std::io::Result<Option<u64>> {
+    use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
+    let limit = getrlimit(Resource::Nofile);
+    if limit.current != limit.maximum {
+        setrlimit(
+            Resource::Nofile,
+            Rlimit {
+                current: limit.maximum,
+                maximum: limit.maximum,
+            },
+        )?;
+    }
+    Ok(limit.maximum)
+}
+
+/// Serves `app` on `listener` under `limits` (HTTP/1.1) until `shutdown` is cancelled,
+/// then stops accepting, lets each connection finish its current request (bounded by the
+/// request timeout) and returns. The one serve loop of the admin server and the services.
+///
+/// # Errors
+/// None today; the `Result` leaves room for [`ServeError::Serve`].
+pub async fn serve_router(
+    listener: tokio::net::TcpListener,
+    app: Router,
+    limits: HttpLimits,
+    shutdown: CancellationToken,
+) -> Result<(), ServeError> {
+    let cap = limits.connection_cap();
+    tracing::debug!(max_connections = cap, ?limits, "serving HTTP");
+    let slots = Arc::new(Semaphore::new(cap));
+    let connections = TaskTracker::new();
+    loop {
+        let slot = tokio::select! {
+            biased;
+            () = shutdown.cancelled() => break,
+            slot = slots.clone().acquire_owned() => match slot {
+                Ok(slot) => slot,
+                Err(_) => break, // never closed
+            },
+        };
+        let stream = tokio::select! {
+            biased;
+            () = shutdown.cancelled() => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    // EMFILE and friends: back off instead of spinning; the cap makes it rare.
+                    tracing::warn!(error = %e, "accept failed; retrying shortly");
+                    tokio::time::sleep(ACCEPT_BACKOFF).await;
+                    continue;
+                }
+            },
+        };
+        let conn = serve_connection(stream, app.clone(), limits, shutdown.clone());
+        connections.spawn(async move {
+            conn.await;
+            drop(slot);
+        });
+    }
+    connections.close();
+    connections.wait().await;
+    Ok(())
+}
+
+/// Wait after a failed `accept`.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
+
+/// Requests in flight on one connection, and when the last one ended.
+struct Activity {
+    in_flight: AtomicUsize,
+    last_done: Mutex<Instant>,
+}
+
+impl Activity {
+    /// When the connection will have been idle for `idle`, if nothing starts before.
+    fn idle_deadline(&self, idle: Duration) -> Instant {
+        let last = self
+            .last_done
+            .lock()
+            .map_or_else(|p| *p.into_inner(), |l| *l);
+        if self.in_flight.load(Ordering::Acquire) > 0 {
+            Instant::now() + idle
+        } else {
+            last + idle
+        }
+    }
+
+    fn is_idle_for(&self, idle: Duration) -> bool {
+        self.in_flight.load(Ordering::Acquire) == 0 && self.idle_deadline(idle) <= Instant::now()
+    }
+
+    fn end(&self) {
+        if let Ok(mut last) = self.last_done.lock() {
+            *last = Instant::now();
+        }
+        self.in_flight.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// One connection: hyper's HTTP/1 with the header-read timer, closed when idle for
+/// `idle_timeout` or on shutdown (after its current request, at most `request_timeout`).
+async fn serve_connection(
+    stream: tokio::net::TcpStream,
+    app: Router,
+    limits: HttpLimits,
+    shutdown: CancellationToken,
+) {
+    let activity = Arc::new(Activity {
+        in_flight: AtomicUsize::new(0),
+        last_done: Mutex::new(Instant::now()),
+    });
+    let service = {
+        let activity = activity.clone();
+        hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
+            activity.in_flight.fetch_add(1, Ordering::AcqRel);
+            let (app, activity) = (app.clone(), activity.clone());
+            async move {
+                let res = answer(app, req.map(Body::new), limits.request_timeout).await;
+                activity.end();
+                Ok::<_, std::convert::Infallible>(res)
+            }
+        })
+    };
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout);
+    let conn = http.serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+    let mut conn = std::pin::pin!(conn);
+    let mut hard_stop: Option<Instant> = None;
+    loop {
+        let wake = hard_stop.unwrap_or_else(|| activity.idle_deadline(limits.idle_timeout));
+        tokio::select! {
+            res = conn.as_mut() => {
+                if let Err(e) = res {
+                    tracing::debug!(error = %e, "connection ended with an error");
+                }
+                return;
+            }
+            () = shutdown.cancelled(), if hard_stop.is_none() => {
+                conn.as_mut().graceful_shutdown();
+                hard_stop = Some(Instant::now() + limits.request_timeout);
+            }
+            () = tokio::time::sleep_until(wake.into()) => {
+                if hard_stop.is_some() {
+                    return; // still not done after its last request's bound: drop it
+                }
+                if activity.is_idle_for(limits.idle_timeout) {
+                    conn.as_mut().graceful_shutdown();
+                    hard_stop = Some(Instant::now() + limits.request_timeout);
+                }
+            }
+        }
+    }
+}
+
+/// The router's answer, or 408 `request_timeout` when it takes longer than `limit`.
+async fn answer(app: Router, req: Request, limit: Duration) -> Response {
+    match tokio::time::timeout(limit, app.oneshot(req)).await {
+        Ok(Ok(res)) => res,
+        Ok(Err(never)) => match never {},
+        Err(_) => ApiError::new(
+            axum::http::StatusCode::REQUEST_TIMEOUT,
+            "request_timeout",
+            format!("request not answered within {limit:?}"),
+        )
+        .into_response(),
+    }
 }
 
 /// Installs a Prometheus recorder as the process's global `metrics` recorder (once; later

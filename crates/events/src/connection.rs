@@ -8,7 +8,9 @@
 //!
 //! The initial connect tries every URL once and fails within
 //! [`ConnectConfig::connect_timeout`] with an error naming the URLs tried; once connected,
-//! the client reconnects by the [`ReconnectPolicy`]. Connection-state events (connected,
+//! the client reconnects by the [`ReconnectPolicy`]. A service that must start while NATS
+//! is down uses [`connect_in_background`] instead, which returns at once and connects (by
+//! the same policy) when a server answers. Connection-state events (connected,
 //! disconnected, reconnecting, lame duck, slow consumer, server and client errors) are logged
 //! through `tracing` with the client name as a field.
 //!
@@ -445,10 +447,82 @@ fn check_readable(what: &'static str, path: &Path) -> Result<(), ConnectError> {
 /// TLS file (naming the path), a timeout, refused credentials, a TLS failure or any other
 /// connect failure, each naming the URLs tried.
 pub async fn connect(config: &ConnectConfig) -> Result<Connection, ConnectError> {
-    config.validate()?;
     let urls = config.urls_display();
-    let name = config.name.clone().unwrap_or_default();
+    let options = options(config).await?;
+    let attempt = options.connect(config.urls.clone());
+    let client = match tokio::time::timeout(config.connect_timeout, attempt).await {
+        Err(_) => {
+            return Err(ConnectError::Timeout {
+                urls,
+                timeout: config.connect_timeout,
+            });
+        }
+        Ok(Err(err)) => return Err(connect_error(err, urls, config.connect_timeout)),
+        Ok(Ok(client)) => client,
+    };
+    tracing::debug!(client = %config.name.as_deref().unwrap_or_default(), %urls, "connected to NATS");
+    Ok(Connection::new(client, config, urls))
+}
 
+/// Connects by `config` without waiting for a server: returns at once with a client that
+/// connects in the background (async-nats `retry_on_initial_connect`), retrying by
+/// `config.reconnect`, and publishes and requests once it is up. For a service that must
+/// start (answer `/healthz`, report not ready, spool) while NATS is down; watch
+/// [`Connection::is_connected`].
+///
+/// # Errors
+/// Only what can be known without a server: an invalid config or an unreadable
+/// credentials, seed or TLS file. Refused credentials show later, in the logs.
+pub async fn connect_in_background(config: &ConnectConfig) -> Result<Connection, ConnectError> {
+    let urls = config.urls_display();
+    let options = options(config).await?.retry_on_initial_connect();
+    // With retry_on_initial_connect, async-nats returns before any network I/O; the bound
+    // only guards against that changing.
+    let attempt = options.connect(config.urls.clone());
+    let client = match tokio::time::timeout(config.connect_timeout, attempt).await {
+        Err(_) => {
+            return Err(ConnectError::Timeout {
+                urls,
+                timeout: config.connect_timeout,
+            });
+        }
+        Ok(Err(err)) => return Err(connect_error(err, urls, config.connect_timeout)),
+        Ok(Ok(client)) => client,
+    };
+    tracing::info!(client = %config.name.as_deref().unwrap_or_default(), %urls, "connecting to NATS in the background");
+    Ok(Connection::new(client, config, urls))
+}
+
+/// Sorts a failed initial connect.
+fn connect_error(err: async_nats::ConnectError, urls: String, timeout: Duration) -> ConnectError {
+    use async_nats::ConnectErrorKind as K;
+    let kind = err.kind();
+    let source = NatsConnectError(err);
+    match kind {
+        K::AuthorizationViolation | K::Authentication => ConnectError::Auth { urls, source },
+        K::Tls => ConnectError::Tls { urls, source },
+        K::TimedOut => ConnectError::Timeout { urls, timeout },
+        _ => ConnectError::Nats { urls, source },
+    }
+}
+
+impl Connection {
+    fn new(client: async_nats::Client, config: &ConnectConfig, urls: String) -> Self {
+        let jetstream = jetstream::ContextBuilder::new()
+            .timeout(config.request_timeout)
+            .build(client.clone());
+        Self {
+            client,
+            jetstream,
+            urls,
+        }
+    }
+}
+
+/// The async-nats options of `config` (validated; named files read).
+async fn options(config: &ConnectConfig) -> Result<async_nats::ConnectOptions, ConnectError> {
+    config.validate()?;
+    let name = config.name.clone().unwrap_or_default();
     let mut options = async_nats::ConnectOptions::new();
     let auth = &config.auth;
     if let Some(path) = &auth.credentials_file {
@@ -512,41 +586,7 @@ pub async fn connect(config: &ConnectConfig) -> Result<Connection, ConnectError>
             async move { log_event(&name, &event) }
         });
 
-    let attempt = options.connect(config.urls.clone());
-    let client = match tokio::time::timeout(config.connect_timeout, attempt).await {
-        Err(_) => {
-            return Err(ConnectError::Timeout {
-                urls,
-                timeout: config.connect_timeout,
-            });
-        }
-        Ok(Err(err)) => {
-            use async_nats::ConnectErrorKind as K;
-            let kind = err.kind();
-            let source = NatsConnectError(err);
-            return Err(match kind {
-                K::AuthorizationViolation | K::Authentication => {
-                    ConnectError::Auth { urls, source }
-                }
-                K::Tls => ConnectError::Tls { urls, source },
-                K::TimedOut => ConnectError::Timeout {
-                    urls,
-                    timeout: config.connect_timeout,
-                },
-                _ => ConnectError::Nats { urls, source },
-            });
-        }
-        Ok(Ok(client)) => client,
-    };
-    tracing::debug!(client = %name, %urls, "connected to NATS");
-    let jetstream = jetstream::ContextBuilder::new()
-        .timeout(config.request_timeout)
-        .build(client.clone());
-    Ok(Connection {
-        client,
-        jetstream,
-        urls,
-    })
+    Ok(options)
 }
 
 fn log_event(name: &str, event: &async_nats::Event) {

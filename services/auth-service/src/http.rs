@@ -9,8 +9,15 @@
 //!
 //! `event` is `{id, type, stream, sequence, duplicate, spooled}`. Errors are JSON
 //! `{"error": {"code", "message", "field"?}}`: 400 `invalid_field` (naming the field) or
-//! `invalid_body`, 404 `not_found`, 409 `email_taken`, 503 `publish_unavailable` (NATS did not
-//! confirm in time; nothing was changed, try again), 500 otherwise.
+//! `invalid_body` (not a JSON object of the documented fields), 404 `not_found`,
+//! 405 `method_not_allowed`, 409 `email_taken`, 413 `event_too_large`, 422 `too_large`
+//! (e.g. more than [`MAX_ROLES`](crate::users::MAX_ROLES) roles), 503 `publish_unavailable`
+//! (NATS stored nothing in time; nothing was changed, try again), 500 otherwise.
+//!
+//! 202 `{user?, event: {id, type, confirmed: false}, error: {code: "publish_unconfirmed"}}`:
+//! NATS did not answer, but the event may be stored. The change **was made** and is kept
+//! (the e-mail address stays taken); repeating the same request settles it by publishing
+//! the same event again (see [`users`](crate::users)), so a retry never makes a second user.
 
 use std::sync::Arc;
 
@@ -21,8 +28,10 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use events::error_chain;
+use events::publisher::PublishError;
 use serde::Deserialize;
-use serde_json::json;
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
 
 use crate::users::{NewUser, UserError, UserPatch, UserService};
 
@@ -34,16 +43,17 @@ pub fn router(users: Arc<UserService>) -> Router {
             "/users/{id}",
             get(get_user).patch(update_user).delete(delete_user),
         )
+        .method_not_allowed_fallback(events_admin::method_not_allowed)
         .with_state(users)
 }
 
 async fn create_user(
     State(users): State<Arc<UserService>>,
-    body: Result<Json<NewUser>, JsonRejection>,
+    body: Result<Json<Value>, JsonRejection>,
 ) -> Response {
-    let Json(new) = match body {
+    let new: NewUser = match object_body(body) {
         Ok(b) => b,
-        Err(rejection) => return bad_body(&rejection),
+        Err(res) => return *res,
     };
     match users.create(new).await {
         Ok((user, event)) => (
@@ -65,11 +75,11 @@ async fn get_user(State(users): State<Arc<UserService>>, Path(id): Path<String>)
 async fn update_user(
     State(users): State<Arc<UserService>>,
     Path(id): Path<String>,
-    body: Result<Json<UserPatch>, JsonRejection>,
+    body: Result<Json<Value>, JsonRejection>,
 ) -> Response {
-    let Json(patch) = match body {
+    let patch: UserPatch = match object_body(body) {
         Ok(b) => b,
-        Err(rejection) => return bad_body(&rejection),
+        Err(res) => return *res,
     };
     match users.update(&id, patch).await {
         Ok((user, event)) => Json(json!({ "user": user, "event": event })).into_response(),
@@ -94,13 +104,23 @@ async fn delete_user(
     }
 }
 
-fn bad_body(rejection: &JsonRejection) -> Response {
-    error_body(
-        StatusCode::BAD_REQUEST,
-        "invalid_body",
-        &rejection.body_text(),
-        None,
-    )
+/// The body as `T`, which must come from a JSON **object**: serde would also read a
+/// struct from an array (`[]` gave "organization_id is required").
+fn object_body<T: DeserializeOwned>(
+    body: Result<Json<Value>, JsonRejection>,
+) -> Result<T, Box<Response>> {
+    let bad = |status, message: &str| Box::new(error_body(status, "invalid_body", message, None));
+    let value = match body {
+        Ok(Json(v)) => v,
+        Err(rejection) => return Err(bad(rejection.status(), &rejection.body_text())),
+    };
+    if !value.is_object() {
+        return Err(bad(
+            StatusCode::BAD_REQUEST,
+            "the body must be a JSON object",
+        ));
+    }
+    serde_json::from_value(value).map_err(|e| bad(StatusCode::BAD_REQUEST, &e.to_string()))
 }
 
 fn error_response(err: &UserError) -> Response {
@@ -116,6 +136,35 @@ fn error_response(err: &UserError) -> Response {
         UserError::EmailTaken { .. } => {
             error_body(StatusCode::CONFLICT, "email_taken", &message, Some("email"))
         }
+        UserError::TooLarge { field, .. } => error_body(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "too_large",
+            &message,
+            Some(field),
+        ),
+        UserError::Unconfirmed {
+            event_type,
+            event_id,
+            user,
+            ..
+        } => {
+            tracing::warn!(error = %message, "publish unconfirmed; change kept");
+            let body = json!({
+                "user": user,
+                "event": { "id": event_id, "type": event_type, "confirmed": false },
+                "error": { "code": "publish_unconfirmed", "message": message },
+            });
+            (StatusCode::ACCEPTED, Json(body)).into_response()
+        }
+        UserError::Publish {
+            source: PublishError::PayloadTooLarge { .. },
+            ..
+        } => error_body(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "event_too_large",
+            &message,
+            None,
+        ),
         UserError::Publish { source, .. } if source.is_transient() => {
             tracing::warn!(error = %message, "publish failed; request refused");
             let mut res = error_body(
@@ -272,5 +321,59 @@ mod tests {
         // Not stored: the same address is still free.
         let (status, body) = call(&app, "POST", "/users", Some(new)).await;
         assert_eq!(status, StatusCode::CREATED, "{body}");
+    }
+
+    #[tokio::test]
+    async fn a_body_that_is_not_an_object_is_invalid_body() {
+        let (rec, app) = app();
+        for body in [json!([]), json!("x"), json!(null)] {
+            let (status, res) = call(&app, "POST", "/users", Some(body.clone())).await;
+            assert_eq!(status, StatusCode::BAD_REQUEST, "{body}: {res}");
+            assert_eq!(res["error"]["code"], "invalid_body", "{body}: {res}");
+            let (status, res) = call(&app, "PATCH", "/users/x", Some(body.clone())).await;
+            assert_eq!(status, StatusCode::BAD_REQUEST, "{body}: {res}");
+            assert_eq!(res["error"]["code"], "invalid_body", "{body}: {res}");
+        }
+        assert!(rec.is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_wrong_method_is_405_with_a_json_error() {
+        let (_, app) = app();
+        for (method, uri) in [("PUT", "/users/x"), ("GET", "/users"), ("PUT", "/users")] {
+            let (status, body) = call(&app, method, uri, None).await;
+            assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED, "{method} {uri}");
+            assert_eq!(body["error"]["code"], "method_not_allowed", "{body}");
+        }
+    }
+
+    #[tokio::test]
+    async fn too_many_roles_is_422_not_500() {
+        let (rec, app) = app();
+        let roles: Vec<String> = (0..120_000).map(|i| format!("r{i}")).collect();
+        let new = json!({"email": "ada@acme.example", "name": "Ada",
+                         "organization_id": "org-acme", "roles": roles});
+        let (status, body) = call(&app, "POST", "/users", Some(new)).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+        assert_eq!(body["error"]["code"], "too_large");
+        assert_eq!(body["error"]["field"], "roles");
+        assert!(rec.is_empty());
+    }
+
+    #[tokio::test]
+    async fn an_unconfirmed_publish_is_202_and_the_retry_201_with_the_same_user() {
+        let (rec, app) = app();
+        rec.unconfirm_next(1);
+        let new =
+            json!({"email": "ada@acme.example", "name": "Ada", "organization_id": "org-acme"});
+        let (status, first) = call(&app, "POST", "/users", Some(new.clone())).await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{first}");
+        assert_eq!(first["error"]["code"], "publish_unconfirmed");
+        assert_eq!(first["event"]["confirmed"], false);
+        let (status, again) = call(&app, "POST", "/users", Some(new)).await;
+        assert_eq!(status, StatusCode::CREATED, "{again}");
+        assert_eq!(again["user"]["id"], first["user"]["id"]);
+        assert_eq!(again["event"]["id"], first["event"]["id"]);
+        assert_eq!(rec.len(), 1);
     }
 }

@@ -36,10 +36,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use events::connection::{Connection, connect};
+use events::connection::{Connection, connect, connect_in_background};
 use events::names::StreamName;
 use events::publisher::Publisher;
-use events_admin::{AdminState, install_prometheus};
+use events_admin::{AdminState, HttpLimits, ServeError, install_prometheus, serve_router};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio::time::timeout;
@@ -55,10 +55,15 @@ use crate::users::{NewUser, UserService};
 /// accepting requests, lets in-flight ones finish, flushes and closes the publisher, and
 /// stops the admin server; each step is bounded by `config.shutdown_timeout`.
 ///
+/// Starts while NATS is down: the client connects in the background, `/healthz` answers,
+/// `/readyz` says not ready until NATS and `AUTH_EVENTS` are there, and sign-ups go to the
+/// publisher's spool if one is configured (otherwise they answer 202, outcome unknown, or
+/// 503; see [`users`]). Both servers run under [`events_admin::HttpLimits`].
+///
 /// # Errors
-/// If NATS cannot be reached, a port cannot be bound, or the API server fails.
+/// If the NATS configuration is invalid, a port cannot be bound, or the API server fails.
 pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
-    let (conn, publisher) = connect_and_publisher(&config).await?;
+    let (conn, publisher) = connect_and_publisher(&config, Connect::InBackground).await?;
     let users = Arc::new(UserService::new(Arc::new(publisher.clone())));
 
     let api_listener = TcpListener::bind(config.listen)
@@ -69,11 +74,12 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     info!(listen = %config.listen, admin = %config.admin_listen, "auth-service ready");
 
     let api_stop = shutdown.clone();
-    let mut api: JoinHandle<std::io::Result<()>> = tokio::spawn(async move {
-        axum::serve(api_listener, http::router(users))
-            .with_graceful_shutdown(api_stop.cancelled_owned())
-            .await
-    });
+    let mut api: JoinHandle<Result<(), ServeError>> = tokio::spawn(serve_router(
+        api_listener,
+        http::router(users),
+        HttpLimits::default(),
+        api_stop,
+    ));
     let ended_early = tokio::select! {
         biased;
         () = shutdown.cancelled() => None,
@@ -118,7 +124,7 @@ pub async fn simulate(
     organization: &str,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let (_conn, publisher) = connect_and_publisher(&config).await?;
+    let (_conn, publisher) = connect_and_publisher(&config, Connect::Bounded).await?;
     let users = UserService::new(Arc::new(publisher.clone()));
     let run_id = &uuid::Uuid::now_v7().simple().to_string()[20..];
     let mut result = Ok(());
@@ -155,10 +161,26 @@ pub async fn simulate(
     result
 }
 
-async fn connect_and_publisher(config: &Config) -> anyhow::Result<(Connection, Publisher)> {
+/// How [`connect_and_publisher`] connects.
+#[derive(Clone, Copy)]
+enum Connect {
+    /// Fail within the connect timeout if no server answers (`--simulate`).
+    Bounded,
+    /// Return at once and connect when a server answers (the service).
+    InBackground,
+}
+
+async fn connect_and_publisher(
+    config: &Config,
+    how: Connect,
+) -> anyhow::Result<(Connection, Publisher)> {
     let mut nats = config.nats.clone();
     nats.name.get_or_insert_with(|| SOURCE.to_owned());
-    let conn = connect(&nats).await.context("cannot connect to NATS")?;
+    let conn = match how {
+        Connect::Bounded => connect(&nats).await,
+        Connect::InBackground => connect_in_background(&nats).await,
+    }
+    .context("cannot connect to NATS")?;
     let mut pc = config.publisher.clone();
     pc.source = SOURCE.to_owned();
     let publisher = Publisher::new(conn.client().clone(), pc)

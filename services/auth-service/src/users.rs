@@ -6,6 +6,24 @@
 //! is stored. Writes are serialized by one async lock held across the publish, so that the
 //! revisions of a user reach the stream in order. A real service would write the user and
 //! the event in one database transaction (an outbox) instead of holding a lock.
+//!
+//! # When the outcome of a publish is unknown
+//! A publish can end with [`PublishError::Unconfirmed`]: NATS did not answer, but the event
+//! may be stored (now, or later when a buffered write reaches the server) and so reach every
+//! consumer. Answering "not made" would be a lie that a client retry turns into a second
+//! user with the same address. So this service treats the change as **made but unsettled**:
+//! it commits it, keeps the event, and answers [`UserError::Unconfirmed`] (HTTP 202 with
+//! the user and the event id). The event is settled by publishing the *same* event (same
+//! id: the stream stores it at most once) again:
+//! - a retry of the same `POST /users` (same organization, e-mail, name and roles) finds the
+//!   unsettled user and re-publishes its event instead of creating another user; any other
+//!   sign-up with that address gets 409 `email_taken`, since the address is taken;
+//! - any later change of that user first re-publishes the unsettled event, so revisions
+//!   still reach the stream in order; if it is still unconfirmed, the new change is refused
+//!   (503, not made).
+//!
+//! The duplicate window (2 minutes by default) bounds how long a re-publish is guaranteed
+//! to be stored once; an operator finds what is still unsettled after that in the logs.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -24,6 +42,9 @@ const MAX_EMAIL_LEN: usize = 254;
 const MAX_NAME_CHARS: usize = 200;
 /// Longest role name.
 const MAX_ROLE_LEN: usize = 64;
+/// Most roles per user: keeps every user's event far below the server's `max_payload`
+/// (100 roles of 64 bytes are under 7 KiB).
+pub const MAX_ROLES: usize = 100;
 /// Roles of a user created without any.
 const DEFAULT_ROLE: &str = "member";
 
@@ -135,6 +156,31 @@ pub enum UserError {
         #[source]
         source: EventError,
     },
+    /// A value is over a size limit (e.g. too many roles): HTTP 422.
+    #[error("{field} too large: {reason}")]
+    TooLarge {
+        /// The field, as named in the request body.
+        field: &'static str,
+        /// The limit broken.
+        reason: String,
+    },
+    /// NATS did not confirm the event, but it may be stored: the change **was made** and
+    /// stays (see the module docs); repeat the request to settle it.
+    #[error(
+        "the {event_type} event {event_id} may or may not be stored yet; the change is kept \
+         and settled by repeating the request"
+    )]
+    Unconfirmed {
+        /// The event type.
+        event_type: &'static str,
+        /// The event id; a re-publish uses the same.
+        event_id: String,
+        /// The user as changed (`None` for a deletion).
+        user: Option<Box<User>>,
+        /// Why the publisher gave up.
+        #[source]
+        source: PublishError,
+    },
     /// The event was not stored, so the change was not made.
     #[error("cannot publish the {event_type} event; the change was not made")]
     Publish {
@@ -158,7 +204,15 @@ impl UserError {
 /// The users and the publisher their events go to.
 pub struct UserService {
     publisher: Arc<dyn EventPublisher>,
-    users: Mutex<HashMap<String, User>>,
+    store: Mutex<Store>,
+}
+
+/// What the lock guards.
+#[derive(Default)]
+struct Store {
+    users: HashMap<String, User>,
+    /// Per user id: the last event whose publish ended unconfirmed (see the module docs).
+    unsettled: HashMap<String, Event>,
 }
 
 impl std::fmt::Debug for UserService {
@@ -174,20 +228,22 @@ impl UserService {
     pub fn new(publisher: Arc<dyn EventPublisher>) -> Self {
         Self {
             publisher,
-            users: Mutex::new(HashMap::new()),
+            store: Mutex::new(Store::default()),
         }
     }
 
     /// The user with this id.
     pub async fn get(&self, id: &str) -> Option<User> {
-        self.users.lock().await.get(id).cloned()
+        self.store.lock().await.users.get(id).cloned()
     }
 
-    /// Validates `new`, publishes `auth.user.created` and stores the user.
+    /// Validates `new`, publishes `auth.user.created` and stores the user. A repeat of a
+    /// sign-up whose event is unsettled settles it and returns that user (module docs).
     ///
     /// # Errors
-    /// [`UserError::Invalid`] naming the field, [`UserError::EmailTaken`],
-    /// [`UserError::Publish`] (nothing stored).
+    /// [`UserError::Invalid`] naming the field, [`UserError::TooLarge`],
+    /// [`UserError::EmailTaken`], [`UserError::Publish`] (nothing stored),
+    /// [`UserError::Unconfirmed`] (the user is kept).
     pub async fn create(&self, new: NewUser) -> Result<(User, Published), UserError> {
         let organization_id = required("organization_id", new.organization_id)?;
         let organization_id = OrganizationId::new(&organization_id)
@@ -198,8 +254,7 @@ impl UserService {
             Some(roles) => valid_roles(roles)?,
             None => vec![DEFAULT_ROLE.to_owned()],
         };
-        let mut users = self.users.lock().await;
-        check_email_free(&users, &organization_id, &email, None)?;
+        let mut store = self.store.lock().await;
         let user = User {
             id: Uuid::now_v7().to_string(),
             organization_id,
@@ -208,12 +263,20 @@ impl UserService {
             roles,
             revision: 1,
         };
+        if let Some(repeat) = store.unsettled_sign_up(&user)
+            && let Some(published) = self.settle(&mut store, &repeat.id).await?
+        {
+            return Ok((repeat, published));
+        }
+        check_email_free(&store.users, &user.organization_id, &user.email, None)?;
         let event = schema::user_created(&user).map_err(|source| UserError::Event {
             event_type: schema::USER_CREATED,
             source,
         })?;
-        let published = self.publish(&event, schema::USER_CREATED).await?;
-        users.insert(user.id.clone(), user.clone());
+        let published = self
+            .publish(&mut store, &event, &user.id, Some(&user))
+            .await?;
+        store.users.insert(user.id.clone(), user.clone());
         Ok((user, published))
     }
 
@@ -221,8 +284,9 @@ impl UserService {
     /// stores the result. A patch that changes nothing publishes nothing (`None`).
     ///
     /// # Errors
-    /// [`UserError::NotFound`], [`UserError::Invalid`], [`UserError::EmailTaken`],
-    /// [`UserError::Publish`] (nothing changed).
+    /// [`UserError::NotFound`], [`UserError::Invalid`], [`UserError::TooLarge`],
+    /// [`UserError::EmailTaken`], [`UserError::Publish`] (nothing changed),
+    /// [`UserError::Unconfirmed`] (the change is kept).
     pub async fn update(
         &self,
         id: &str,
@@ -231,14 +295,18 @@ impl UserService {
         let email = patch.email.as_deref().map(valid_email).transpose()?;
         let name = patch.name.as_deref().map(valid_name).transpose()?;
         let roles = patch.roles.map(valid_roles).transpose()?;
-        let mut users = self.users.lock().await;
-        let current = users
+        let mut store = self.store.lock().await;
+        self.settle(&mut store, id)
+            .await
+            .map_err(UserError::not_made)?;
+        let current = store
+            .users
             .get(id)
             .ok_or_else(|| UserError::NotFound(id.to_owned()))?;
         let mut next = current.clone();
         let mut changed = Vec::new();
         if let Some(email) = email.filter(|e| *e != current.email) {
-            check_email_free(&users, &current.organization_id, &email, Some(id))?;
+            check_email_free(&store.users, &current.organization_id, &email, Some(id))?;
             next.email = email;
             changed.push("email");
         }
@@ -258,49 +326,137 @@ impl UserService {
             event_type: schema::USER_UPDATED,
             source,
         })?;
-        let published = self.publish(&event, schema::USER_UPDATED).await?;
-        users.insert(next.id.clone(), next.clone());
+        let published = self.publish(&mut store, &event, id, Some(&next)).await?;
+        store.users.insert(next.id.clone(), next.clone());
         Ok((next, Some(published)))
     }
 
     /// Publishes `auth.user.deleted` and removes the user. `deleted_by`, if given, must be
-    /// a UUID.
+    /// a UUID. A repeat of a deletion whose event is unsettled settles it.
     ///
     /// # Errors
     /// [`UserError::NotFound`], [`UserError::Invalid`] (`deleted_by`),
-    /// [`UserError::Publish`] (the user stays).
+    /// [`UserError::Publish`] (the user stays), [`UserError::Unconfirmed`] (the user is
+    /// removed).
     pub async fn delete(&self, id: &str, deleted_by: Option<&str>) -> Result<Published, UserError> {
         if let Some(by) = deleted_by {
             Uuid::parse_str(by).map_err(|e| UserError::invalid("deleted_by", e.to_string()))?;
         }
-        let mut users = self.users.lock().await;
-        let mut gone = users
-            .get(id)
-            .cloned()
-            .ok_or_else(|| UserError::NotFound(id.to_owned()))?;
+        let mut store = self.store.lock().await;
+        let settled = self.settle(&mut store, id).await;
+        let mut gone = match store.users.get(id) {
+            Some(user) => user.clone(),
+            // The unsettled event was this deletion: settling it answers the repeat.
+            None => return settled?.ok_or_else(|| UserError::NotFound(id.to_owned())),
+        };
+        settled.map_err(UserError::not_made)?;
         gone.revision += 1;
         let event = schema::user_deleted(&gone, deleted_by).map_err(|source| UserError::Event {
             event_type: schema::USER_DELETED,
             source,
         })?;
-        let published = self.publish(&event, schema::USER_DELETED).await?;
-        users.remove(id);
+        let published = self.publish(&mut store, &event, id, None).await?;
+        store.users.remove(id);
         Ok(published)
     }
 
+    /// Publishes the event of a change to user `id`, whose state after the change is
+    /// `after` (`None`: deleted). If the outcome is unknown, commits the change anyway and
+    /// keeps the event to settle (module docs).
     async fn publish(
         &self,
+        store: &mut Store,
         event: &Event,
-        event_type: &'static str,
+        id: &str,
+        after: Option<&User>,
     ) -> Result<Published, UserError> {
-        let outcome = self
-            .publisher
-            .publish(event)
-            .await
-            .map_err(|source| UserError::Publish { event_type, source })?;
-        tracing::info!(event_id = %event.id(), event_type, "published");
-        Ok(Published::new(event, &outcome))
+        let event_type = static_type(event);
+        match self.publisher.publish(event).await {
+            Ok(outcome) => {
+                tracing::info!(event_id = %event.id(), event_type, "published");
+                Ok(Published::new(event, &outcome))
+            }
+            Err(source) if source.may_be_stored() => {
+                tracing::warn!(event_id = %event.id(), event_type, error = %source, "publish unconfirmed; change kept, to be settled");
+                match after {
+                    Some(user) => store.users.insert(id.to_owned(), user.clone()),
+                    None => store.users.remove(id),
+                };
+                store.unsettled.insert(id.to_owned(), event.clone());
+                Err(UserError::Unconfirmed {
+                    event_type,
+                    event_id: event.id().to_owned(),
+                    user: after.cloned().map(Box::new),
+                    source,
+                })
+            }
+            Err(source) => Err(UserError::Publish { event_type, source }),
+        }
     }
+
+    /// Publishes the unsettled event of user `id` again (same id: stored at most once).
+    /// `Ok(None)` if none was unsettled; the event stays unsettled unless stored.
+    async fn settle(&self, store: &mut Store, id: &str) -> Result<Option<Published>, UserError> {
+        let Some(event) = store.unsettled.get(id).cloned() else {
+            return Ok(None);
+        };
+        let event_type = static_type(&event);
+        match self.publisher.publish(&event).await {
+            Ok(outcome) => {
+                tracing::info!(event_id = %event.id(), event_type, "unconfirmed event settled");
+                store.unsettled.remove(id);
+                Ok(Some(Published::new(&event, &outcome)))
+            }
+            Err(source) => Err(UserError::Unconfirmed {
+                event_type,
+                event_id: event.id().to_owned(),
+                user: store.users.get(id).cloned().map(Box::new),
+                source,
+            }),
+        }
+    }
+}
+
+impl Store {
+    /// The unsettled user that `candidate` repeats (same organization, e-mail, name and
+    /// roles), if any.
+    fn unsettled_sign_up(&self, candidate: &User) -> Option<User> {
+        self.users
+            .values()
+            .find(|u| {
+                u.organization_id == candidate.organization_id
+                    && u.email == candidate.email
+                    && u.name == candidate.name
+                    && u.roles == candidate.roles
+                    && u.revision == 1
+                    && self.unsettled.contains_key(&u.id)
+            })
+            .cloned()
+    }
+}
+
+impl UserError {
+    /// An unconfirmed *earlier* event refuses a new change: for that change, "not made".
+    fn not_made(self) -> Self {
+        match self {
+            Self::Unconfirmed {
+                event_type, source, ..
+            } => Self::Publish { event_type, source },
+            other => other,
+        }
+    }
+}
+
+/// The `&'static` name of one of this service's event types.
+fn static_type(event: &Event) -> &'static str {
+    [
+        schema::USER_CREATED,
+        schema::USER_UPDATED,
+        schema::USER_DELETED,
+    ]
+    .into_iter()
+    .find(|t| event.event_type().as_str() == *t)
+    .unwrap_or("auth.user.*")
 }
 
 fn required(field: &'static str, value: Option<String>) -> Result<String, UserError> {
@@ -357,9 +513,20 @@ fn valid_name(name: &str) -> Result<String, UserError> {
 }
 
 fn valid_roles(roles: Vec<String>) -> Result<Vec<String>, UserError> {
+    if roles.len() > MAX_ROLES {
+        return Err(UserError::TooLarge {
+            field: "roles",
+            reason: format!("at most {MAX_ROLES} roles, got {}", roles.len()),
+        });
+    }
+    if let Some(long) = roles.iter().find(|r| r.len() > MAX_ROLE_LEN) {
+        return Err(UserError::TooLarge {
+            field: "roles",
+            reason: format!("a role is at most {MAX_ROLE_LEN} bytes, got {}", long.len()),
+        });
+    }
     for role in &roles {
         let ok = !role.is_empty()
-            && role.len() <= MAX_ROLE_LEN
             && role
                 .bytes()
                 .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
@@ -627,5 +794,123 @@ mod tests {
         rec.fail_next(1);
         assert!(users.delete(&user.id, None).await.is_err());
         assert_eq!(users.get(&user.id).await, Some(user));
+    }
+
+    /// Issue #10, item 11: NATS did not answer but the event is stored (a buffered write).
+    /// The user is kept, and the client's retry settles the same event instead of making a
+    /// second user with the same address.
+    #[tokio::test]
+    async fn an_unconfirmed_sign_up_is_kept_and_a_retry_settles_it_once() {
+        let (rec, users) = service();
+        rec.unconfirm_next(1);
+        let err = users.create(ada()).await.unwrap_err();
+        let kept = match &err {
+            UserError::Unconfirmed {
+                user: Some(user), ..
+            } => (**user).clone(),
+            other => panic!("expected Unconfirmed with the user, got {other:?}"),
+        };
+        assert_eq!(users.get(&kept.id).await, Some(kept.clone()), "kept");
+        assert_eq!(rec.len(), 1, "the buffered event reached the stream");
+
+        // Another sign-up with the same address is refused: the address is taken.
+        let other = NewUser {
+            name: Some("Someone Else".into()),
+            ..ada()
+        };
+        assert!(matches!(
+            users.create(other).await,
+            Err(UserError::EmailTaken { .. })
+        ));
+        // The retry of the same request settles it: same user, same event, stored once.
+        let (again, published) = users.create(ada()).await.unwrap();
+        assert_eq!(again, kept);
+        assert_eq!(published.id, rec.events()[0].id());
+        assert!(published.duplicate, "{published:?}");
+        assert_eq!(rec.len(), 1, "one user, one event");
+        // Settled: a further repeat is an ordinary conflict.
+        assert!(matches!(
+            users.create(ada()).await,
+            Err(UserError::EmailTaken { .. })
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_change_after_an_unconfirmed_one_settles_it_first_or_is_refused() {
+        let (rec, users) = service();
+        rec.unconfirm_next(1);
+        let Err(UserError::Unconfirmed {
+            user: Some(user), ..
+        }) = users.create(ada()).await
+        else {
+            panic!("expected Unconfirmed");
+        };
+        // Settling fails (nothing stored this time): the new change is not made.
+        rec.fail_next(1);
+        let patch = || UserPatch {
+            name: Some("Ada K".into()),
+            ..UserPatch::default()
+        };
+        assert!(matches!(
+            users.update(&user.id, patch()).await,
+            Err(UserError::Publish { .. })
+        ));
+        assert_eq!(users.get(&user.id).await.map(|u| u.revision), Some(1));
+        // Settling works: the created event stays first and once, then the update.
+        let (next, _) = users.update(&user.id, patch()).await.unwrap();
+        assert_eq!(next.revision, 2);
+        let types: Vec<String> = rec
+            .events()
+            .iter()
+            .map(|e| e.event_type().as_str().to_owned())
+            .collect();
+        assert_eq!(types, [schema::USER_CREATED, schema::USER_UPDATED]);
+    }
+
+    #[tokio::test]
+    async fn an_unconfirmed_deletion_is_settled_by_repeating_it() {
+        let (rec, users) = service();
+        let (user, _) = users.create(ada()).await.unwrap();
+        rec.unconfirm_next(1);
+        assert!(matches!(
+            users.delete(&user.id, None).await,
+            Err(UserError::Unconfirmed { user: None, .. })
+        ));
+        assert_eq!(users.get(&user.id).await, None, "the deletion is kept");
+        let published = users.delete(&user.id, None).await.unwrap();
+        assert!(published.duplicate);
+        assert_eq!(rec.events_of_type(schema::USER_DELETED).len(), 1);
+        assert!(matches!(
+            users.delete(&user.id, None).await,
+            Err(UserError::NotFound(_))
+        ));
+    }
+
+    /// Issue #10, item 10: 120,000 roles made an event over `max_payload` and a 500.
+    #[tokio::test]
+    async fn roles_are_bounded_in_count_and_length() {
+        let (rec, users) = service();
+        let many = NewUser {
+            roles: Some((0..=MAX_ROLES).map(|i| format!("r{i}")).collect()),
+            ..ada()
+        };
+        assert!(matches!(
+            users.create(many).await,
+            Err(UserError::TooLarge { field: "roles", .. })
+        ));
+        let long = NewUser {
+            roles: Some(vec!["r".repeat(MAX_ROLE_LEN + 1)]),
+            ..ada()
+        };
+        assert!(matches!(
+            users.create(long).await,
+            Err(UserError::TooLarge { field: "roles", .. })
+        ));
+        let most = NewUser {
+            roles: Some((0..MAX_ROLES).map(|i| format!("{i:0>64}")).collect()),
+            ..ada()
+        };
+        users.create(most).await.unwrap();
+        assert_eq!(rec.len(), 1);
     }
 }

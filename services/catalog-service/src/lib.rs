@@ -37,13 +37,14 @@ use anyhow::Context as _;
 use async_nats::jetstream;
 use axum::Router;
 use events::SubjectFilter;
-use events::connection::connect;
+use events::connection::connect_in_background;
 use events::dlq::DLQ_STREAM;
 use events::idempotency::{IdempotencyStore, Idempotent, KvIdempotencyStore};
 use events::names::StreamName;
 use events::subscriber::{SubscribeError, Subscriber, SubscriberConfig};
-use events_admin::{AdminState, install_prometheus};
+use events_admin::{AdminState, HttpLimits, install_prometheus, serve_router};
 use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
 use tokio::time::timeout;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
@@ -88,18 +89,28 @@ pub fn handler<S: IdempotencyStore>(
 }
 
 /// The admin port's router: `events-admin`'s routes (`/metrics`, `/healthz`, `/readyz`,
-/// the admin-only DLQ API) plus `GET /catalogs/{org}`.
+/// the admin-only DLQ API) plus `GET /catalogs/{org}`; a wrong method is 405 with a JSON
+/// error on every route.
 pub fn admin_router(state: AdminState, projection: Arc<Projection>) -> Router {
-    events_admin::router(state).merge(http::routes(projection))
+    events_admin::router(state)
+        .merge(http::routes(projection))
+        .method_not_allowed_fallback(events_admin::method_not_allowed)
 }
+
+/// Wait between two tries to set up the subscription while NATS is not there.
+const SETUP_RETRY: Duration = Duration::from_secs(1);
 
 /// Consumes until `shutdown` is cancelled, then drains the subscriber (in-flight handlers
 /// finish within `subscriber.drain_timeout`, the rest is redelivered later) and stops the
 /// admin server within `shutdown_timeout`.
 ///
+/// Starts while NATS is down: the admin server answers `/healthz` at once and `/readyz`
+/// says not ready; the client connects in the background and the subscription is set up
+/// (retried every second) once NATS and `AUTH_EVENTS` are there.
+///
 /// # Errors
-/// If NATS cannot be reached, the subscription or the idempotency bucket cannot be set up,
-/// the projection file cannot be read, or the admin port cannot be bound.
+/// If the NATS configuration is invalid, the projection file cannot be read, or the admin
+/// port cannot be bound.
 pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
     let projection = Arc::new(if config.projection_file.as_os_str().is_empty() {
         Projection::in_memory()
@@ -113,15 +124,10 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     });
     let mut nats = config.nats.clone();
     nats.name.get_or_insert_with(|| GROUP.to_owned());
-    let conn = connect(&nats).await.context("cannot connect to NATS")?;
+    let conn = connect_in_background(&nats)
+        .await
+        .context("cannot connect to NATS")?;
     let js = conn.jetstream().clone();
-    let drain_timeout = config.subscriber.drain_timeout;
-    let subscriber = subscribe(&js, config.subscriber.clone())
-        .await
-        .context("cannot subscribe")?;
-    let store = KvIdempotencyStore::for_stream(&js, STREAM)
-        .await
-        .context("cannot open the idempotency bucket")?;
 
     let prometheus = install_prometheus().context("cannot install the metrics recorder")?;
     let required = [STREAM, DLQ_STREAM]
@@ -136,24 +142,76 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         .with_context(|| format!("cannot bind the admin server to {}", config.admin_listen))?;
     let admin_stop = CancellationToken::new();
     let app = admin_router(state, projection.clone());
-    let stop = admin_stop.clone();
-    let mut admin = tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, app)
-            .with_graceful_shutdown(stop.cancelled_owned())
-            .await
-        {
-            warn!(error = %e, "admin server failed");
-        }
-    });
-    info!(
-        group = GROUP,
-        filter = FILTER,
-        consumer = subscriber.durable_name(),
-        admin = %config.admin_listen,
-        "catalog-service consuming"
-    );
+    let mut admin = tokio::spawn(serve_router(
+        listener,
+        app,
+        HttpLimits::default(),
+        admin_stop.clone(),
+    ));
 
-    let mut consumer = tokio::spawn(subscriber.run(handler(projection, store), shutdown.clone()));
+    if let Some((subscriber, store)) = set_up(&js, &config, &shutdown).await {
+        info!(
+            group = GROUP,
+            filter = FILTER,
+            consumer = subscriber.durable_name(),
+            admin = %config.admin_listen,
+            "catalog-service consuming"
+        );
+        let drain_timeout = config.subscriber.drain_timeout;
+        let consumer = tokio::spawn(subscriber.run(handler(projection, store), shutdown.clone()));
+        consume(consumer, &shutdown, drain_timeout).await;
+    }
+    admin_stop.cancel();
+    if timeout(config.shutdown_timeout, &mut admin).await.is_err() {
+        warn!("admin server did not stop in time; aborted");
+        admin.abort();
+    }
+    info!("catalog-service stopped");
+    Ok(())
+}
+
+/// The subscription and the idempotency bucket, retried until they are set up (NATS may
+/// not be there yet); `None` if `shutdown` comes first.
+async fn set_up(
+    js: &jetstream::Context,
+    config: &Config,
+    shutdown: &CancellationToken,
+) -> Option<(Subscriber, KvIdempotencyStore)> {
+    let bound = config.nats.request_timeout;
+    loop {
+        let attempt = async {
+            let subscriber = subscribe(js, config.subscriber.clone())
+                .await
+                .context("cannot subscribe")?;
+            let store = KvIdempotencyStore::for_stream(js, STREAM)
+                .await
+                .context("cannot open the idempotency bucket")?;
+            anyhow::Ok((subscriber, store))
+        };
+        let res = tokio::select! {
+            biased;
+            () = shutdown.cancelled() => return None,
+            res = timeout(bound, attempt) => res,
+        };
+        match res {
+            Ok(Ok(ready)) => return Some(ready),
+            Ok(Err(e)) => warn!(error = %format!("{e:#}"), "not consuming yet; retrying"),
+            Err(_) => warn!(timeout = ?bound, "NATS did not answer the setup; retrying"),
+        }
+        tokio::select! {
+            biased;
+            () = shutdown.cancelled() => return None,
+            () = tokio::time::sleep(SETUP_RETRY) => {}
+        }
+    }
+}
+
+/// Waits for `shutdown` (or the subscriber ending on its own), then drains it.
+async fn consume(
+    mut consumer: JoinHandle<events::subscriber::DrainReport>,
+    shutdown: &CancellationToken,
+    drain_timeout: Duration,
+) {
     // `run` returns only after `shutdown` is cancelled; a panic would end it earlier.
     let ended_early = tokio::select! {
         biased;
@@ -180,13 +238,6 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
             consumer.abort();
         }
     }
-    admin_stop.cancel();
-    if timeout(config.shutdown_timeout, &mut admin).await.is_err() {
-        warn!("admin server did not stop in time; aborted");
-        admin.abort();
-    }
-    info!("catalog-service stopped");
-    Ok(())
 }
 
 #[cfg(test)]

@@ -52,6 +52,10 @@ async fn main() -> ExitCode {
         // No colour codes in logs captured to files or pipes.
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
+    // Many clients must not make accept fail with "Too many open files" (issue #10).
+    if let Err(e) = events_admin::raise_open_files_limit() {
+        tracing::warn!(error = %e, "cannot raise the open-files limit");
+    }
     match run(Cli::parse()).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {

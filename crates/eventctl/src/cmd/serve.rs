@@ -48,6 +48,10 @@ pub(crate) struct ServeArgs {
 }
 
 pub(crate) async fn run(conn: &ConnArgs, args: ServeArgs) -> anyhow::Result<()> {
+    // Many clients must not make accept fail with "Too many open files" (issue #10).
+    if let Err(e) = events_admin::raise_open_files_limit() {
+        tracing::warn!(error = %e, "cannot raise the open-files limit");
+    }
     let mut tokens = args.admin_token_hash.clone();
     if let Some(path) = &args.admin_tokens_file {
         tokens.extend(read_tokens_file(path)?);

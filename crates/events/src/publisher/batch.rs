@@ -240,12 +240,12 @@ async fn send_batch(inner: &Arc<Inner>, items: Vec<Item>, slot: OwnedSemaphorePe
         Ok(Err(e)) => {
             debug!(error = %e, "batch send failed; publishing its events one by one");
             drop(slot);
-            fallback(inner, items);
+            fallback(inner, items, false);
         }
         Err(_) => {
             debug!("batch send timed out; publishing its events one by one");
             drop(slot);
-            fallback(inner, items);
+            fallback(inner, items, true);
         }
     }
 }
@@ -332,7 +332,7 @@ async fn await_commit(inner: &Arc<Inner>, items: Vec<Item>, mut sub: Subscriber,
             events = n,
             "no ack for an atomic batch; publishing its events one by one"
         );
-        return fallback(inner, items);
+        return fallback(inner, items, true);
     };
     let parsed: Option<BatchReply> = serde_json::from_slice(&msg.payload).ok();
     match parsed {
@@ -359,25 +359,30 @@ async fn await_commit(inner: &Arc<Inner>, items: Vec<Item>, mut sub: Subscriber,
             } else {
                 debug!(error = %e, events = n, "atomic batch refused; publishing its events one by one");
             }
-            fallback(inner, items);
+            fallback(inner, items, false);
         }
         _ => {
             warn!(status = ?msg.status, "unexpected reply to an atomic batch; publishing its events one by one");
-            fallback(inner, items);
+            fallback(inner, items, true);
         }
     }
 }
 
 /// Per-message publishing of a batch's events, each with its own deadline and outcome.
-fn fallback(inner: &Arc<Inner>, items: Vec<Item>) {
+/// `unconfirmed`: the batch itself may have been committed (sent, no clear answer), so an
+/// event whose own tries all stored nothing is still [`PublishError::Unconfirmed`].
+fn fallback(inner: &Arc<Inner>, items: Vec<Item>, unconfirmed: bool) {
     for item in items {
         let task_inner = inner.clone();
         let span = item.span.clone();
         inner.tasks.spawn(
             async move {
-                let res = task_inner
+                let mut res = task_inner
                     .finish(item.wire.clone(), None, item.started)
                     .await;
+                if unconfirmed {
+                    res = res.map_err(PublishError::into_unconfirmed);
+                }
                 item.complete(&task_inner, res);
             }
             .instrument(span),

@@ -17,7 +17,13 @@ use super::{Inner, PublishAck, PublishOutcome, Wire, spool_now};
 /// Why the retry loop stopped without an ack.
 pub(super) enum Stop {
     Permanent(PublishError),
-    Exhausted { attempts: u32, last: TransientError },
+    /// `unconfirmed`: a try was handed to the connection and got no answer, so the
+    /// event may be stored (see [`PublishError::Unconfirmed`]).
+    Exhausted {
+        attempts: u32,
+        last: TransientError,
+        unconfirmed: bool,
+    },
     Cancelled,
 }
 
@@ -141,11 +147,13 @@ impl Inner {
         let policy = &self.config.retry;
         let mut attempts: u32 = 1;
         let mut no_stream_seen: u32 = 0;
+        let mut unconfirmed = false;
         let mut sent = match first {
             Some(s) => s,
             None => self.send(wire, deadline).await,
         };
         loop {
+            let handed_over = sent.is_ok();
             let res = match sent {
                 Ok(fut) => self.await_ack(wire, fut, deadline).await,
                 Err(f) => Err(f),
@@ -155,6 +163,7 @@ impl Inner {
                 Err(Failure::Permanent(e)) => return Err(Stop::Permanent(e)),
                 Err(Failure::Transient(t)) => t,
             };
+            unconfirmed |= handed_over && retry::may_have_stored(&last);
             // No responders: no stream at all, or one not answering yet? Ask the server.
             let no_stream = matches!(last, TransientError::NoResponders)
                 && self.stream_exists(&wire.subject, deadline).await == Some(false);
@@ -177,7 +186,11 @@ impl Inner {
                         subject: wire.subject.to_string(),
                     }));
                 }
-                return Err(Stop::Exhausted { attempts, last });
+                return Err(Stop::Exhausted {
+                    attempts,
+                    last,
+                    unconfirmed,
+                });
             }
             warn!(attempt = attempts, error = %last, wait = ?wait, "publish try failed; retrying with the same id");
             tokio::select! {
@@ -221,12 +234,38 @@ impl Inner {
             (_, Some(spool)) => spool_now(spool, &wire)
                 .await
                 .map(|()| PublishOutcome::Spooled),
-            (Stop::Exhausted { attempts, last }, None) => Err(PublishError::Unavailable {
-                attempts,
-                elapsed: started.elapsed(),
-                last,
-            }),
+            (
+                Stop::Exhausted {
+                    attempts,
+                    last,
+                    unconfirmed,
+                },
+                None,
+            ) => Err(exhausted(attempts, started.elapsed(), last, unconfirmed)),
             (Stop::Cancelled, None) => Err(PublishError::Cancelled),
+        }
+    }
+}
+
+/// The error for tries that ran out: [`PublishError::Unconfirmed`] if one of them may have
+/// been stored, else [`PublishError::Unavailable`].
+pub(super) fn exhausted(
+    attempts: u32,
+    elapsed: Duration,
+    last: TransientError,
+    unconfirmed: bool,
+) -> PublishError {
+    if unconfirmed {
+        PublishError::Unconfirmed {
+            attempts,
+            elapsed,
+            last,
+        }
+    } else {
+        PublishError::Unavailable {
+            attempts,
+            elapsed,
+            last,
         }
     }
 }

@@ -1,5 +1,7 @@
 //! Publish errors: permanent ones (no retry can help) fail at once; transient ones are retried
-//! and, once the deadline or the retries run out, reported as [`PublishError::Unavailable`].
+//! and, once the deadline or the retries run out, reported as [`PublishError::Unconfirmed`]
+//! when a try may have reached the server (its outcome is unknown), or as
+//! [`PublishError::Unavailable`] when no try can have been stored.
 
 use std::time::Duration;
 
@@ -84,10 +86,10 @@ pub enum PublishError {
         #[source]
         source: async_nats::jetstream::Error,
     },
-    /// Transient failures until the deadline or the retries ran out (NATS unreachable, no
-    /// stream leader, acks timing out). The event may or may not be stored: publish it again
-    /// (same id) within the duplicate window to be sure it is stored once.
-    #[error("NATS unavailable: no ack after {attempts} tries in {elapsed:?}")]
+    /// The event is **not** stored: every try failed in a way that stores nothing (no
+    /// responders, a 503 answer, the client could not hand the message over) until the
+    /// deadline or the retries ran out. Publishing it again later is safe.
+    #[error("NATS unavailable: nothing stored after {attempts} tries in {elapsed:?}")]
     Unavailable {
         /// Tries made.
         attempts: u32,
@@ -96,6 +98,31 @@ pub enum PublishError {
         /// The last failure.
         #[source]
         last: TransientError,
+    },
+    /// The outcome is **unknown**: at least one try was handed to the connection and no
+    /// answer came back before the deadline (ack timeout, connection lost). The message may
+    /// still sit in the client's write buffer and be stored when NATS returns, or be stored
+    /// already with its ack lost. Do not report the event as "not made": publish it again
+    /// with the same id (same [`Event`](crate::Event)) within the stream's duplicate window
+    /// to settle it; the server stores it at most once and the retry's ack says where.
+    #[error("publish outcome unknown: no answer after {attempts} tries in {elapsed:?}")]
+    Unconfirmed {
+        /// Tries made.
+        attempts: u32,
+        /// Time spent.
+        elapsed: Duration,
+        /// The last failure.
+        #[source]
+        last: TransientError,
+    },
+    /// The event's type is in a domain no producer may publish to (the `dlq.` domain is
+    /// reserved for dead letters, CONTRACT.md §2). Nothing was sent.
+    #[error("event type {event_type:?} is in the reserved {domain:?} domain")]
+    ReservedType {
+        /// The refused type.
+        event_type: String,
+        /// The reserved domain prefix, e.g. `dlq.`.
+        domain: &'static str,
     },
     /// The publisher is closed (or closing) and accepts nothing more.
     #[error("publisher is closed")]
@@ -120,13 +147,42 @@ pub enum PublishError {
 
 impl PublishError {
     /// True if publishing the same event again later may succeed (its id keeps that
-    /// idempotent): [`Unavailable`](Self::Unavailable), [`Cancelled`](Self::Cancelled) and
-    /// spool errors.
+    /// idempotent): [`Unavailable`](Self::Unavailable), [`Unconfirmed`](Self::Unconfirmed),
+    /// [`Cancelled`](Self::Cancelled) and spool errors.
     pub fn is_transient(&self) -> bool {
         matches!(
             self,
-            Self::Unavailable { .. } | Self::Cancelled | Self::SpoolFull { .. } | Self::Spool(_)
+            Self::Unavailable { .. }
+                | Self::Unconfirmed { .. }
+                | Self::Cancelled
+                | Self::SpoolFull { .. }
+                | Self::Spool(_)
         )
+    }
+
+    /// True if the event may be stored although the publish failed
+    /// ([`Unconfirmed`](Self::Unconfirmed), [`Cancelled`](Self::Cancelled)): the caller
+    /// must neither report it as not made nor make it again under a new id; publishing the
+    /// same event again within the duplicate window settles it.
+    pub fn may_be_stored(&self) -> bool {
+        matches!(self, Self::Unconfirmed { .. } | Self::Cancelled)
+    }
+
+    /// [`Unavailable`](Self::Unavailable) turned into [`Unconfirmed`](Self::Unconfirmed)
+    /// (an earlier send of the same event may have been stored); other errors unchanged.
+    pub(crate) fn into_unconfirmed(self) -> Self {
+        match self {
+            Self::Unavailable {
+                attempts,
+                elapsed,
+                last,
+            } => Self::Unconfirmed {
+                attempts,
+                elapsed,
+                last,
+            },
+            other => other,
+        }
     }
 
     /// A short, bounded label for metrics (`status` of `events_published_total`).
@@ -139,6 +195,8 @@ impl PublishError {
             Self::PermissionDenied { .. } => "permission_denied",
             Self::Rejected { .. } => "rejected",
             Self::Unavailable { .. } => "unavailable",
+            Self::Unconfirmed { .. } => "unconfirmed",
+            Self::ReservedType { .. } => "reserved_type",
             Self::Closed => "closed",
             Self::Cancelled => "cancelled",
             Self::SpoolFull { .. } => "spool_full",

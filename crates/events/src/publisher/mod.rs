@@ -54,7 +54,23 @@
 //! `max_payload` (with size and limit), no stream, permission denied (a 403 answer), other
 //! JetStream refusals by `err_code`. A publish permission violation at the connection level
 //! is only reported by the server asynchronously (to the client's event callback), so it
-//! shows here as ack timeouts, then [`PublishError::Unavailable`].
+//! shows here as ack timeouts, then [`PublishError::Unconfirmed`].
+//!
+//! # When the tries run out: not stored, or not known
+//! Once a message is handed to the connection it can no longer be taken back: while NATS
+//! is down it waits in the client's write buffer and is written, and stored, when the
+//! connection returns, possibly after `publish` has given up. So a publish that runs out of
+//! tries says which of two things happened:
+//! - [`PublishError::Unavailable`]: no try can have been stored (every try was refused
+//!   with "no responders" or a 503, or never left the client). The event is not made.
+//! - [`PublishError::Unconfirmed`]: at least one try was sent and never answered. The
+//!   event **may or may not** be stored, now or later. Do not tell a user it was not made,
+//!   and do not make it again under a new id: publish the same [`Event`] again within the
+//!   stream's duplicate window (2 minutes by default); the server stores it once and that
+//!   ack settles the question ([`PublishError::may_be_stored`] is true for this kind).
+//!
+//! Events in the reserved `dlq.` domain (CONTRACT.md §2) are refused before anything is
+//! sent, with [`PublishError::ReservedType`], even when they come from a decoded message.
 //!
 //! # Batching (on by default)
 //! With [`BatchConfig::enabled`] (the default), windowed publishes to a stream created with
@@ -102,6 +118,7 @@ use tokio_util::sync::{CancellationToken, DropGuard};
 use tokio_util::task::TaskTracker;
 use tracing::{Instrument, Span, debug, warn};
 
+use crate::dlq::DLQ_SUBJECT_PREFIX;
 use crate::event::{CONTENT_TYPE_HEADER, Event, MSG_ID_HEADER, STRUCTURED_CONTENT_TYPE};
 use crate::metrics::{EVENT_PUBLISH_DURATION_SECONDS, EVENTS_PUBLISHED_TOTAL};
 use crate::names::Subject;
@@ -260,9 +277,17 @@ fn wire_size(headers: &HeaderMap, payload_len: usize) -> usize {
 }
 
 /// Checks what the event type cannot guarantee by itself and builds the wire form: the
-/// subject has no wildcard or reserved prefix, and the message fits `max_payload` (0 = not
-/// known, not checked). Shared with [`RecordingPublisher`].
+/// type is not in the reserved `dlq.` domain (a decoded event can carry one), the subject
+/// has no wildcard or reserved prefix, and the message fits `max_payload` (0 = not known,
+/// not checked). Shared with [`RecordingPublisher`].
 fn prepare(event: &Event, max_payload: usize) -> Result<Wire, PublishError> {
+    let event_type = event.event_type().as_str();
+    if event_type.starts_with(DLQ_SUBJECT_PREFIX) {
+        return Err(PublishError::ReservedType {
+            event_type: event_type.to_owned(),
+            domain: DLQ_SUBJECT_PREFIX,
+        });
+    }
     let enc = event.encode();
     if let Err(e) = Subject::new(&enc.subject) {
         return Err(PublishError::InvalidSubject {
@@ -442,7 +467,8 @@ impl Publisher {
     /// already be stored; its id keeps publishing it again idempotent).
     ///
     /// # Errors
-    /// A [`PublishError`] naming the problem; [`PublishError::Unavailable`] if NATS did not
+    /// A [`PublishError`] naming the problem; [`PublishError::Unavailable`] (nothing stored)
+    /// or [`PublishError::Unconfirmed`] (outcome unknown) if NATS did not
     /// ack within the deadline and retries.
     pub async fn publish(&self, event: &Event) -> Result<PublishOutcome, PublishError> {
         // Awaited on the caller's task: no spawned task and no oneshot per call.
@@ -809,6 +835,18 @@ mod tests {
             wire_size(&enc.headers, enc.payload.len()),
             expected.len() + enc.payload.len()
         );
+    }
+
+    #[test]
+    fn prepare_refuses_a_decoded_event_in_the_dlq_domain() {
+        let mut body: serde_json::Value = serde_json::from_slice(&event().to_json_bytes()).unwrap();
+        body["type"] = "dlq.user.created".into();
+        let forged = Event::decode_structured(&serde_json::to_vec(&body).unwrap()).unwrap();
+        assert!(matches!(
+            prepare(&forged, 0),
+            Err(PublishError::ReservedType { ref event_type, domain: "dlq." })
+                if event_type == "dlq.user.created"
+        ));
     }
 
     #[test]

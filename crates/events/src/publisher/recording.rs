@@ -16,7 +16,9 @@ pub const DEFAULT_MAX_PAYLOAD: usize = 1024 * 1024;
 /// Records published events in memory instead of sending them. It applies the same checks
 /// as [`Publisher`](super::Publisher) (subject, encoded size against `max_payload`), reports
 /// a second event with an already-seen id as a duplicate (stored once, like a stream), and
-/// can be told to fail the next publishes with [`PublishError::Unavailable`].
+/// can be told to fail the next publishes with [`PublishError::Unavailable`] (nothing
+/// stored) or [`PublishError::Unconfirmed`] (stored, but not confirmed: what a buffered
+/// write during an outage does).
 ///
 /// ```
 /// use events::Event;
@@ -45,6 +47,7 @@ struct State {
     ids: HashSet<String>,
     sequences: HashMap<String, u64>,
     fail_next: u32,
+    unconfirm_next: u32,
 }
 
 impl Default for RecordingPublisher {
@@ -75,6 +78,12 @@ impl RecordingPublisher {
     /// The next `n` publishes fail with [`PublishError::Unavailable`] (nothing recorded).
     pub fn fail_next(&self, n: u32) {
         self.state().fail_next = n;
+    }
+
+    /// The next `n` publishes store their event (as a write buffered during an outage is
+    /// stored once NATS returns) but fail with [`PublishError::Unconfirmed`].
+    pub fn unconfirm_next(&self, n: u32) {
+        self.state().unconfirm_next = n;
     }
 
     /// Every event stored so far (duplicates once), in publish order.
@@ -139,6 +148,14 @@ impl RecordingPublisher {
         let seq = *seq;
         st.ids.insert(event.id().to_owned());
         st.events.push(event.clone());
+        if st.unconfirm_next > 0 {
+            st.unconfirm_next -= 1;
+            return Err(PublishError::Unconfirmed {
+                attempts: 1,
+                elapsed: Duration::ZERO,
+                last: TransientError::AckTimeout(Duration::ZERO),
+            });
+        }
         Ok(PublishOutcome::Stored(PublishAck::new(stream, seq, false)))
     }
 }

@@ -44,6 +44,16 @@ pub(crate) enum Failure {
     Permanent(PublishError),
 }
 
+/// True if a try that was handed to the connection and then failed this way may still be
+/// stored: no answer came (ack timeout, lost connection, client failure). "No responders"
+/// and a 503 answer are the server saying it stored nothing.
+pub(crate) fn may_have_stored(err: &TransientError) -> bool {
+    !matches!(
+        err,
+        TransientError::NoResponders | TransientError::Server(_)
+    )
+}
+
 /// Sorts a JetStream API error answer: 503 is temporary, 403 is a permission problem,
 /// anything else a permanent refusal named by its `err_code`.
 pub(crate) fn classify_api_error(err: jetstream::Error, subject: &str) -> Failure {
@@ -181,6 +191,13 @@ mod tests {
             c(PublishErrorKind::Other),
             Failure::Transient(TransientError::Client(_))
         ));
+    }
+
+    #[test]
+    fn only_an_answer_from_the_server_says_nothing_was_stored() {
+        assert!(may_have_stored(&TransientError::AckTimeout(Duration::ZERO)));
+        assert!(may_have_stored(&TransientError::ConnectionLost));
+        assert!(!may_have_stored(&TransientError::NoResponders));
     }
 
     proptest! {

@@ -299,3 +299,44 @@ async fn wait_until(limit: Duration, cond: impl Fn() -> bool, what: &str) {
         sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// Issue #10, item 9: a service can start while NATS is down; the client connects once a
+/// server answers on the URL.
+#[tokio::test]
+async fn connect_in_background_returns_at_once_and_connects_when_the_server_starts() {
+    let mut nats = NatsServer::start().await;
+    nats.kill();
+    let cfg = ConnectConfig {
+        reconnect: events::connection::ReconnectPolicy {
+            max_reconnects: None,
+            max_delay: Duration::from_millis(200),
+        },
+        ..config(&nats.url(), Duration::from_secs(5))
+    };
+    // The bounded connect fails while nothing listens...
+    assert!(connect(&cfg).await.is_err());
+    // ...the background one does not wait for a server.
+    let start = Instant::now();
+    let conn = events::connection::connect_in_background(&cfg)
+        .await
+        .expect("no server needed to start");
+    assert!(start.elapsed() < MARGIN, "took {:?}", start.elapsed());
+    assert!(!conn.is_connected());
+
+    nats.start_again().await;
+    wait_until(Duration::from_secs(20), || conn.is_connected(), "connect").await;
+    timeout(Duration::from_secs(10), conn.jetstream().query_account())
+        .await
+        .expect("answer in time")
+        .unwrap();
+}
+
+#[tokio::test]
+async fn connect_in_background_still_checks_the_config() {
+    let mut cfg = config("nats://127.0.0.1:4222", Duration::from_secs(1));
+    cfg.auth.credentials_file = Some("/nonexistent/service.creds".into());
+    let err = events::connection::connect_in_background(&cfg)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ConnectError::File { .. }), "{err:?}");
+}

@@ -294,8 +294,12 @@ async fn publisher_bad_input_gets_typed_errors_and_keeps_working() {
     assert_eq!(ok.ack().unwrap().sequence, 1);
 }
 
+/// Item 11 of issue #10: with the connection broken while the publish is in flight, the
+/// message waits in the client's write buffer and is stored when NATS returns, after
+/// `publish` gave up. The error must say "outcome unknown", not "unavailable", and
+/// publishing the same event again settles it with one stored copy.
 #[tokio::test]
-async fn publisher_fails_with_unavailable_within_deadline_when_nats_is_down() {
+async fn publisher_gives_up_with_unconfirmed_and_a_republish_stores_once() {
     let mut nats = NatsServer::start().await;
     let client = nats.client().await;
     let js = jetstream::new(client.clone());
@@ -305,21 +309,63 @@ async fn publisher_fails_with_unavailable_within_deadline_when_nats_is_down() {
         deadline: Duration::from_secs(3),
         ..config()
     };
+    let deadline = cfg.deadline;
     let publisher = Publisher::new(client, cfg).await.unwrap();
+    let event = ev(1);
     nats.kill();
     let t = Instant::now();
-    let res = tokio::time::timeout(Duration::from_secs(10), publisher.publish(&ev(1)))
+    let res = tokio::time::timeout(deadline * 3, publisher.publish(&event))
         .await
         .expect("publish never hangs");
+    let err = res.expect_err("no ack while the server is down");
     assert!(
-        matches!(res, Err(PublishError::Unavailable { .. })),
-        "got {res:?}"
+        matches!(err, PublishError::Unconfirmed { .. }),
+        "got {err:?}"
     );
+    assert!(err.is_transient() && err.may_be_stored());
+    assert_eq!(err.kind(), "unconfirmed");
     assert!(
-        t.elapsed() < Duration::from_secs(4),
+        t.elapsed() < deadline + Duration::from_secs(1),
         "within the deadline: {:?}",
         t.elapsed()
     );
+
+    // The buffered try reaches the server once it is back: "unknown" was the truth.
+    nats.start_again().await;
+    let js = nats.jetstream().await;
+    wait_messages(&js, "AUTH_EVENTS", 1, BOUND).await;
+    // Settling: the same event again is acknowledged as the copy already stored.
+    let again = tokio::time::timeout(BOUND, publisher.publish(&event))
+        .await
+        .expect("republish in time")
+        .expect("republish stored");
+    assert!(again.ack().is_some_and(|a| a.duplicate), "got {again:?}");
+    let stored = stored(&js, "AUTH_EVENTS").await;
+    assert_eq!(count_ids(&stored).get(event.id()), Some(&1));
+    assert_eq!(stored.len(), 1, "stored once: {stored:?}");
+}
+
+/// Item 5 of issue #10: a decoded event whose type is in the reserved `dlq.` domain is
+/// refused before anything is sent; the dead-letter stream stays empty.
+#[tokio::test]
+async fn publisher_refuses_reserved_dlq_type_and_sends_nothing() {
+    let nats = NatsServer::start().await;
+    let client = nats.client().await;
+    let js = jetstream::new(client.clone());
+    create_stream(&js, "DLQ_EVENTS", "dlq.>", 1).await;
+    let publisher = Publisher::new(client, config()).await.unwrap();
+    let mut body: serde_json::Value = serde_json::from_slice(&ev(1).to_json_bytes()).unwrap();
+    body["type"] = "dlq.user.created".into();
+    let forged = Event::decode_structured(&serde_json::to_vec(&body).unwrap()).unwrap();
+    let res = publisher.publish(&forged).await;
+    assert!(
+        matches!(&res, Err(PublishError::ReservedType { event_type, .. }) if event_type == "dlq.user.created"),
+        "got {res:?}"
+    );
+    let handle = publisher.publish_async(&forged).await;
+    assert!(matches!(handle, Err(PublishError::ReservedType { .. })));
+    publisher.flush(BOUND).await.unwrap();
+    assert!(stored(&js, "DLQ_EVENTS").await.is_empty(), "nothing sent");
 }
 
 #[tokio::test]
@@ -442,7 +488,7 @@ async fn sigkill_scenario(batched: bool) {
     for (e, r) in events.iter().zip(&results) {
         match r {
             Ok(PublishOutcome::Stored(_)) => ok_ids.push(e.id().to_owned()),
-            Err(PublishError::Unavailable { .. }) => failed += 1,
+            Err(PublishError::Unavailable { .. } | PublishError::Unconfirmed { .. }) => failed += 1,
             other => panic!("untyped or unexpected outcome {other:?}"),
         }
     }

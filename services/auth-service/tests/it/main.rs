@@ -209,3 +209,233 @@ async fn binary_serves_and_stops_on_sigterm() {
     let stream = js.get_stream("AUTH_EVENTS").await.unwrap();
     assert_eq!(stream.cached_info().state.messages, 1 + n as u64);
 }
+
+/// Bounded poll of `GET path` on `addr` until `ok(status line)`.
+async fn wait_status(addr: SocketAddr, path: &str, ok: impl Fn(&str) -> bool, what: &str) {
+    timeout(BOUND, async {
+        loop {
+            if tokio::net::TcpStream::connect(addr).await.is_ok()
+                && let Ok((status, _)) =
+                    timeout(Duration::from_secs(2), http(addr, "GET", path, "")).await
+                && ok(&status)
+            {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("{what} within {BOUND:?}"));
+}
+
+fn spawn_service(
+    nats_url: &str,
+    api: SocketAddr,
+    admin: SocketAddr,
+    config: Option<&std::path::Path>,
+) -> tokio::process::Child {
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_auth-service"));
+    cmd.env("EVENTS_NATS_URL", nats_url)
+        .env("AUTH_SERVICE_LISTEN", api.to_string())
+        .env("AUTH_SERVICE_ADMIN_LISTEN", admin.to_string())
+        .env("RUST_LOG", "warn")
+        .kill_on_drop(true);
+    if let Some(path) = config {
+        cmd.arg("--config").arg(path);
+    }
+    cmd.spawn().unwrap()
+}
+
+/// Issue #10, item 9: auth-service starts while NATS is down, answers /healthz, is not
+/// ready, takes sign-ups into its spool, and forwards them once NATS is back.
+#[tokio::test]
+async fn binary_starts_while_nats_is_down_and_spools_sign_ups() {
+    let mut nats = NatsServer::start().await;
+    let js = nats.jetstream().await;
+    apply_topology(&js).await;
+    nats.kill();
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("auth-service.toml");
+    let spool = dir.path().join("spool");
+    std::fs::write(
+        &config,
+        format!(
+            "[publisher]\nspool = {{ dir = {:?} }}\n",
+            spool.display().to_string()
+        ),
+    )
+    .unwrap();
+    let (api, admin) = (free_port(), free_port());
+    let _child = spawn_service(&nats.url(), api, admin, Some(&config));
+
+    wait_status(
+        admin,
+        "/healthz",
+        |s| s.contains("200"),
+        "/healthz 200 while NATS is down",
+    )
+    .await;
+    let (status, body) = http(admin, "GET", "/readyz", "").await;
+    assert!(status.contains("503"), "{status} {body}");
+    let (status, body) = http(
+        api,
+        "POST",
+        "/users",
+        r#"{"email":"cy@acme.example","name":"Cy","organization_id":"org-acme"}"#,
+    )
+    .await;
+    assert!(status.contains("201"), "{status} {body}");
+    let body: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(body["event"]["spooled"], true, "{body}");
+
+    nats.start_again().await;
+    wait_status(
+        admin,
+        "/readyz",
+        |s| s.contains("200"),
+        "/readyz 200 once NATS is back",
+    )
+    .await;
+    let js = nats.jetstream().await;
+    let event_id = body["event"]["id"].as_str().unwrap().to_owned();
+    let msg = timeout(BOUND, async {
+        loop {
+            if let Ok(mut stream) = js.get_stream("AUTH_EVENTS").await
+                && let Ok(state) = stream.info().await.map(|i| i.state.clone())
+                && state.messages > 0
+            {
+                return stream.get_raw_message(state.first_sequence).await.unwrap();
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await
+    .expect("the spooled sign-up reaches AUTH_EVENTS");
+    assert_eq!(
+        msg.headers.get("Nats-Msg-Id").map(|v| v.as_str()),
+        Some(event_id.as_str())
+    );
+    // And new sign-ups go straight to the stream.
+    let (status, body) = http(
+        api,
+        "POST",
+        "/users",
+        r#"{"email":"di@acme.example","name":"Di","organization_id":"org-acme"}"#,
+    )
+    .await;
+    assert!(status.contains("201"), "{status} {body}");
+}
+
+/// Issue #10, item 11 against a real server: NATS dies with the sign-up in flight; the
+/// answer is 202 (outcome unknown, user kept), the buffered event is stored when NATS
+/// returns, and the client's retry gets the same user: one user, one event.
+#[tokio::test]
+async fn unconfirmed_sign_up_then_retry_stores_one_user_once() {
+    let mut nats = NatsServer::start().await;
+    let js = nats.jetstream().await;
+    apply_topology(&js).await;
+    let config = PublisherConfig {
+        ack_timeout: Duration::from_millis(300),
+        deadline: Duration::from_secs(2),
+        ..PublisherConfig::new("auth-service")
+    };
+    let publisher = Publisher::new(nats.client().await, config).await.unwrap();
+    let app = auth_service::http::router(Arc::new(UserService::new(Arc::new(publisher.clone()))));
+    let post = || {
+        Request::post("/users")
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Body::from(
+                json!({"email": "ed@acme.example", "name": "Ed", "organization_id": "org-acme"})
+                    .to_string(),
+            ))
+            .unwrap()
+    };
+    let answer = |res: axum::response::Response| async move {
+        let status = res.status();
+        let body: Value =
+            serde_json::from_slice(&to_bytes(res.into_body(), 1 << 20).await.unwrap()).unwrap();
+        (status, body)
+    };
+
+    nats.kill();
+    let res = timeout(BOUND, app.clone().oneshot(post()))
+        .await
+        .unwrap()
+        .unwrap();
+    let (status, first) = answer(res).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{first}");
+    assert_eq!(first["error"]["code"], "publish_unconfirmed");
+
+    nats.start_again().await;
+    let res = timeout(BOUND, app.clone().oneshot(post()))
+        .await
+        .unwrap()
+        .unwrap();
+    let (status, again) = answer(res).await;
+    assert_eq!(status, StatusCode::CREATED, "{again}");
+    assert_eq!(again["user"]["id"], first["user"]["id"], "the same user");
+    assert_eq!(again["event"]["id"], first["event"]["id"], "the same event");
+    let mut stream = nats
+        .jetstream()
+        .await
+        .get_stream("AUTH_EVENTS")
+        .await
+        .unwrap();
+    assert_eq!(
+        stream.info().await.unwrap().state.messages,
+        1,
+        "stored once"
+    );
+    publisher.close(BOUND).await.unwrap();
+}
+
+/// Issue #10, item 8: the service raises its open-files soft limit at start, so many idle
+/// connections cannot make `accept` fail; started under a low soft limit (as a default
+/// `ulimit -n` of 1024 would be), /healthz still answers within a second.
+#[tokio::test]
+async fn binary_answers_healthz_under_more_idle_connections_than_its_inherited_fd_limit() {
+    let soft_at_spawn: usize = 256;
+    let idle = 2 * soft_at_spawn;
+    let test_limit = events_admin::raise_open_files_limit()
+        .unwrap()
+        .unwrap_or(u64::MAX);
+    assert!(
+        test_limit > 4 * idle as u64,
+        "open-files limit {test_limit} too low"
+    );
+    let nats = NatsServer::start().await;
+    let js = nats.jetstream().await;
+    apply_topology(&js).await;
+    let (api, admin) = (free_port(), free_port());
+    let _child = tokio::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!("ulimit -S -n {soft_at_spawn} && exec \"$0\"",))
+        .arg(env!("CARGO_BIN_EXE_auth-service"))
+        .env("EVENTS_NATS_URL", nats.url())
+        .env("AUTH_SERVICE_LISTEN", api.to_string())
+        .env("AUTH_SERVICE_ADMIN_LISTEN", admin.to_string())
+        .env("RUST_LOG", "warn")
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    wait_status(admin, "/healthz", |s| s.contains("200"), "/healthz 200").await;
+
+    // All connects under one bound: a server that stopped accepting fills its backlog,
+    // and later connects then hang.
+    let held = timeout(BOUND, async {
+        let mut held = Vec::with_capacity(idle);
+        for _ in 0..idle {
+            held.push(tokio::net::TcpStream::connect(admin).await.unwrap());
+        }
+        held
+    })
+    .await
+    .expect("the server keeps accepting connections");
+    let t = std::time::Instant::now();
+    let res = timeout(Duration::from_secs(5), http(admin, "GET", "/healthz", "")).await;
+    let took = t.elapsed();
+    let (status, _) = res.expect("/healthz answers");
+    assert!(status.contains("200"), "{status}");
+    assert!(took < Duration::from_secs(1), "/healthz took {took:?}");
+    drop(held);
+}

@@ -375,3 +375,88 @@ async fn binary_consumes_drains_on_sigterm_and_keeps_the_projection() {
     sigterm_and_wait(&mut child).await;
     publisher.close(BOUND).await.unwrap();
 }
+
+/// Polls `GET path` until the status line satisfies `ok` (bounded).
+async fn wait_for_status(admin: std::net::SocketAddr, path: &str, ok: impl Fn(&str) -> bool) {
+    timeout(BOUND, async {
+        loop {
+            if let Ok(Some((status, _))) =
+                timeout(Duration::from_secs(2), http_get(admin, path)).await
+                && ok(&status)
+            {
+                return;
+            }
+            sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("GET {path} as expected within {BOUND:?}"));
+}
+
+/// Issue #10, item 9: catalog-service starts while NATS is down (it used to exit with
+/// "cannot connect"), answers /healthz, is not ready, and consumes once NATS is back.
+/// Item 10: a wrong method on its routes is 405 with a JSON error.
+#[tokio::test]
+async fn binary_starts_while_nats_is_down_and_consumes_when_it_returns() {
+    let mut nats = NatsServer::start().await;
+    let js = nats.jetstream().await;
+    apply_topology(&js).await;
+    nats.kill();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("projection.json");
+    let admin = free_port();
+    let mut child = spawn_binary(&nats, admin, &file);
+
+    wait_for_status(admin, "/healthz", |s| s.contains("200")).await;
+    let (status, body) = http_get(admin, "/readyz").await.expect("an answer");
+    assert!(status.contains("503"), "{status} {body}");
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "still running while NATS is down"
+    );
+
+    nats.start_again().await;
+    wait_for_status(admin, "/readyz", |s| s.contains("200")).await;
+    let publisher = Publisher::new(nats.client().await, PublisherConfig::new("auth-service"))
+        .await
+        .unwrap();
+    let users = UserService::new(Arc::new(publisher.clone()));
+    let (user, _) = users
+        .create(auth_service::users::NewUser {
+            email: Some("late@e2e.example".into()),
+            name: Some("Late".into()),
+            organization_id: Some(ORG.into()),
+            roles: None,
+        })
+        .await
+        .unwrap();
+    wait_for_body(admin, |v| v["users"][0]["user_id"] == user.id.as_str()).await;
+
+    let (status, body) = method(admin, "PUT", &format!("/catalogs/{ORG}")).await;
+    assert!(status.contains("405"), "{status} {body}");
+    let body: Value = serde_json::from_str(&body).expect("a JSON body");
+    assert_eq!(body["error"]["code"], "method_not_allowed");
+
+    sigterm_and_wait(&mut child).await;
+    publisher.close(BOUND).await.unwrap();
+}
+
+/// One raw HTTP/1.1 request with an empty body: status line and body.
+async fn method(addr: std::net::SocketAddr, method: &str, path: &str) -> (String, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let req = format!(
+        "{method} {path} HTTP/1.1\r\nhost: {addr}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+    );
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut out = String::new();
+    timeout(BOUND, s.read_to_string(&mut out))
+        .await
+        .expect("answer in time")
+        .unwrap();
+    let (head, body) = out.split_once("\r\n\r\n").unwrap_or((&out, ""));
+    (
+        head.lines().next().unwrap_or("").to_owned(),
+        body.to_owned(),
+    )
+}
