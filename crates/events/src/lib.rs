@@ -67,6 +67,7 @@
 //! | [`dlq`] | [`DeadLetters`]: list, get, replay and purge dead letters |
 //! | [`replay`] | [`WindowReplay`]: replay what a stream stored in a time window |
 //! | [`metrics`] | the metric names of the contract |
+//! | `schema` | (feature `schema`) JSON Schemas per event type and version: `SchemaSet` validation, compatibility check, KV registry |
 //!
 //! The library logs through `tracing` and records through the `metrics` facade; it never
 //! installs a subscriber or recorder, reads no file and no environment variable.
@@ -80,6 +81,8 @@ pub mod metrics;
 pub mod names;
 pub mod publisher;
 pub mod replay;
+#[cfg(feature = "schema")]
+pub mod schema;
 pub mod subscriber;
 pub mod topology;
 
