@@ -8,6 +8,8 @@
 //!   [`UnknownSchema`] says what to do with a type or version the set does not hold.
 //! - [`compat`]: is a schema backward compatible with the previous minor of its major?
 //!   Names the field and the rule when it is not.
+//! - [`registry`]: the schemas in a JetStream key-value bucket ([`registry::DEFAULT_BUCKET`]),
+//!   so that running services can load them without a redeploy.
 //!
 //! # Identifiers
 //!
@@ -46,6 +48,7 @@
 //! ```
 
 pub mod compat;
+pub mod registry;
 mod set;
 
 use std::fmt;

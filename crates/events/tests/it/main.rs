@@ -6,5 +6,7 @@ mod dashboard;
 mod dlq;
 mod publisher;
 mod replay;
+#[cfg(feature = "schema")]
+mod schema;
 mod subscriber;
 mod topology;
