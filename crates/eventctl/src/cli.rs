@@ -10,7 +10,7 @@ use clap::{Args, Parser, Subcommand};
 use events::connection::{AuthConfig, ConnectConfig, TlsConfig};
 
 use crate::cmd::{dlq::DlqCommand, lag::LagArgs, publish::PublishArgs, replay::ReplayArgs};
-use crate::cmd::{serve::ServeArgs, tail::TailArgs};
+use crate::cmd::{schema::SchemaCommand, serve::ServeArgs, tail::TailArgs};
 
 /// Operate the events backbone on NATS JetStream.
 #[derive(Debug, Parser)]
@@ -154,6 +154,15 @@ pub(crate) enum Command {
         eventctl bench load --events 100000\n\
         Build with --release for meaningful figures: cargo run --release -p eventctl -- bench")]
     Bench(events_bench::BenchArgs),
+    /// Event schemas: check compatibility, push to / list / show the registry, generate
+    /// the catalog.
+    #[command(subcommand)]
+    #[command(after_help = "Examples:\n  \
+        eventctl schema check\n  \
+        eventctl schema push\n  \
+        eventctl schema show auth.user.created 1.0\n  \
+        eventctl schema catalog --check")]
+    Schema(SchemaCommand),
 }
 
 /// `eventctl streams ...`

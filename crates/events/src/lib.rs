@@ -68,6 +68,7 @@
 //! | [`replay`] | [`WindowReplay`]: replay what a stream stored in a time window |
 //! | [`raw_headers`] | messages whose header block could not be parsed, and [`raw_headers::decode_message`], which every reader uses |
 //! | [`metrics`] | the metric names of the contract |
+//! | `schema` | (feature `schema`) JSON Schemas per event type and version: `SchemaSet` validation, compatibility check, KV registry |
 //!
 //! The library logs through `tracing` and records through the `metrics` facade; it never
 //! installs a subscriber or recorder, reads no file and no environment variable.
@@ -82,6 +83,8 @@ pub mod names;
 pub mod publisher;
 pub mod raw_headers;
 pub mod replay;
+#[cfg(feature = "schema")]
+pub mod schema;
 pub mod subscriber;
 pub mod topology;
 

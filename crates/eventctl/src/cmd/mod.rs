@@ -5,6 +5,7 @@ pub(crate) mod dlq;
 pub(crate) mod lag;
 pub(crate) mod publish;
 pub(crate) mod replay;
+pub(crate) mod schema;
 pub(crate) mod serve;
 pub(crate) mod streams;
 pub(crate) mod tail;
@@ -24,6 +25,7 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Lag(args) => lag::run(&cli.conn, args).await,
         Command::Serve(args) => serve::run(&cli.conn, args).await,
         Command::Bench(args) => bench::run(&cli.conn, args).await,
+        Command::Schema(cmd) => schema::run(&cli.conn, cmd).await,
     }
 }
 

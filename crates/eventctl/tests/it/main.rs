@@ -6,6 +6,7 @@ mod dlq;
 mod lag;
 mod publish;
 mod replay;
+mod schema;
 mod serve;
 mod streams;
 mod tail;

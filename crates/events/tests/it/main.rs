@@ -8,5 +8,7 @@ mod dlq;
 mod hostile;
 mod publisher;
 mod replay;
+#[cfg(feature = "schema")]
+mod schema;
 mod subscriber;
 mod topology;
