@@ -115,15 +115,6 @@ pub enum PublishError {
         #[source]
         last: TransientError,
     },
-    /// The event's type is in a domain no producer may publish to (the `dlq.` domain is
-    /// reserved for dead letters, CONTRACT.md §2). Nothing was sent.
-    #[error("event type {event_type:?} is in the reserved {domain:?} domain")]
-    ReservedType {
-        /// The refused type.
-        event_type: String,
-        /// The reserved domain prefix, e.g. `dlq.`.
-        domain: &'static str,
-    },
     /// The publisher is closed (or closing) and accepts nothing more.
     #[error("publisher is closed")]
     Closed,
@@ -196,7 +187,6 @@ impl PublishError {
             Self::Rejected { .. } => "rejected",
             Self::Unavailable { .. } => "unavailable",
             Self::Unconfirmed { .. } => "unconfirmed",
-            Self::ReservedType { .. } => "reserved_type",
             Self::Closed => "closed",
             Self::Cancelled => "cancelled",
             Self::SpoolFull { .. } => "spool_full",

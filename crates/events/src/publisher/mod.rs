@@ -69,8 +69,8 @@
 //!   stream's duplicate window (2 minutes by default); the server stores it once and that
 //!   ack settles the question ([`PublishError::may_be_stored`] is true for this kind).
 //!
-//! Events in the reserved `dlq.` domain (CONTRACT.md §2) are refused before anything is
-//! sent, with [`PublishError::ReservedType`], even when they come from a decoded message.
+//! Nothing can be published into the reserved `dlq.` domain (CONTRACT.md §2): no [`Event`]
+//! carries such a type, since [`Event::builder`] and every decoder refuse it.
 //!
 //! # Batching (on by default)
 //! With [`BatchConfig::enabled`] (the default), windowed publishes to a stream created with
@@ -118,7 +118,6 @@ use tokio_util::sync::{CancellationToken, DropGuard};
 use tokio_util::task::TaskTracker;
 use tracing::{Instrument, Span, debug, warn};
 
-use crate::dlq::DLQ_SUBJECT_PREFIX;
 use crate::event::{CONTENT_TYPE_HEADER, Event, MSG_ID_HEADER, STRUCTURED_CONTENT_TYPE};
 use crate::metrics::{EVENT_PUBLISH_DURATION_SECONDS, EVENTS_PUBLISHED_TOTAL};
 use crate::names::Subject;
@@ -277,17 +276,9 @@ fn wire_size(headers: &HeaderMap, payload_len: usize) -> usize {
 }
 
 /// Checks what the event type cannot guarantee by itself and builds the wire form: the
-/// type is not in the reserved `dlq.` domain (a decoded event can carry one), the subject
-/// has no wildcard or reserved prefix, and the message fits `max_payload` (0 = not known,
+/// subject has no wildcard or reserved prefix, and the message fits `max_payload` (0 = not known,
 /// not checked). Shared with [`RecordingPublisher`].
 fn prepare(event: &Event, max_payload: usize) -> Result<Wire, PublishError> {
-    let event_type = event.event_type().as_str();
-    if event_type.starts_with(DLQ_SUBJECT_PREFIX) {
-        return Err(PublishError::ReservedType {
-            event_type: event_type.to_owned(),
-            domain: DLQ_SUBJECT_PREFIX,
-        });
-    }
     let enc = event.encode();
     if let Err(e) = Subject::new(&enc.subject) {
         return Err(PublishError::InvalidSubject {
@@ -835,18 +826,6 @@ mod tests {
             wire_size(&enc.headers, enc.payload.len()),
             expected.len() + enc.payload.len()
         );
-    }
-
-    #[test]
-    fn prepare_refuses_a_decoded_event_in_the_dlq_domain() {
-        let mut body: serde_json::Value = serde_json::from_slice(&event().to_json_bytes()).unwrap();
-        body["type"] = "dlq.user.created".into();
-        let forged = Event::decode_structured(&serde_json::to_vec(&body).unwrap()).unwrap();
-        assert!(matches!(
-            prepare(&forged, 0),
-            Err(PublishError::ReservedType { ref event_type, domain: "dlq." })
-                if event_type == "dlq.user.created"
-        ));
     }
 
     #[test]

@@ -345,29 +345,6 @@ async fn publisher_gives_up_with_unconfirmed_and_a_republish_stores_once() {
     assert_eq!(stored.len(), 1, "stored once: {stored:?}");
 }
 
-/// Item 5 of issue #10: a decoded event whose type is in the reserved `dlq.` domain is
-/// refused before anything is sent; the dead-letter stream stays empty.
-#[tokio::test]
-async fn publisher_refuses_reserved_dlq_type_and_sends_nothing() {
-    let nats = NatsServer::start().await;
-    let client = nats.client().await;
-    let js = jetstream::new(client.clone());
-    create_stream(&js, "DLQ_EVENTS", "dlq.>", 1).await;
-    let publisher = Publisher::new(client, config()).await.unwrap();
-    let mut body: serde_json::Value = serde_json::from_slice(&ev(1).to_json_bytes()).unwrap();
-    body["type"] = "dlq.user.created".into();
-    let forged = Event::decode_structured(&serde_json::to_vec(&body).unwrap()).unwrap();
-    let res = publisher.publish(&forged).await;
-    assert!(
-        matches!(&res, Err(PublishError::ReservedType { event_type, .. }) if event_type == "dlq.user.created"),
-        "got {res:?}"
-    );
-    let handle = publisher.publish_async(&forged).await;
-    assert!(matches!(handle, Err(PublishError::ReservedType { .. })));
-    publisher.flush(BOUND).await.unwrap();
-    assert!(stored(&js, "DLQ_EVENTS").await.is_empty(), "nothing sent");
-}
-
 #[tokio::test]
 async fn publisher_windowed_flush_close_and_trace_context() {
     let nats = NatsServer::start().await;
