@@ -22,6 +22,12 @@ cargo clippy --workspace --all-targets --all-features --locked -- -D warnings
 step "cargo doc"
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked --quiet
 
+# Event contracts: every schema backward compatible within its major (and with the base
+# branch's copy when there is one), and docs/EVENT_CATALOG.md generated from them.
+step "eventctl schema check, schema catalog --check"
+cargo run --quiet --locked -p eventctl -- schema check --base "${SCHEMA_BASE_REF:-origin/main}"
+cargo run --quiet --locked -p eventctl -- schema catalog --check
+
 if cargo nextest --version >/dev/null 2>&1; then
   step "cargo nextest run (unit + integration)"
   cargo nextest run --workspace --locked --profile ci
