@@ -66,6 +66,7 @@
 //! | [`idempotency`] | [`Idempotent`]: run a handler's effect once per event id (JetStream KV by default) |
 //! | [`dlq`] | [`DeadLetters`]: list, get, replay and purge dead letters |
 //! | [`replay`] | [`WindowReplay`]: replay what a stream stored in a time window |
+//! | [`security`] | least privilege: an nkey identity per service and tool, its permissions as a nats-server include |
 //! | [`metrics`] | the metric names of the contract |
 //!
 //! The library logs through `tracing` and records through the `metrics` facade; it never
@@ -80,6 +81,7 @@ pub mod metrics;
 pub mod names;
 pub mod publisher;
 pub mod replay;
+pub mod security;
 pub mod subscriber;
 pub mod topology;
 
