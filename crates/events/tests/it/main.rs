@@ -7,5 +7,6 @@ mod dashboard;
 mod dlq;
 mod publisher;
 mod replay;
+mod security;
 mod subscriber;
 mod topology;
