@@ -154,6 +154,9 @@ pub(crate) enum Command {
         eventctl bench load --events 100000\n\
         Build with --release for meaningful figures: cargo run --release -p eventctl -- bench")]
     Bench(events_bench::BenchArgs),
+    /// Identities: an nkey per service and tool, their NATS permissions, a dev CA.
+    #[command(subcommand)]
+    Auth(crate::cmd::auth::AuthCommand),
 }
 
 /// `eventctl streams ...`

@@ -1,5 +1,6 @@
 //! One module per command group; [`run`] dispatches.
 
+pub(crate) mod auth;
 pub(crate) mod bench;
 pub(crate) mod dlq;
 pub(crate) mod lag;
@@ -24,6 +25,7 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Lag(args) => lag::run(&cli.conn, args).await,
         Command::Serve(args) => serve::run(&cli.conn, args).await,
         Command::Bench(args) => bench::run(&cli.conn, args).await,
+        Command::Auth(cmd) => auth::run(cmd),
     }
 }
 
