@@ -13,7 +13,8 @@
 //! use events::topology::TopologySpec;
 //!
 //! let topology = TopologySpec::from_toml(
-//!     "[[streams]]\nname = \"AUTH_EVENTS\"\nsubjects = [\"auth.>\"]\n\
+//!     "[profiles.dev]\nreplicas = 1\n\
+//!      [[streams]]\nname = \"AUTH_EVENTS\"\nsubjects = [\"auth.>\"]\n\
 //!      [[streams]]\nname = \"DLQ_EVENTS\"\nsubjects = [\"dlq.>\"]\ndiscard = \"new\"\n",
 //!     "streams.toml",
 //!     "dev",
