@@ -157,6 +157,8 @@ pub(crate) enum Command {
     /// Identities: an nkey per service and tool, their NATS permissions, a dev CA.
     #[command(subcommand)]
     Auth(crate::cmd::auth::AuthCommand),
+    /// Check a deployment: server, durability, streams, peers, consumers, an identity.
+    Doctor(crate::cmd::doctor::DoctorArgs),
 }
 
 /// `eventctl streams ...`

@@ -3,6 +3,7 @@
 pub(crate) mod auth;
 pub(crate) mod bench;
 pub(crate) mod dlq;
+pub(crate) mod doctor;
 pub(crate) mod lag;
 pub(crate) mod publish;
 pub(crate) mod replay;
@@ -26,6 +27,7 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Serve(args) => serve::run(&cli.conn, args).await,
         Command::Bench(args) => bench::run(&cli.conn, args).await,
         Command::Auth(cmd) => auth::run(cmd),
+        Command::Doctor(args) => doctor::run(&cli.conn, args).await,
     }
 }
 

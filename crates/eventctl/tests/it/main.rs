@@ -4,6 +4,7 @@
 mod auth;
 mod bench;
 mod dlq;
+mod doctor;
 mod lag;
 mod publish;
 mod replay;
