@@ -163,6 +163,11 @@ pub(crate) enum Command {
         eventctl schema show auth.user.created 1.0\n  \
         eventctl schema catalog --check")]
     Schema(SchemaCommand),
+    /// Identities: an nkey per service and tool, their NATS permissions, a dev CA.
+    #[command(subcommand)]
+    Auth(crate::cmd::auth::AuthCommand),
+    /// Check a deployment: server, durability, streams, peers, consumers, an identity.
+    Doctor(crate::cmd::doctor::DoctorArgs),
 }
 
 /// `eventctl streams ...`

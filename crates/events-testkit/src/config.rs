@@ -11,6 +11,9 @@ pub(crate) struct Options {
     pub(crate) sync: SyncMode,
     pub(crate) max_payload: Option<u32>,
     pub(crate) extra_config: Option<String>,
+    /// Ready on `/healthz` alone: a client without credentials or TLS cannot ask
+    /// `$JS.API.INFO` on a secured server (`secure.rs`).
+    pub(crate) healthz_only: bool,
 }
 
 impl Options {
@@ -131,6 +134,7 @@ mod tests {
             sync: SyncMode::Default,
             max_payload: Some(8 << 20),
             extra_config: Some("max_connections: 100".into()),
+            healthz_only: false,
         };
         let text = spec.render();
         assert!(!text.contains("sync_interval"));

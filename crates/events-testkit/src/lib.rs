@@ -57,6 +57,8 @@
 //! - [`NatsCluster`], [`NatsClusterBuilder`]: n servers in a full route mesh (`cluster.rs`).
 //! - [`nats_server_bin`]: where the binary comes from (`bin.rs`).
 //! - [`publish_raw`], [`RawMessage`]: hostile frames over a plain socket (`raw.rs`).
+//! - [`SecureNatsServer`], [`TestPki`]: TLS from a test CA and nkey users with
+//!   permissions (`secure.rs`).
 //! - [`unique_name`]: collision-free stream/consumer names for fixtures (`names.rs`).
 //! - private: free ports (`ports.rs`), a tiny HTTP/1.0 client for the monitoring port
 //!   (`http.rs`), config rendering (`config.rs`).
@@ -68,6 +70,7 @@ mod http;
 mod names;
 mod ports;
 mod raw;
+mod secure;
 mod server;
 
 pub use bin::{NATS_SERVER_BIN_ENV, nats_server_bin};
@@ -75,4 +78,5 @@ pub use cluster::{NatsCluster, NatsClusterBuilder};
 pub use names::unique_name;
 pub use ports::free_loopback_addr;
 pub use raw::{RawMessage, publish_raw};
+pub use secure::{SecureNatsServer, SecureNatsServerBuilder, TestPki};
 pub use server::{NatsServer, NatsServerBuilder, SyncMode};

@@ -80,6 +80,12 @@ impl NatsServerBuilder {
         self
     }
 
+    /// Ready on `/healthz` alone (for servers a plain client cannot query).
+    pub(crate) fn healthz_only(mut self) -> Self {
+        self.options.healthz_only = true;
+        self
+    }
+
     /// Starts the server; see [`NatsServer::start`].
     ///
     /// # Panics
@@ -260,7 +266,9 @@ impl NatsServer {
         if self.spec.cluster.is_some() {
             return Ok(());
         }
-        self.probe_js_info().await?;
+        if !self.spec.options.healthz_only {
+            self.probe_js_info().await?;
+        }
         if streams > 0 {
             let jsz = http::get(self.spec.monitor_port, "/jsz", Duration::from_secs(1)).await?;
             let found = jsz.json().and_then(|j| j["streams"].as_u64()).unwrap_or(0);

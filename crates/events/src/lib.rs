@@ -67,6 +67,7 @@
 //! | [`dlq`] | [`DeadLetters`]: list, get, replay and purge dead letters |
 //! | [`replay`] | [`WindowReplay`]: replay what a stream stored in a time window |
 //! | [`raw_headers`] | messages whose header block could not be parsed, and [`raw_headers::decode_message`], which every reader uses |
+//! | [`security`] | least privilege: an nkey identity per service and tool, its permissions as a nats-server include |
 //! | [`metrics`] | the metric names of the contract |
 //! | `schema` | (feature `schema`) JSON Schemas per event type and version: `SchemaSet` validation, compatibility check, KV registry |
 //!
@@ -85,6 +86,7 @@ pub mod raw_headers;
 pub mod replay;
 #[cfg(feature = "schema")]
 pub mod schema;
+pub mod security;
 pub mod subscriber;
 pub mod topology;
 

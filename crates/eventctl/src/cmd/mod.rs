@@ -1,7 +1,9 @@
 //! One module per command group; [`run`] dispatches.
 
+pub(crate) mod auth;
 pub(crate) mod bench;
 pub(crate) mod dlq;
+pub(crate) mod doctor;
 pub(crate) mod lag;
 pub(crate) mod publish;
 pub(crate) mod replay;
@@ -26,6 +28,8 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Serve(args) => serve::run(&cli.conn, args).await,
         Command::Bench(args) => bench::run(&cli.conn, args).await,
         Command::Schema(cmd) => schema::run(&cli.conn, cmd).await,
+        Command::Auth(cmd) => auth::run(cmd),
+        Command::Doctor(args) => doctor::run(&cli.conn, args).await,
     }
 }
 

@@ -1,8 +1,10 @@
 //! CLI tests: the real `eventctl` binary against a test-kit nats-server, one module per
 //! command group. Helpers shared by the modules live here.
 
+mod auth;
 mod bench;
 mod dlq;
+mod doctor;
 mod lag;
 mod publish;
 mod replay;

@@ -69,6 +69,7 @@ mod spec;
 use async_nats::jetstream::{self, ErrorCode, context::GetStreamErrorKind};
 
 pub use report::{Action, ApplyReport, ChangeRisk, FieldChange, ItemReport, ResourceKind};
+pub(crate) use spec::filter_covers;
 pub use spec::{
     ConsumerSpec, DEFAULT_ACK_WAIT, DEFAULT_MAX_ACK_PENDING, DEFAULT_MAX_DELIVER, Discard,
     MAX_REPLICAS, Retention, SpecError, Storage, StreamSpec, TopologySpec,

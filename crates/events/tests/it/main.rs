@@ -10,5 +10,6 @@ mod publisher;
 mod replay;
 #[cfg(feature = "schema")]
 mod schema;
+mod security;
 mod subscriber;
 mod topology;

@@ -1,0 +1,174 @@
+//! Least privilege on NATS: one nkey identity per service and tool, each with only the
+//! permissions its role needs, rendered as a nats-server config include.
+//!
+//! The identities are declared in a small file (`deploy/secure/identities.toml`): who
+//! produces which domain, which consumer groups run on which filters, with which
+//! idempotency bucket. [`permissions`] derives each identity's allow lists from that and
+//! the topology (`deploy/streams.toml`); [`generate`] adds a fresh nkey per identity and
+//! [`render_auth_conf`] writes the `authorization { users = [...] }` block. `eventctl auth
+//! init` writes the seeds and the include; the tests start a server with the same include.
+//!
+//! ```
+//! use events::security::{IdentitiesSpec, generate, render_auth_conf};
+//! use events::topology::TopologySpec;
+//!
+//! let topology = TopologySpec::from_toml(
+//!     "[profiles.dev]\nreplicas = 1\n\
+//!      [[streams]]\nname = \"AUTH_EVENTS\"\nsubjects = [\"auth.>\"]\n\
+//!      [[streams]]\nname = \"DLQ_EVENTS\"\nsubjects = [\"dlq.>\"]\ndiscard = \"new\"\n",
+//!     "streams.toml",
+//!     "dev",
+//! )?;
+//! let identities = IdentitiesSpec::from_toml(
+//!     "[[identities]]\nname = \"auth-service\"\nrole = \"service\"\nproduces = [\"auth\"]\n",
+//!     "identities.toml",
+//! )?;
+//! let generated = generate(&identities, &topology)?;
+//! assert!(generated[0].seed().starts_with("SU"));
+//! let include = render_auth_conf(&generated);
+//! assert!(include.contains("\"auth.>\""));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! Every identity subscribes only under its own inbox prefix ([`inbox_prefix`]), so no
+//! identity can read another's replies (JetStream API answers, pulled messages).
+
+mod permissions;
+mod spec;
+
+use std::fmt;
+use std::fmt::Write as _;
+
+pub use permissions::{Permissions, inbox_prefix, permissions, probe_subject};
+pub use spec::{ConsumesSpec, IdentitiesSpec, IdentitySpec, Role};
+
+use crate::topology::TopologySpec;
+
+/// Why identities could not be generated.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SecurityError {
+    /// The identities do not fit the topology; the reason names the identity.
+    #[error("{0}")]
+    Mismatch(String),
+    /// A key could not be generated or encoded.
+    #[error("cannot create the nkey of identity {identity}")]
+    Key {
+        /// The identity.
+        identity: String,
+        /// The nkeys error.
+        #[source]
+        source: nkeys::error::Error,
+    },
+}
+
+/// One generated identity: its declaration, a fresh nkey user and its permissions.
+#[derive(Clone)]
+pub struct GeneratedIdentity {
+    /// The declaration it was made from.
+    pub spec: IdentitySpec,
+    /// The user's public key (`U...`), as the server config names it.
+    pub public_key: String,
+    /// What it may publish and subscribe to.
+    pub permissions: Permissions,
+    seed: String,
+}
+
+impl fmt::Debug for GeneratedIdentity {
+    // The seed is a secret: never in logs.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("GeneratedIdentity")
+            .field("name", &self.spec.name)
+            .field("public_key", &self.public_key)
+            .field("permissions", &self.permissions)
+            .finish_non_exhaustive()
+    }
+}
+
+impl GeneratedIdentity {
+    /// The identity's name.
+    pub fn name(&self) -> &str {
+        &self.spec.name
+    }
+
+    /// The nkey seed (`SU...`): the secret a client signs the server's nonce with. Write
+    /// it to a file only the service can read; never log it or put it in git.
+    pub fn seed(&self) -> &str {
+        &self.seed
+    }
+}
+
+/// A fresh nkey user and the permissions of every identity of `spec` on `topology`.
+///
+/// # Errors
+/// [`SecurityError::Mismatch`] if an identity produces or consumes what no stream holds;
+/// [`SecurityError::Key`] if a key cannot be encoded.
+pub fn generate(
+    spec: &IdentitiesSpec,
+    topology: &TopologySpec,
+) -> Result<Vec<GeneratedIdentity>, SecurityError> {
+    spec.identities
+        .iter()
+        .map(|id| {
+            let permissions = permissions(id, topology).map_err(SecurityError::Mismatch)?;
+            let key = nkeys::KeyPair::new_user();
+            let seed = key.seed().map_err(|source| SecurityError::Key {
+                identity: id.name.clone(),
+                source,
+            })?;
+            Ok(GeneratedIdentity {
+                spec: id.clone(),
+                public_key: key.public_key(),
+                permissions,
+                seed,
+            })
+        })
+        .collect()
+}
+
+/// The nats-server config include: one `authorization` block with an nkey user per
+/// identity and its permissions. Holds public keys only, no secret.
+pub fn render_auth_conf(identities: &[GeneratedIdentity]) -> String {
+    let mut out = String::new();
+    out.push_str("# Generated by `eventctl auth init`: one nkey user per identity.\n");
+    out.push_str("# Regenerate (eventctl auth init --force) rather than edit by hand.\n");
+    out.push_str("authorization {\n  users = [\n");
+    for id in identities {
+        render_user(&mut out, id);
+    }
+    out.push_str("  ]\n}\n");
+    out
+}
+
+fn render_user(out: &mut String, id: &GeneratedIdentity) {
+    // `write!` into a String cannot fail.
+    let _ = writeln!(out, "    # {} (role {})", id.name(), id.spec.role.as_str());
+    let _ = writeln!(out, "    {{");
+    let _ = writeln!(out, "      nkey: {}", quote(&id.public_key));
+    let _ = writeln!(out, "      permissions: {{");
+    let _ = writeln!(
+        out,
+        "        publish: {{ allow: {} }}",
+        list(&id.permissions.publish)
+    );
+    let _ = writeln!(
+        out,
+        "        subscribe: {{ allow: {} }}",
+        list(&id.permissions.subscribe)
+    );
+    let _ = writeln!(out, "      }}");
+    let _ = writeln!(out, "    }}");
+}
+
+fn list(subjects: &[String]) -> String {
+    let items: Vec<String> = subjects.iter().map(|s| quote(s)).collect();
+    format!("[{}]", items.join(", "))
+}
+
+/// A double-quoted config string: quoted strings are taken literally (no `$variable`).
+fn quote(s: &str) -> String {
+    format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))
+}
+
+#[cfg(test)]
+mod tests;
