@@ -66,6 +66,7 @@
 //! | [`idempotency`] | [`Idempotent`]: run a handler's effect once per event id (JetStream KV by default) |
 //! | [`dlq`] | [`DeadLetters`]: list, get, replay and purge dead letters |
 //! | [`replay`] | [`WindowReplay`]: replay what a stream stored in a time window |
+//! | [`scan`] | the bounded, read-only stream scan under [`dlq`] and [`replay`], and its [`scan::ScanError`] |
 //! | [`raw_headers`] | messages whose header block could not be parsed, and [`raw_headers::decode_message`], which every reader uses |
 //! | [`security`] | least privilege: an nkey identity per service and tool, its permissions as a nats-server include |
 //! | [`metrics`] | the metric names of the contract |
@@ -78,12 +79,14 @@ pub mod connection;
 pub mod dlq;
 pub mod error;
 pub mod event;
+mod headers;
 pub mod idempotency;
 pub mod metrics;
 pub mod names;
 pub mod publisher;
 pub mod raw_headers;
 pub mod replay;
+pub mod scan;
 #[cfg(feature = "schema")]
 pub mod schema;
 pub mod security;

@@ -7,10 +7,11 @@ use bytes::Bytes;
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-use super::rules::{format_time, header_value};
+use super::rules::format_time;
 use super::{
     CONTENT_TYPE_HEADER, EncodedEvent, Event, MSG_ID_HEADER, SPEC_VERSION, STRUCTURED_CONTENT_TYPE,
 };
+use crate::headers::value as header_value;
 
 impl Event {
     /// The structured-mode JSON body (one object).

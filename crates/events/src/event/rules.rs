@@ -181,12 +181,6 @@ pub(crate) fn format_time(t: OffsetDateTime) -> String {
         .unwrap_or_else(|_| t.unix_timestamp().to_string())
 }
 
-/// A header value from text already checked to hold no CR or LF.
-pub(crate) fn header_value(v: &str) -> async_nats::HeaderValue {
-    v.parse()
-        .unwrap_or_else(|_| async_nats::HeaderValue::from(v.replace(['\r', '\n'], " ").as_str()))
-}
-
 pub(super) fn json_kind(v: &Value) -> &'static str {
     match v {
         Value::Null => "null",

@@ -8,7 +8,7 @@ use std::time::Duration;
 use crate::event::EventError;
 
 /// A boxed error from the NATS client.
-pub use crate::error::BoxError;
+use crate::error::BoxError;
 
 /// Why one try failed in a way that a retry (with the same `Nats-Msg-Id`) may fix.
 #[derive(Debug, thiserror::Error)]

@@ -125,7 +125,7 @@ use crate::names::Subject;
 pub use config::{
     BatchConfig, ConfigError, PublisherConfig, RetryPolicy, SpoolConfig, TraceContextHook,
 };
-pub use error::{BoxError, FlushError, NewPublisherError, PublishError, TransientError};
+pub use error::{FlushError, NewPublisherError, PublishError, TransientError};
 pub use recording::{DEFAULT_MAX_PAYLOAD, RecordingPublisher};
 
 use spool::{Spool, SpoolRecord};
@@ -266,13 +266,7 @@ impl Wire {
 
 /// Size of headers plus body as the server counts it against `max_payload`.
 fn wire_size(headers: &HeaderMap, payload_len: usize) -> usize {
-    let mut len = b"NATS/1.0\r\n".len() + b"\r\n".len();
-    for (k, vs) in headers.iter() {
-        for v in vs {
-            len += AsRef::<str>::as_ref(k).len() + 2 + v.as_str().len() + 2;
-        }
-    }
-    len + payload_len
+    crate::headers::block_len(headers) + payload_len
 }
 
 /// Checks what the event type cannot guarantee by itself and builds the wire form: the

@@ -51,7 +51,7 @@ pub enum LagError {
         consumer: String,
         /// The cause.
         #[source]
-        source: super::handler::BoxError,
+        source: crate::error::BoxError,
     },
 }
 
@@ -62,7 +62,7 @@ pub enum LagError {
 /// # Errors
 /// [`LagError::Info`] if the stream or consumer does not exist or the server fails.
 pub async fn lag(js: &jetstream::Context, stream: &str, consumer: &str) -> Result<Lag, LagError> {
-    let err = |source: super::handler::BoxError| LagError::Info {
+    let err = |source: crate::error::BoxError| LagError::Info {
         stream: stream.to_owned(),
         consumer: consumer.to_owned(),
         source,
@@ -88,7 +88,7 @@ pub async fn group_lag(
     group: &str,
 ) -> Result<Option<Lag>, LagError> {
     use futures::TryStreamExt;
-    let err = |source: super::handler::BoxError| LagError::Info {
+    let err = |source: crate::error::BoxError| LagError::Info {
         stream: stream.to_owned(),
         consumer: format!("{group}{}*", super::DURABLE_SEPARATOR),
         source,

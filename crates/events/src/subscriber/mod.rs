@@ -120,7 +120,6 @@
 
 mod backoff;
 mod config;
-mod dead_letter;
 mod handler;
 mod lag;
 pub mod outcome;
@@ -131,13 +130,13 @@ use async_nats::jetstream::{self, consumer::pull};
 
 pub use backoff::backoff;
 pub use config::{ConfigError, RetryPolicy, SubscriberConfig};
-pub use dead_letter::DeadLetterError;
-pub use handler::{BoxError, DeliveryContext, Handler, HandlerError, ResultExt, handler_fn};
+pub use handler::{DeliveryContext, Handler, HandlerError, ResultExt, handler_fn};
 pub use lag::{Lag, LagError, group_lag, lag};
 pub use outcome::Outcome;
 pub use run::DrainReport;
 pub use service::{Delivery, Permanent, ServiceHandler, service_handler};
 
+use crate::error::BoxError;
 use crate::names::{ConsumerName, NameError, SubjectFilter};
 
 /// Separator between group and filter fragment in a durable name.

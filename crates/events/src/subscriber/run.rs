@@ -19,11 +19,11 @@ use tracing::{Instrument, debug, debug_span, error, info, warn};
 
 use super::backoff::{backoff, jittered};
 use super::config::SubscriberConfig;
-use super::dead_letter::{FailureRecord, publish_dead_letter};
 use super::handler::{DeliveryContext, Handler, HandlerError};
 use super::outcome::{Outcome, decide, decide_before};
 use super::{Subscriber, create_consumer};
 use crate::dlq::DeadLetterReason;
+use crate::dlq::{FailureRecord, publish_dead_letter};
 use crate::error::error_chain;
 use crate::metrics as m;
 use crate::raw_headers;

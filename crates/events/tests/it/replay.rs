@@ -124,7 +124,7 @@ async fn replay_window_delivers_exactly_the_messages_stored_inside() {
                         ev.id().to_owned(),
                         m.payload,
                     ));
-                    Ok::<_, events::replay::BoxError>(())
+                    Ok::<_, events::BoxError>(())
                 }
             }),
     )
@@ -305,7 +305,7 @@ async fn replay_stops_at_the_last_sequence_of_a_live_stream() {
                 js.publish(m.subject.clone(), m.payload.clone())
                     .await?
                     .await?;
-                Ok::<_, events::replay::BoxError>(())
+                Ok::<_, events::BoxError>(())
             }
         }),
     )
@@ -355,7 +355,7 @@ async fn replay_handler_error_stops_and_names_the_sequence() {
     assert!(
         matches!(
             err,
-            ReplayError::Scan(events::replay::ScanError::StreamNotFound { .. })
+            ReplayError::Scan(events::scan::ScanError::StreamNotFound { .. })
         ),
         "{err}"
     );
