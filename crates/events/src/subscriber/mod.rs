@@ -133,7 +133,7 @@ pub use backoff::backoff;
 pub use config::{ConfigError, RetryPolicy, SubscriberConfig};
 pub use dead_letter::DeadLetterError;
 pub use handler::{BoxError, DeliveryContext, Handler, HandlerError, ResultExt, handler_fn};
-pub use lag::{Lag, LagError, group_lag, lag};
+pub use lag::{Lag, LagError, group_lag, lag, oldest_unfinished_age};
 pub use outcome::Outcome;
 pub use run::DrainReport;
 pub use service::{Delivery, Permanent, ServiceHandler, service_handler};
