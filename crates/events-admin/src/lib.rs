@@ -48,6 +48,7 @@ mod auth;
 mod dlq;
 mod error;
 mod ops;
+mod ui;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -198,6 +199,8 @@ pub fn router(state: AdminState) -> Router {
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))
         .nest("/api/v1/events/dlq", dlq)
+        // The operator console (issue #15): its own session check on every page.
+        .merge(ui::routes())
         .fallback(ops::not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .route_layer(middleware::from_fn(tag_route))
