@@ -19,6 +19,8 @@ use tokio::time::timeout;
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 
+mod browser;
+mod console;
 mod hostile;
 mod limits;
 
