@@ -23,6 +23,7 @@ mod browser;
 mod console;
 mod hostile;
 mod limits;
+mod prometheus;
 
 const SECRET: &str = "4f1c2d6e-admin-secret-for-tests";
 const WAIT: Duration = Duration::from_secs(30);
