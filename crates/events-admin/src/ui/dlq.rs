@@ -219,15 +219,7 @@ pub(crate) async fn letter_page(
 }
 
 fn letter(session: &Session, dl: &DeadLetter) -> Markup {
-    let mut headers: Vec<(String, String)> = dl
-        .headers
-        .iter()
-        .flat_map(|(k, vs)| {
-            vs.iter()
-                .map(move |v| (k.to_string(), v.as_str().to_owned()))
-        })
-        .collect();
-    headers.sort();
+    let headers = dl.header_pairs();
     let fp = Fingerprint::of(dl);
     html! {
         h1 { "Dead letter " (dl.sequence) }

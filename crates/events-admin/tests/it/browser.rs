@@ -5,19 +5,17 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use async_nats::jetstream::{self, stream};
-use events::subscriber::{HandlerError, RetryPolicy, Subscriber, SubscriberConfig, handler_fn};
-use events::{Event, SubjectFilter};
+use async_nats::jetstream;
 use events_admin::{AdminState, AdminToken, HttpLimits, router, serve_router};
 use events_testkit::{Chromedriver, NatsServer};
 use fantoccini::{Client, ClientBuilder, Locator};
 use tokio::time::{Instant, timeout};
 use tokio_util::sync::CancellationToken;
 
-use super::SECRET;
+use super::{SECRET, group};
 
 /// Bound on the whole browser session.
 const TEST_BOUND: Duration = Duration::from_secs(240);
@@ -130,74 +128,17 @@ async fn scenario() {
     let nats = NatsServer::start().await;
     let client = nats.client().await;
     let js = jetstream::new(client.clone());
-    for (name, subject) in [
-        ("AUTH_EVENTS", "auth.>"),
-        (events::dlq::DLQ_STREAM, "dlq.>"),
-    ] {
-        js.create_stream(stream::Config {
-            name: name.into(),
-            subjects: vec![subject.into()],
-            ..Default::default()
-        })
-        .await
-        .expect("create stream");
-    }
+    group::streams(&js).await;
 
-    // A consumer group whose handler refuses every event while `broken`: each becomes a
-    // dead letter (permanent failure) with the same fingerprint.
+    // A consumer group that refuses every event while `broken`: each becomes a dead letter
+    // (permanent failure) with the same fingerprint.
     let broken = Arc::new(AtomicBool::new(true));
-    let handled = Arc::new(AtomicUsize::new(0));
-    let cfg = SubscriberConfig {
-        retry: RetryPolicy {
-            max_attempts: 2,
-            initial_backoff: Duration::from_millis(20),
-            max_backoff: Duration::from_millis(20),
-            jitter: 0.0,
-        },
-        ack_wait: Duration::from_secs(2),
-        fetch_expires: Duration::from_secs(1),
-        request_timeout: Duration::from_secs(5),
-        ..Default::default()
-    };
-    let sub = Subscriber::builder(js.clone(), SubjectFilter::new("auth.user.*").unwrap())
-        .group("catalog")
-        .config(cfg)
-        .build()
-        .await
-        .expect("subscriber");
-    let durable = sub.durable_name().to_owned();
-    let handler = {
-        let (broken, handled) = (broken.clone(), handled.clone());
-        handler_fn(move |ev: Event, _ctx| {
-            let (broken, handled) = (broken.clone(), handled.clone());
-            async move {
-                if broken.load(Ordering::SeqCst) {
-                    return Err(HandlerError::permanent(format!(
-                        "catalog for org {:?} not found",
-                        ev.organization_id().as_str()
-                    )));
-                }
-                handled.fetch_add(1, Ordering::SeqCst);
-                Ok(())
-            }
-        })
-    };
     let stop = CancellationToken::new();
-    let consumer_task = tokio::spawn(sub.run(handler, stop.child_token()));
+    let refusing = broken.clone();
+    let g = group::start(&js, move |_| refusing.load(Ordering::SeqCst), &stop).await;
     let orgs = ["acme", "globex", "initech"];
     for org in orgs {
-        let ev = Event::builder("auth.user.created")
-            .source("auth-service")
-            .organization(org)
-            .data(&serde_json::json!({ "org": org }))
-            .build()
-            .unwrap();
-        let enc = ev.encode();
-        js.publish_with_headers(enc.subject, enc.headers, enc.payload)
-            .await
-            .unwrap()
-            .await
-            .unwrap();
+        group::publish_created(&js, org).await;
     }
     let dead = orgs.len() as u64;
     wait_until("every event dead-lettered", async || {
@@ -262,11 +203,11 @@ async fn scenario() {
 
     // The consumer handled every replayed event, and the overview shows its lag at 0.
     wait_until("the consumer to handle the replayed events", async || {
-        handled.load(Ordering::SeqCst) == orgs.len()
+        g.handled.load(Ordering::SeqCst) == orgs.len()
     })
     .await;
     assert_eq!(dlq_depth(&js).await, 0);
-    let row = format!("#consumers tr[data-consumer='{durable}']");
+    let row = format!("#consumers tr[data-consumer='{}']", g.durable);
     wait_until("the consumer's lag at 0 on the overview", async || {
         b.goto("/ui").await;
         b.text(&format!("{row} td.lag")).await == "0"
@@ -281,18 +222,7 @@ async fn scenario() {
         b.text("#tail-status").await == "live"
     })
     .await;
-    let ev = Event::builder("auth.user.created")
-        .source("auth-service")
-        .organization("hooli")
-        .data(&serde_json::json!({ "org": "hooli" }))
-        .build()
-        .unwrap();
-    let enc = ev.encode();
-    js.publish_with_headers(enc.subject, enc.headers, enc.payload)
-        .await
-        .unwrap()
-        .await
-        .unwrap();
+    group::publish_created(&js, "hooli").await;
     wait_until("the event on the tail", async || {
         b.text("#tail-out li").await.contains("hooli")
     })
@@ -310,7 +240,7 @@ async fn scenario() {
         .expect("server stops")
         .unwrap()
         .expect("clean stop");
-    timeout(BOUND, consumer_task)
+    timeout(BOUND, g.task)
         .await
         .expect("consumer drains")
         .unwrap();

@@ -21,6 +21,7 @@ use tower::ServiceExt;
 
 mod browser;
 mod console;
+mod group;
 mod hostile;
 mod limits;
 mod prometheus;

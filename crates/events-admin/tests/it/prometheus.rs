@@ -5,19 +5,19 @@
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use async_nats::jetstream::{self, stream};
+use async_nats::jetstream;
 use events::publisher::RetryPolicy as PublishRetry;
-use events::subscriber::{HandlerError, RetryPolicy, Subscriber, SubscriberConfig, handler_fn};
-use events::{Event, Publisher, PublisherConfig, SubjectFilter};
+use events::{Event, Publisher, PublisherConfig};
 use events_admin::{AdminState, HttpLimits, install_prometheus, router, serve_router};
 use events_testkit::{NatsServer, PrometheusServer};
 use serde_json::Value;
 use tokio::time::{Instant, timeout};
 use tokio_util::sync::CancellationToken;
+
+use super::group;
 
 const BOUND: Duration = Duration::from_secs(60);
 
@@ -129,54 +129,15 @@ fn labels_of(series: &Value) -> BTreeSet<String> {
         .unwrap_or_default()
 }
 
+/// A consumer group refusing org `bad` (a dead letter, handler errors), three events and a
+/// publish that fails (no stream stores `billing.*`): every exported series moves.
 async fn make_metrics(
     js: &jetstream::Context,
     client: &async_nats::Client,
     stop: &CancellationToken,
-) -> tokio::task::JoinHandle<events::subscriber::DrainReport> {
-    for (name, subject) in [
-        ("AUTH_EVENTS", "auth.>"),
-        (events::dlq::DLQ_STREAM, "dlq.>"),
-    ] {
-        js.create_stream(stream::Config {
-            name: name.into(),
-            subjects: vec![subject.into()],
-            ..Default::default()
-        })
-        .await
-        .expect("stream");
-    }
-    let handled = Arc::new(AtomicUsize::new(0));
-    let cfg = SubscriberConfig {
-        retry: RetryPolicy {
-            max_attempts: 2,
-            initial_backoff: Duration::from_millis(20),
-            max_backoff: Duration::from_millis(20),
-            jitter: 0.0,
-        },
-        ack_wait: Duration::from_secs(2),
-        fetch_expires: Duration::from_secs(1),
-        lag_interval: Duration::from_millis(200),
-        ..Default::default()
-    };
-    let sub = Subscriber::builder(js.clone(), SubjectFilter::new("auth.user.*").unwrap())
-        .group("catalog")
-        .config(cfg)
-        .build()
-        .await
-        .expect("subscriber");
-    let h = handled.clone();
-    let handler = handler_fn(move |ev: Event, _ctx| {
-        let h = h.clone();
-        async move {
-            if ev.organization_id().as_str() == "bad" {
-                return Err(HandlerError::permanent("no catalog for org"));
-            }
-            h.fetch_add(1, Ordering::SeqCst);
-            Ok(())
-        }
-    });
-    let task = tokio::spawn(sub.run(handler, stop.child_token()));
+) -> group::Group {
+    group::streams(js).await;
+    let g = group::start(js, |ev| ev.organization_id().as_str() == "bad", stop).await;
     let publisher = Publisher::new(
         client.clone(),
         PublisherConfig {
@@ -214,14 +175,14 @@ async fn make_metrics(
         "a publish no stream takes fails"
     );
     let deadline = Instant::now() + BOUND;
-    while handled.load(Ordering::SeqCst) < orgs.len() - 1 {
+    while g.handled.load(Ordering::SeqCst) < orgs.len() - 1 {
         assert!(
             Instant::now() < deadline,
             "events not handled within {BOUND:?}"
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    task
+    g
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -308,7 +269,7 @@ async fn scenario() {
         .expect("server stops")
         .unwrap()
         .expect("clean stop");
-    timeout(BOUND, consumer)
+    timeout(BOUND, consumer.task)
         .await
         .expect("consumer drains")
         .unwrap();
