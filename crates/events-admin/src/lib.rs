@@ -9,6 +9,7 @@
 //! | `POST /api/v1/events/dlq/replay` (JSON `{ filter, max_count, dry_run }`) | admin |
 //! | `DELETE /api/v1/events/dlq/{seq}` | admin |
 //! | `GET /metrics`, `GET /healthz`, `GET /readyz` | open |
+//! | `/ui` and below: the operator console (docs/CONSOLE.md) | a session from an admin token |
 //!
 //! Admin requests carry `Authorization: Bearer <token>`. Tokens are configured as
 //! SHA-256 hashes with an id ([`AdminToken`], [`hash_token`]) and compared in constant

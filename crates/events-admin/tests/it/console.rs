@@ -241,3 +241,95 @@ async fn console_forms_without_the_csrf_token_are_refused_and_change_nothing() {
     let r = send(&app, get("/ui", Some(&session))).await;
     assert_eq!(r.status(), StatusCode::SEE_OTHER, "logged out");
 }
+
+/// A replay at 0.1/s moves the first dead letter at once and waits 10 s for the next: the
+/// stop in between ends it with the rest kept, and the report says so.
+#[tokio::test]
+async fn console_replay_stops_when_asked_and_keeps_the_rest() {
+    let f = fixture().await;
+    let mut seqs = Vec::new();
+    for n in 1..=3 {
+        seqs.push(write_dead_letter(&f.js, "org-stop", n).await.0);
+    }
+    let app = router(admin_state(&f));
+    let (session, csrf) = login(&app).await;
+    let picked: String = seqs.iter().map(|s| format!("&seq={s}")).collect();
+    let r = send(
+        &app,
+        post_form(
+            "/ui/dlq/replay",
+            Some(&session),
+            &format!("_csrf={csrf}&mode=run&rate=0.1{picked}"),
+        ),
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    let job = location(&r).to_owned();
+    assert!(job.starts_with("/ui/jobs/"), "{job}");
+
+    let page_says = async |text: &str| {
+        body_text(send(&app, get(&job, Some(&session))).await)
+            .await
+            .contains(text)
+    };
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !page_says("<span id=\"job-replayed\">1</span>").await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "first replay not seen within {WAIT:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let r = send(&app, post_form(&format!("{job}/stop"), Some(&session), "")).await;
+    assert_eq!(
+        r.status(),
+        StatusCode::FORBIDDEN,
+        "a stop needs the CSRF token too"
+    );
+    let r = send(
+        &app,
+        post_form(
+            &format!("{job}/stop"),
+            Some(&session),
+            &format!("_csrf={csrf}"),
+        ),
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !page_says("<strong id=\"job-state\">stopped</strong>").await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "job not stopped within {WAIT:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let page = body_text(send(&app, get(&job, Some(&session))).await).await;
+    assert!(
+        page.contains(&format!(
+            "<span id=\"job-done\">1</span> of <span id=\"job-total\">{}</span>",
+            seqs.len()
+        )),
+        "{page}"
+    );
+    // The report lists the one replayed; the other two are still dead letters.
+    assert!(
+        page.contains("replayed") && page.contains("stored in AUTH_EVENTS"),
+        "{page}"
+    );
+    for seq in &seqs[1..] {
+        let r = send(&app, get(&format!("/ui/dlq/{seq}"), Some(&session))).await;
+        assert_eq!(r.status(), StatusCode::OK, "dead letter {seq} kept");
+    }
+    // The progress stream of a finished job sends its last state and ends.
+    let r = send(&app, get(&format!("{job}/events"), Some(&session))).await;
+    assert_eq!(
+        r.headers().get(header::CONTENT_TYPE).unwrap(),
+        "text/event-stream"
+    );
+    let events = timeout(WAIT, body_text(r)).await.expect("the stream ends");
+    assert!(
+        events.contains("event: progress") && events.contains("\"state\":\"stopped\""),
+        "{events}"
+    );
+}
