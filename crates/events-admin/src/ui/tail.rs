@@ -76,11 +76,21 @@ fn params(f: &Fields) -> Result<Option<Params>, UiError> {
 /// The tail page: the form, and the live list when a subject is given.
 pub(crate) async fn page(
     session: Session,
+    State(state): State<AdminState>,
     Query(fields): Query<Vec<(String, String)>>,
 ) -> Result<Markup, UiError> {
     guard::require(&session, Action::View, None)?;
     let f = Fields(fields);
     let p = params(&f)?;
+    // Say at once when no stream stores the subject, rather than a stream that never opens.
+    let problem = match &p {
+        Some(p) => tokio::time::timeout(SETUP_TIMEOUT, stream_of(&state, &p.subject))
+            .await
+            .unwrap_or_else(|_| Err(UiError::bad_input("no answer from NATS")))
+            .err()
+            .map(|e| e.message),
+        None => None,
+    };
     let query = tail_query(&f);
     let body = html! {
         h1 { "Live tail" }
@@ -91,7 +101,9 @@ pub(crate) async fn page(
             label { "max events/s " input type="number" name="rate" min="1" max=(MAX_RATE) value=(p.as_ref().map_or(DEFAULT_RATE, |p| p.rate)); }
             button type="submit" { "Tail" }
         }
-        @if p.is_some() {
+        @if let Some(problem) = &problem {
+            p.error role="alert" { (problem) }
+        } @else if p.is_some() {
             p {
                 button #tail-pause type="button" { "Pause" }
                 " " span #tail-status { "connecting" } " · dropped over the rate: " span #tail-dropped { "0" }
@@ -179,10 +191,7 @@ async fn open(
         UiError::new(axum::http::StatusCode::BAD_GATEWAY, e.to_string())
     };
     let js = state.jetstream();
-    let stream = js
-        .stream_by_subject(subject.as_str())
-        .await
-        .map_err(|e| UiError::bad_input(format!("no stream captures subject {subject}: {e}")))?;
+    let stream = stream_of(state, subject).await?;
     let consumer = js
         .get_stream_no_info(&stream)
         .await
@@ -196,6 +205,15 @@ async fn open(
         .await
         .map_err(|e| nats(&e))?;
     consumer.messages().await.map_err(|e| nats(&e))
+}
+
+/// The stream that stores `subject`.
+async fn stream_of(state: &AdminState, subject: &SubjectFilter) -> Result<String, UiError> {
+    state
+        .jetstream()
+        .stream_by_subject(subject.as_str())
+        .await
+        .map_err(|e| UiError::bad_input(format!("no stream captures subject {subject}: {e}")))
 }
 
 /// The JSON the page shows for `msg`, `None` when a filter hides it (an undecodable

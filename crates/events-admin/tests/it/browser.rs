@@ -218,6 +218,12 @@ async fn scenario() {
 
     // The live tail shows a new event as it is stored.
     b.goto("/ui/tail?subject=auth.%3E&rate=10").await;
+    let htmx = b
+        .client
+        .execute("return typeof htmx", vec![])
+        .await
+        .expect("script");
+    assert_eq!(htmx, "object", "the vendored htmx runs under the CSP");
     wait_until("the tail to connect", async || {
         b.text("#tail-status").await == "live"
     })

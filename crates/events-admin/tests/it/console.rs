@@ -209,6 +209,13 @@ async fn console_forms_without_the_csrf_token_are_refused_and_change_nothing() {
     // Nothing moved: the dead letter is still there, and the session still works.
     let page = body_text(send(&app, get(&format!("/ui/dlq/{seq}"), Some(&session))).await).await;
     assert!(page.contains("org-csrf"), "{page}");
+    // A tail of a subject no stream stores says so on the page.
+    let page =
+        body_text(send(&app, get("/ui/tail?subject=nowhere.%3E", Some(&session))).await).await;
+    assert!(
+        page.contains("no stream captures subject nowhere.&gt;"),
+        "{page}"
+    );
     // With the token, a purge needs its typed confirmation.
     let r = send(
         &app,
