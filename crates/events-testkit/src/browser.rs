@@ -38,8 +38,8 @@ fn find(env: &str, names: &[&str]) -> Option<PathBuf> {
         .find(|c| c.is_file())
 }
 
-/// A running chromedriver. Dropping it kills the driver (and with it the browsers it
-/// started).
+/// A running chromedriver. Dropping it kills the driver and the browsers it started (its
+/// process group).
 #[derive(Debug)]
 pub struct Chromedriver {
     child: Child,
@@ -67,6 +67,8 @@ impl Chromedriver {
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .kill_on_drop(true)
+            // Its own process group, so that the browsers it starts die with it.
+            .process_group(0)
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {}: {e}; {INSTALL}", driver.display()));
         let me = Self {
@@ -147,7 +149,15 @@ async fn status(port: u16) -> std::io::Result<String> {
 
 impl Drop for Chromedriver {
     fn drop(&mut self) {
-        // kill_on_drop sends SIGKILL too; this also reaps it when the runtime is still up.
+        // The whole group: chromedriver and every chromium it started.
+        if let Some(pid) = self
+            .child
+            .id()
+            .and_then(|id| i32::try_from(id).ok())
+            .and_then(rustix::process::Pid::from_raw)
+        {
+            let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::KILL);
+        }
         let _ = self.child.start_kill();
     }
 }

@@ -18,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 use super::{SECRET, group};
 
 /// Bound on the whole browser session.
-const TEST_BOUND: Duration = Duration::from_secs(240);
+const TEST_BOUND: Duration = Duration::from_secs(150);
 /// Bound on each awaited condition.
 const BOUND: Duration = Duration::from_secs(60);
 

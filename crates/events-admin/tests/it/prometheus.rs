@@ -187,7 +187,7 @@ async fn make_metrics(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn prometheus_evaluates_every_dashboard_query_and_alert_expression() {
-    timeout(Duration::from_secs(240), scenario())
+    timeout(Duration::from_secs(150), scenario())
         .await
         .expect("within bound");
 }
