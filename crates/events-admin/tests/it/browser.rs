@@ -240,14 +240,5 @@ async fn scenario() {
         .close()
         .await
         .expect("close the browser session");
-    stop.cancel();
-    timeout(BOUND, server)
-        .await
-        .expect("server stops")
-        .unwrap()
-        .expect("clean stop");
-    timeout(BOUND, g.task)
-        .await
-        .expect("consumer drains")
-        .unwrap();
+    group::shut_down(&stop, server, g).await;
 }

@@ -104,3 +104,22 @@ pub(crate) async fn publish_created(js: &jetstream::Context, org: &str) {
         .await
         .unwrap();
 }
+
+/// Cancels `stop`, then awaits (bounded) the admin server and the group's drain.
+pub(crate) async fn shut_down(
+    stop: &CancellationToken,
+    server: JoinHandle<Result<(), events_admin::ServeError>>,
+    group: Group,
+) {
+    let bound = Duration::from_secs(60);
+    stop.cancel();
+    tokio::time::timeout(bound, server)
+        .await
+        .expect("server stops")
+        .unwrap()
+        .expect("clean stop");
+    tokio::time::timeout(bound, group.task)
+        .await
+        .expect("consumer drains")
+        .unwrap();
+}

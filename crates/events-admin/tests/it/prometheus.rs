@@ -263,16 +263,7 @@ async fn scenario() {
     }
     wait_rules_healthy(&prom, alerts.len()).await;
 
-    stop.cancel();
-    timeout(BOUND, server)
-        .await
-        .expect("server stops")
-        .unwrap()
-        .expect("clean stop");
-    timeout(BOUND, consumer.task)
-        .await
-        .expect("consumer drains")
-        .unwrap();
+    group::shut_down(&stop, server, consumer).await;
 }
 
 /// Every rule evaluated by Prometheus itself without error.
