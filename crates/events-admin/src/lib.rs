@@ -74,6 +74,7 @@ use tower::ServiceExt as _;
 pub use auth::{Admin, AdminToken, TokenError, hash_token};
 pub use dlq::{DEFAULT_PAGE_SIZE, DEFAULT_REPLAY_BATCH, MAX_PAGE_SIZE, MAX_REPLAY_BATCH};
 pub use error::ApiError;
+pub use ui::{MAX_LIVE_TAILS, MAX_RUNNING_REPLAYS};
 
 /// Largest request body accepted, in bytes; larger is 413.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;

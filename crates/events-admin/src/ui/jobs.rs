@@ -18,6 +18,8 @@ use crate::metric_names;
 pub(crate) const RATE_RANGE: (f64, f64) = (0.1, 1000.0);
 /// Jobs remembered (finished ones beyond it are forgotten, oldest first).
 const KEPT_JOBS: usize = 100;
+/// Console replays running at once; one more is refused (429) until one ends.
+pub const MAX_RUNNING_REPLAYS: usize = 10;
 
 /// Where a job is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -53,6 +55,20 @@ pub(crate) struct Progress {
 }
 
 impl Progress {
+    fn start(total: usize, rate: f64) -> Self {
+        Self {
+            state: JobState::Running,
+            total,
+            done: 0,
+            replayed: 0,
+            skipped: 0,
+            failed: 0,
+            percent: if total == 0 { 100 } else { 0 },
+            rate,
+            lines: Vec::new(),
+        }
+    }
+
     fn record(&mut self, line: Line) {
         match line.outcome {
             "replayed" => self.replayed += 1,
@@ -91,25 +107,24 @@ impl Jobs {
         }
     }
 
-    /// Starts replaying `seqs` at `rate` per second; returns the job.
+    /// Starts replaying `seqs` at `rate` per second; returns the job, or `None` when
+    /// [`MAX_RUNNING_REPLAYS`] jobs are running already.
     pub(crate) fn start(
         &self,
         dead_letters: DeadLetters,
         seqs: Vec<u64>,
         rate: f64,
         token_id: &str,
-    ) -> Arc<Job> {
-        let (tx, rx) = watch::channel(Progress {
-            state: JobState::Running,
-            total: seqs.len(),
-            done: 0,
-            replayed: 0,
-            skipped: 0,
-            failed: 0,
-            percent: if seqs.is_empty() { 100 } else { 0 },
-            rate,
-            lines: Vec::new(),
-        });
+    ) -> Option<Arc<Job>> {
+        let mut jobs = self.jobs.lock().unwrap_or_else(|p| p.into_inner());
+        let running = jobs
+            .values()
+            .filter(|j| j.progress.borrow().state == JobState::Running)
+            .count();
+        if running >= MAX_RUNNING_REPLAYS {
+            return None;
+        }
+        let (tx, rx) = watch::channel(Progress::start(seqs.len(), rate));
         let job = Arc::new(Job {
             id: self.next_id.fetch_add(1, Ordering::Relaxed),
             token_id: token_id.to_owned(),
@@ -131,19 +146,9 @@ impl Jobs {
             job.stop.clone(),
             token_id.to_owned(),
         ));
-        let mut jobs = self.jobs.lock().unwrap_or_else(|p| p.into_inner());
         jobs.insert(job.id, job.clone());
-        while jobs.len() > KEPT_JOBS {
-            let oldest_done = jobs
-                .iter()
-                .find(|(_, j)| j.progress.borrow().state != JobState::Running)
-                .map(|(id, _)| *id);
-            match oldest_done {
-                Some(id) => jobs.remove(&id),
-                None => break,
-            };
-        }
-        job
+        forget_finished(&mut jobs);
+        Some(job)
     }
 
     pub(crate) fn get(&self, id: u64) -> Option<Arc<Job>> {
@@ -152,6 +157,20 @@ impl Jobs {
             .unwrap_or_else(|p| p.into_inner())
             .get(&id)
             .cloned()
+    }
+}
+
+/// Drops the oldest finished jobs beyond [`KEPT_JOBS`].
+fn forget_finished(jobs: &mut BTreeMap<u64, Arc<Job>>) {
+    while jobs.len() > KEPT_JOBS {
+        let oldest_done = jobs
+            .iter()
+            .find(|(_, j)| j.progress.borrow().state != JobState::Running)
+            .map(|(id, _)| *id);
+        match oldest_done {
+            Some(id) => jobs.remove(&id),
+            None => break,
+        };
     }
 }
 

@@ -41,6 +41,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::AdminState;
 
+pub use jobs::MAX_RUNNING_REPLAYS;
+pub use tail::MAX_LIVE_TAILS;
+
 /// What the console keeps between requests: sessions, replay jobs, lag history. Dropped
 /// with the router; its drop stops every replay job still running.
 #[derive(Debug)]
@@ -48,6 +51,8 @@ pub(crate) struct Ui {
     sessions: session::Sessions,
     jobs: jobs::Jobs,
     history: Mutex<health::History>,
+    /// One permit per open live tail (each holds a consumer on the server).
+    tails: Arc<tokio::sync::Semaphore>,
     shutdown: CancellationToken,
 }
 
@@ -64,6 +69,7 @@ pub(crate) fn routes() -> Router<AdminState> {
         sessions: session::Sessions::default(),
         jobs: jobs::Jobs::new(shutdown.clone()),
         history: Mutex::new(health::History::default()),
+        tails: Arc::new(tokio::sync::Semaphore::new(tail::MAX_LIVE_TAILS)),
         shutdown,
     });
     Router::new()

@@ -95,7 +95,16 @@ pub(crate) async fn replay(
         Some("run") => {
             let job = ui
                 .jobs
-                .start(state.dead_letters().clone(), seqs, rate, &session.token_id);
+                .start(state.dead_letters().clone(), seqs, rate, &session.token_id)
+                .ok_or_else(|| {
+                    UiError::new(
+                        axum::http::StatusCode::TOO_MANY_REQUESTS,
+                        format!(
+                            "{} replays are running; stop one or wait",
+                            jobs::MAX_RUNNING_REPLAYS
+                        ),
+                    )
+                })?;
             Ok(Redirect::to(&format!("/ui/jobs/{}", job.id)).into_response())
         }
         Some("dry_run") => {

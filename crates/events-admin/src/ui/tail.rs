@@ -4,9 +4,11 @@
 //! flood the browser); pausing is the browser's (`console.js` closes the stream).
 
 use std::convert::Infallible;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_nats::jetstream::consumer::{DeliverPolicy, pull::OrderedConfig};
+use axum::Extension;
 use axum::extract::{Query, State};
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use events::{SubjectFilter, raw_headers};
@@ -15,6 +17,7 @@ use maud::{Markup, html};
 use serde_json::json;
 use tokio::time::Instant;
 
+use super::Ui;
 use super::error::UiError;
 use super::form::Fields;
 use super::guard::{self, Action};
@@ -25,6 +28,9 @@ use crate::AdminState;
 /// Events per second shown when not given, and the most allowed.
 const DEFAULT_RATE: u32 = 20;
 const MAX_RATE: u32 = 200;
+/// Console live tails open at once (each holds a consumer on the server); one more is
+/// refused (429) until one closes.
+pub const MAX_LIVE_TAILS: usize = 20;
 /// A tail ends after this; the browser reconnects on its own.
 const MAX_TAIL: Duration = Duration::from_secs(15 * 60);
 /// Bound on finding the stream and creating the consumer.
@@ -135,9 +141,17 @@ fn tail_query(f: &Fields) -> String {
 pub(crate) async fn events(
     session: Session,
     State(state): State<AdminState>,
+    Extension(ui): Extension<Arc<Ui>>,
     Query(fields): Query<Vec<(String, String)>>,
 ) -> Result<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>, UiError> {
     guard::require(&session, Action::View, None)?;
+    // Held by the stream: released when the browser goes away or the tail ends.
+    let permit = ui.tails.clone().try_acquire_owned().map_err(|_| {
+        UiError::new(
+            axum::http::StatusCode::TOO_MANY_REQUESTS,
+            format!("{MAX_LIVE_TAILS} live tails are open; close one"),
+        )
+    })?;
     let p = params(&Fields(fields))?.ok_or_else(|| UiError::bad_input("missing subject"))?;
     let messages = tokio::time::timeout(SETUP_TIMEOUT, open(&state, &p.subject))
         .await
@@ -149,37 +163,38 @@ pub(crate) async fn events(
         })??;
     let deadline = Instant::now() + MAX_TAIL;
     let limiter = Limiter::new(p.rate);
-    let stream = futures::stream::unfold(Some((messages, limiter, p)), move |st| async move {
-        let (mut messages, mut limiter, p) = st?;
-        loop {
-            let next = tokio::select! {
-                () = tokio::time::sleep_until(deadline) => return None,
-                n = messages.next() => n,
-            };
-            let msg = match next {
-                Some(Ok(m)) => m,
-                Some(Err(e)) => {
-                    let ev = SseEvent::default().event("error").data(e.to_string());
-                    return Some((Ok(ev), None));
+    let stream =
+        futures::stream::unfold(Some((messages, limiter, p, permit)), move |st| async move {
+            let (mut messages, mut limiter, p, permit) = st?;
+            loop {
+                let next = tokio::select! {
+                    () = tokio::time::sleep_until(deadline) => return None,
+                    n = messages.next() => n,
+                };
+                let msg = match next {
+                    Some(Ok(m)) => m,
+                    Some(Err(e)) => {
+                        let ev = SseEvent::default().event("error").data(e.to_string());
+                        return Some((Ok(ev), None));
+                    }
+                    None => return None,
+                };
+                let Some(data) = shown(&msg, &p) else {
+                    continue;
+                };
+                match limiter.admit(Instant::now()) {
+                    Admit::Yes => {
+                        let ev = SseEvent::default().event("tail").data(data.to_string());
+                        return Some((Ok(ev), Some((messages, limiter, p, permit))));
+                    }
+                    Admit::DroppedNotify(n) => {
+                        let ev = SseEvent::default().event("dropped").data(n.to_string());
+                        return Some((Ok(ev), Some((messages, limiter, p, permit))));
+                    }
+                    Admit::Dropped => {}
                 }
-                None => return None,
-            };
-            let Some(data) = shown(&msg, &p) else {
-                continue;
-            };
-            match limiter.admit(Instant::now()) {
-                Admit::Yes => {
-                    let ev = SseEvent::default().event("tail").data(data.to_string());
-                    return Some((Ok(ev), Some((messages, limiter, p))));
-                }
-                Admit::DroppedNotify(n) => {
-                    let ev = SseEvent::default().event("dropped").data(n.to_string());
-                    return Some((Ok(ev), Some((messages, limiter, p))));
-                }
-                Admit::Dropped => {}
             }
-        }
-    });
+        });
     Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
 }
 

@@ -340,3 +340,54 @@ async fn console_replay_stops_when_asked_and_keeps_the_rest() {
         "{events}"
     );
 }
+
+/// Replays running at once and live tails open at once are bounded; one more is a 429
+/// that names the bound.
+#[tokio::test]
+async fn console_bounds_running_replays_and_open_tails() {
+    let f = fixture().await;
+    let first = write_dead_letter(&f.js, "org-cap", 1).await.0;
+    let second = write_dead_letter(&f.js, "org-cap", 2).await.0;
+    let app = router(admin_state(&f));
+    let (session, csrf) = login(&app).await;
+    // At 0.1/s each job waits 10 s before its second dead letter: all stay running.
+    let form = format!("_csrf={csrf}&mode=run&rate=0.1&seq={first}&seq={second}");
+    let running = events_admin::MAX_RUNNING_REPLAYS;
+    for _ in 0..running {
+        let r = send(&app, post_form("/ui/dlq/replay", Some(&session), &form)).await;
+        assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    }
+    let r = send(&app, post_form("/ui/dlq/replay", Some(&session), &form)).await;
+    assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert!(
+        body_text(r)
+            .await
+            .contains(&format!("{running} replays are running"))
+    );
+
+    let tails = events_admin::MAX_LIVE_TAILS;
+    let mut open = Vec::new();
+    for _ in 0..tails {
+        let r = send(
+            &app,
+            get("/ui/tail/events?subject=auth.%3E", Some(&session)),
+        )
+        .await;
+        assert_eq!(r.status(), StatusCode::OK);
+        open.push(r);
+    }
+    let r = send(
+        &app,
+        get("/ui/tail/events?subject=auth.%3E", Some(&session)),
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+    // Closing one frees its place.
+    drop(open.pop());
+    let r = send(
+        &app,
+        get("/ui/tail/events?subject=auth.%3E", Some(&session)),
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::OK);
+}
