@@ -1,9 +1,15 @@
 #!/usr/bin/env bash
-# Stops the nats-server started by scripts/dev-up.sh (SIGTERM, then SIGKILL after 10 s).
+# Stops the console (eventctl serve) and the nats-server started by scripts/dev-up.sh (SIGTERM, then SIGKILL after 10 s).
 # Keeps its store in .data/nats; delete that folder to start from nothing.
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 pidfile="$root/.data/nats.pid"
+console_pid="$root/.data/console.pid"
+if [ -f "$console_pid" ] && kill -0 "$(cat "$console_pid")" 2>/dev/null; then
+  kill -TERM "$(cat "$console_pid")"
+  echo "stopped eventctl serve (pid $(cat "$console_pid"))"
+fi
+rm -f "$console_pid"
 if [ ! -f "$pidfile" ] || ! kill -0 "$(cat "$pidfile")" 2>/dev/null; then
   echo "no nats-server started by dev-up.sh is running"
   rm -f "$pidfile"

@@ -45,9 +45,29 @@ echo "applying deploy/streams.toml (profile dev):"
 cargo run --quiet --locked -p eventctl -- --server nats://127.0.0.1:4222 \
   streams apply --file deploy/streams.toml --profile dev
 
+# The admin server with the operator console (/ui), behind a development token made once
+# and kept in .data/console-token (0600).
+console_pid="$data/console.pid"
+token_file="$data/console-token"
+if [ ! -s "$token_file" ]; then
+  (umask 077; head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$token_file")
+fi
+token=$(cat "$token_file")
+if [ -f "$console_pid" ] && kill -0 "$(cat "$console_pid")" 2>/dev/null; then
+  echo "eventctl serve already running (pid $(cat "$console_pid"))"
+else
+  cargo build --quiet --locked -p eventctl
+  hash=$(printf %s "$token" | sha256sum | cut -d' ' -f1)
+  EVENTS_ADMIN_TOKEN_HASHES="dev:$hash" target/debug/eventctl --server nats://127.0.0.1:4222 \
+    serve --listen 127.0.0.1:9090 >"$data/console.log" 2>&1 &
+  echo $! >"$console_pid"
+  echo "started eventctl serve (pid $!) on 127.0.0.1:9090"
+fi
+
 cat <<MSG
 
 Backbone is up.
+  Console:     http://127.0.0.1:9090/ui   (token: $token)
   NATS:        nats://127.0.0.1:4222
   Monitoring:  http://127.0.0.1:8222  (/healthz, /jsz?streams=true)
   Server log:  $log

@@ -226,7 +226,7 @@ async fn replay_one(
 
 /// The `outcome` label of `admin_dlq_actions_total` for one replayed dead letter. The
 /// losers of concurrent replays of one dead letter count as `already_replayed`.
-fn outcome_label(outcome: &ReplayOutcome) -> &'static str {
+pub(crate) fn outcome_label(outcome: &ReplayOutcome) -> &'static str {
     match outcome {
         ReplayOutcome::WouldReplay { .. } => "dry_run",
         ReplayOutcome::Replayed { .. } => "ok",

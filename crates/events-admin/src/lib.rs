@@ -9,6 +9,7 @@
 //! | `POST /api/v1/events/dlq/replay` (JSON `{ filter, max_count, dry_run }`) | admin |
 //! | `DELETE /api/v1/events/dlq/{seq}` | admin |
 //! | `GET /metrics`, `GET /healthz`, `GET /readyz` | open |
+//! | `/ui` and below: the operator console (docs/CONSOLE.md) | a session from an admin token |
 //!
 //! Admin requests carry `Authorization: Bearer <token>`. Tokens are configured as
 //! SHA-256 hashes with an id ([`AdminToken`], [`hash_token`]) and compared in constant
@@ -48,6 +49,7 @@ mod auth;
 mod dlq;
 mod error;
 mod ops;
+mod ui;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -72,6 +74,7 @@ use tower::ServiceExt as _;
 pub use auth::{Admin, AdminToken, TokenError, hash_token};
 pub use dlq::{DEFAULT_PAGE_SIZE, DEFAULT_REPLAY_BATCH, MAX_PAGE_SIZE, MAX_REPLAY_BATCH};
 pub use error::ApiError;
+pub use ui::{MAX_LIVE_TAILS, MAX_RUNNING_REPLAYS};
 
 /// Largest request body accepted, in bytes; larger is 413.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -198,6 +201,8 @@ pub fn router(state: AdminState) -> Router {
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))
         .nest("/api/v1/events/dlq", dlq)
+        // The operator console (issue #15): its own session check on every page.
+        .merge(ui::routes())
         .fallback(ops::not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .route_layer(middleware::from_fn(tag_route))

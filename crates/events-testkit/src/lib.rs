@@ -59,24 +59,30 @@
 //! - [`publish_raw`], [`RawMessage`]: hostile frames over a plain socket (`raw.rs`).
 //! - [`SecureNatsServer`], [`TestPki`]: TLS from a test CA and nkey users with
 //!   permissions (`secure.rs`).
+//! - [`Chromedriver`]: a headless chromium for console tests (`browser.rs`).
+//! - [`PrometheusServer`]: a real Prometheus scraping test targets (`prometheus.rs`).
 //! - [`unique_name`]: collision-free stream/consumer names for fixtures (`names.rs`).
 //! - private: free ports (`ports.rs`), a tiny HTTP/1.0 client for the monitoring port
 //!   (`http.rs`), config rendering (`config.rs`).
 
 mod bin;
+mod browser;
 mod cluster;
 mod config;
 mod http;
 mod names;
 mod ports;
+mod prometheus;
 mod raw;
 mod secure;
 mod server;
 
 pub use bin::{NATS_SERVER_BIN_ENV, nats_server_bin};
+pub use browser::{CHROMEDRIVER_BIN_ENV, CHROMIUM_BIN_ENV, Chromedriver};
 pub use cluster::{NatsCluster, NatsClusterBuilder};
 pub use names::unique_name;
 pub use ports::free_loopback_addr;
+pub use prometheus::{PROMETHEUS_BIN_ENV, PrometheusServer};
 pub use raw::{RawMessage, publish_raw};
 pub use secure::{SecureNatsServer, SecureNatsServerBuilder, TestPki};
 pub use server::{NatsServer, NatsServerBuilder, SyncMode};

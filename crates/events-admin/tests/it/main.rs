@@ -19,8 +19,12 @@ use tokio::time::timeout;
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 
+mod browser;
+mod console;
+mod group;
 mod hostile;
 mod limits;
+mod prometheus;
 
 const SECRET: &str = "4f1c2d6e-admin-secret-for-tests";
 const WAIT: Duration = Duration::from_secs(30);

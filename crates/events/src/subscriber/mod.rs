@@ -131,7 +131,7 @@ use async_nats::jetstream::{self, consumer::pull};
 pub use backoff::backoff;
 pub use config::{ConfigError, RetryPolicy, SubscriberConfig};
 pub use handler::{DeliveryContext, Handler, HandlerError, ResultExt, handler_fn};
-pub use lag::{Lag, LagError, group_lag, lag};
+pub use lag::{Lag, LagError, group_lag, lag, oldest_unfinished_age};
 pub use outcome::Outcome;
 pub use run::DrainReport;
 pub use service::{Delivery, Permanent, ServiceHandler, service_handler};
