@@ -76,6 +76,7 @@ mod prometheus;
 mod raw;
 mod secure;
 mod server;
+mod wait;
 
 pub use bin::{NATS_SERVER_BIN_ENV, nats_server_bin};
 pub use browser::{CHROMEDRIVER_BIN_ENV, CHROMIUM_BIN_ENV, Chromedriver};
@@ -86,3 +87,4 @@ pub use prometheus::{PROMETHEUS_BIN_ENV, PrometheusServer};
 pub use raw::{RawMessage, publish_raw};
 pub use secure::{SecureNatsServer, SecureNatsServerBuilder, TestPki};
 pub use server::{NatsServer, NatsServerBuilder, SyncMode};
+pub use wait::wait_for_stream_messages;

@@ -7,7 +7,7 @@ use async_nats::jetstream::{self, stream};
 use bytes::Bytes;
 use events::replay::{Progress, ReplayError, WindowReplay};
 use events::{Event, StreamName, Subject, SubjectFilter};
-use events_testkit::NatsServer;
+use events_testkit::{NatsServer, wait_for_stream_messages};
 use time::OffsetDateTime;
 use tokio::time::timeout;
 
@@ -479,6 +479,13 @@ async fn replay_reads_an_unparsable_header_block_and_copies_decode_on_the_new_su
         })
         .collect();
     publish_raw(nats.port(), &raw).await;
+    wait_for_stream_messages(
+        &js,
+        "AUTH_EVENTS",
+        raw.len() as u64,
+        Duration::from_secs(10),
+    )
+    .await;
     let to = OffsetDateTime::now_utc() + time::Duration::seconds(60);
     let stream = StreamName::new("AUTH_EVENTS").unwrap();
 
