@@ -44,10 +44,15 @@
 //! # }
 //! ```
 
+mod audit;
+mod audit_api;
 mod auth;
 mod dlq;
 mod error;
 mod ops;
+mod rate_limit;
+mod roles;
+mod token_file;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -69,9 +74,15 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tower::ServiceExt as _;
 
+pub use audit::{
+    AUDIT_STREAM, AUDIT_SUBJECT, AuditEntry, AuditError, AuditLog, AuditRecord, MAX_AUDIT_READ,
+};
 pub use auth::{Admin, AdminToken, TokenError, hash_token};
 pub use dlq::{DEFAULT_PAGE_SIZE, DEFAULT_REPLAY_BATCH, MAX_PAGE_SIZE, MAX_REPLAY_BATCH};
 pub use error::ApiError;
+pub use rate_limit::RateLimit;
+pub use roles::{Action, Role, UnknownRole};
+pub use token_file::{TokenFileError, load_token_file, parse_tokens};
 
 /// Largest request body accepted, in bytes; larger is 413.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -84,6 +95,9 @@ pub mod metric_names {
     /// Counter `events_admin_dlq_actions_total{action,outcome}`: action `replay` or
     /// `delete`; outcome `ok`, `dry_run`, `not_found` or `error`.
     pub const ADMIN_DLQ_ACTIONS_TOTAL: &str = "events_admin_dlq_actions_total";
+    /// Counter `events_admin_audit_failures_total`: audit records that could not be
+    /// stored (each also logged at `error` with its fields).
+    pub const ADMIN_AUDIT_FAILURES_TOTAL: &str = "events_admin_audit_failures_total";
 }
 
 /// What the handlers share. Cheap to clone.
@@ -100,6 +114,8 @@ struct Inner {
     tokens: Vec<AdminToken>,
     prometheus: Option<PrometheusHandle>,
     required_streams: Vec<String>,
+    audit: AuditLog,
+    limiter: rate_limit::RateLimiter,
 }
 
 impl AdminState {
@@ -115,11 +131,13 @@ impl AdminState {
         Self {
             inner: Arc::new(Inner {
                 dead_letters: DeadLetters::new(js.clone()),
+                audit: AuditLog::new(js.clone()),
                 client,
                 js,
                 tokens: Vec::new(),
                 prometheus: None,
                 required_streams: vec![DLQ_STREAM.to_owned()],
+                limiter: rate_limit::RateLimiter::new(RateLimit::default()),
             }),
         }
     }
@@ -154,6 +172,44 @@ impl AdminState {
     pub fn with_required_streams(mut self, streams: impl IntoIterator<Item = StreamName>) -> Self {
         self.inner_mut().required_streams = streams.into_iter().map(|s| s.into_string()).collect();
         self
+    }
+
+    /// Limits each token's mutating requests (default [`RateLimit::default`]).
+    pub fn with_rate_limit(mut self, limit: RateLimit) -> Self {
+        self.inner_mut().limiter = rate_limit::RateLimiter::new(limit);
+        self
+    }
+
+    /// The audit trail actions are recorded in.
+    pub fn audit_log(&self) -> &AuditLog {
+        &self.inner.audit
+    }
+
+    /// Lets `admin` do `action`: its role must allow it (403 otherwise), and a mutating
+    /// action takes one request from the token's rate limit (429 with `Retry-After`).
+    /// Every admin surface calls this before acting.
+    ///
+    /// # Errors
+    /// The [`ApiError`] to answer with.
+    pub fn admit(&self, admin: &Admin, action: Action) -> Result<(), ApiError> {
+        admin.require(action)?;
+        if action.is_mutating() {
+            self.inner.limiter.check(&admin.token_id)?;
+        }
+        Ok(())
+    }
+
+    /// Stores `record` in the audit trail; false (logged at `error` with every field,
+    /// counted) if it could not be stored.
+    pub async fn audit(&self, record: &AuditRecord) -> bool {
+        match self.inner.audit.record(record).await {
+            Ok(_) => true,
+            Err(e) => {
+                tracing::error!(error = %events::error_chain(&e), ?record, "admin action NOT recorded in the audit trail");
+                metrics::counter!(metric_names::ADMIN_AUDIT_FAILURES_TOTAL).increment(1);
+                false
+            }
+        }
     }
 
     /// Uses this dead-letter access (another stream, other timeouts).
@@ -193,11 +249,16 @@ pub fn router(state: AdminState) -> Router {
         state.clone(),
         auth::require_admin,
     ));
+    let audit = audit_api::routes().layer(middleware::from_fn_with_state(
+        state.clone(),
+        auth::require_admin,
+    ));
     Router::new()
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))
         .nest("/api/v1/events/dlq", dlq)
+        .nest("/api/v1/audit", audit)
         .fallback(ops::not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .route_layer(middleware::from_fn(tag_route))
