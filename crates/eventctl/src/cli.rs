@@ -178,6 +178,8 @@ pub(crate) enum Command {
     Auth(crate::cmd::auth::AuthCommand),
     /// Check a deployment: server, durability, streams, peers, consumers, an identity.
     Doctor(crate::cmd::doctor::DoctorArgs),
+    /// The admin audit trail: every replay, delete and purge made through the admin API.
+    Audit(crate::cmd::audit::AuditArgs),
 }
 
 /// `eventctl streams ...`
