@@ -5,8 +5,8 @@
 //! The stream is declared in `deploy/streams.toml` like every other (only the topology
 //! creates streams). Records are written after the action, its ack awaited; a record that
 //! cannot be stored (stream missing, NATS down) is logged at `error` with all its fields
-//! and counted in `events_admin_audit_failures_total`, and the action's answer says
-//! `"audited": false`. Read the trail with [`AuditLog::recent`], `GET /api/v1/audit` or
+//! and counted in `events_admin_audit_failures_total` (the action itself is done by then
+//! and its answer stands). Read the trail with [`AuditLog::recent`], `GET /api/v1/audit` or
 //! `eventctl audit`.
 
 use std::future::IntoFuture as _;
@@ -39,7 +39,8 @@ pub struct AuditRecord {
     pub role: String,
     /// `replay`, `delete` or `purge`.
     pub action: String,
-    /// What it was done to: `dlq/<seq>`, or `filter <json>` for batch replays and purges.
+    /// What it was done to: `dlq/<seq>`, `filter <json>` (its set fields) for batch
+    /// replays and purges, or `all`.
     pub target: String,
     /// A dry run changes nothing; it is recorded all the same.
     pub dry_run: bool,

@@ -365,9 +365,15 @@ async fn delete(
     Ok(Json(json!({ "deleted": seq })).into_response())
 }
 
-/// The audit target of a filtered action: the filter as JSON (`{}` is every dead letter).
+/// The audit target of a filtered action: `all`, or the filter's set fields as JSON.
 fn filter_target(filter: &DeadLetterFilter) -> String {
-    let json = serde_json::to_string(filter).unwrap_or_else(|_| "?".into());
+    if filter.is_empty() {
+        return "all".to_owned();
+    }
+    let mut json = serde_json::to_value(filter).unwrap_or_default();
+    if let Some(fields) = json.as_object_mut() {
+        fields.retain(|_, v| !v.is_null());
+    }
     format!("filter {json}")
 }
 

@@ -669,10 +669,18 @@ async fn options(
         })
         .event_callback(move |event| {
             let name = event_name.clone();
-            if let async_nats::Event::ServerError(async_nats::ServerError::Other(text)) = &event {
-                denials.record_server_error(text);
+            let denied = match &event {
+                async_nats::Event::ServerError(async_nats::ServerError::Other(text)) => {
+                    denials.record_server_error(text)
+                }
+                _ => None,
+            };
+            async move {
+                match denied {
+                    Some(d) => tracing::warn!(client = %name, operation = ?d.operation, subject = %d.subject, "NATS denied this for lack of permission"),
+                    None => log_event(&name, &event),
+                }
             }
-            async move { log_event(&name, &event) }
         });
 
     Ok(options)
