@@ -277,6 +277,22 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_denied_setup_is_not_retried() {
+        let denial = events::connection::Denial {
+            operation: events::connection::DeniedOperation::Publish,
+            subject: "$JS.API.CONSUMER.CREATE.AUTH_EVENTS.x".into(),
+            at: std::time::Instant::now(),
+        };
+        let denied = anyhow::Error::new(SubscribeError::PermissionDenied {
+            consumer: "x".into(),
+            source: denial.into(),
+        })
+        .context("cannot subscribe");
+        assert!(is_denied(&denied));
+        assert!(!is_denied(&anyhow::anyhow!("NATS is not there yet")));
+    }
+
+    #[test]
     fn the_filter_is_valid_and_matches_the_user_events() {
         let f = SubjectFilter::new(FILTER).unwrap();
         assert!(f.matches("auth.user.created"));
