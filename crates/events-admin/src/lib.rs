@@ -1,30 +1,37 @@
-//! Admin HTTP server for the `events` library (axum): the dead-letter API, admin only, and
-//! the operational endpoints. Mounted by `eventctl serve`; embeddable in any service.
+//! Admin HTTP server for the `events` library (axum): the dead-letter API and the audit
+//! trail, by token role, and the operational endpoints. Mounted by `eventctl serve`;
+//! embeddable in any service.
 //!
-//! | route | access |
+//! | route | least role |
 //! | --- | --- |
-//! | `GET /api/v1/events/dlq` (filters and `after`/`limit` as query parameters) | admin |
-//! | `GET /api/v1/events/dlq/{seq}` | admin |
-//! | `POST /api/v1/events/dlq/{seq}/replay` (`?dry_run=true`) | admin |
-//! | `POST /api/v1/events/dlq/replay` (JSON `{ filter, max_count, dry_run }`) | admin |
+//! | `GET /api/v1/events/dlq` (filters and `after`/`limit` as query parameters) | viewer |
+//! | `GET /api/v1/events/dlq/{seq}` | viewer |
+//! | `GET /api/v1/audit` (`?limit=N`) | viewer |
+//! | `POST /api/v1/events/dlq/{seq}/replay` (`?dry_run=true`) | operator |
+//! | `POST /api/v1/events/dlq/replay` (JSON `{ filter, max_count, dry_run }`) | operator |
 //! | `DELETE /api/v1/events/dlq/{seq}` | admin |
+//! | `POST /api/v1/events/dlq/purge` (JSON `{ filter }` or `{ "all": true }`) | admin |
 //! | `GET /metrics`, `GET /healthz`, `GET /readyz` | open |
 //!
-//! Admin requests carry `Authorization: Bearer <token>`. Tokens are configured as
-//! SHA-256 hashes with an id ([`AdminToken`], [`hash_token`]) and compared in constant
-//! time. With no token configured every DLQ request is refused (403, fail closed); a
-//! missing or wrong token is 401. Errors are JSON: `{ "error": { "code", "message" } }`.
-//! Each replay and delete is logged with the token id and the dead letter.
+//! Token requests carry `Authorization: Bearer <token>`. Tokens are configured as
+//! SHA-256 hashes with an id and a [`Role`] ([`AdminToken`], [`hash_token`]) and compared
+//! in constant time. With no token configured every DLQ request is refused (403, fail
+//! closed); a missing or wrong token is 401; a request beyond the token's role is 403
+//! ([`roles`](Role)). Replays, deletes and purges are rate limited per token ([`RateLimit`],
+//! 429 with `Retry-After`) and each is recorded in the durable audit trail ([`AuditLog`],
+//! stream `ADMIN_AUDIT`). Errors are JSON: `{ "error": { "code", "message" } }`.
 //!
 //! # Configuring admin tokens
 //!
-//! Only the SHA-256 of a token is configured, as `<id>:<hex>` ([`AdminToken::parse`]); the
-//! id names who acted in the audit log. To make one:
+//! Only the SHA-256 of a token is configured, as `<id>:<role>:<hex>`
+//! ([`AdminToken::parse`]; `<id>:<hex>` is an `admin`), one per line in a token file
+//! readable by its owner only ([`load_token_file`]); the id names who acted in the audit
+//! trail. To make one:
 //!
 //! ```text
 //! $ TOKEN=$(openssl rand -hex 32)     # give this to the operator, store it nowhere else
 //! $ printf %s "$TOKEN" | sha256sum | cut -d' ' -f1
-//! # or: printf %s "$TOKEN" | cargo run -q -p events-admin --example hash_token -- ops
+//! # or: printf %s "$TOKEN" | cargo run -q -p events-admin --example hash_token -- ops admin
 //! ```
 //!
 //! [`hash_token`] computes the same value in code.

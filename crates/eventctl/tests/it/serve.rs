@@ -197,13 +197,7 @@ async fn bad_token_config_and_flags() {
     let file = dir.join("tokens");
     std::fs::write(&file, "# ops team\n\nops:abc\n").unwrap();
     owner_only(&file);
-    let out = eventctl(
-        "nats://127.0.0.1:1",
-        &["serve", "--admin-tokens-file", file.to_str().unwrap()],
-    )
-    .await;
-    assert_code(&out, 1);
-    let err = stderr(&out);
+    let err = refused_token_file(&file).await;
     assert!(
         err.contains(&format!("{}, line 3", file.display())),
         "{err}"
@@ -221,6 +215,17 @@ async fn bad_token_config_and_flags() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// `serve` with the token file `file` must stop at start (exit 1); returns its stderr.
+async fn refused_token_file(file: &std::path::Path) -> String {
+    let out = eventctl(
+        "nats://127.0.0.1:1",
+        &["serve", "--admin-tokens-file", file.to_str().unwrap()],
+    )
+    .await;
+    assert_code(&out, 1);
+    stderr(&out)
+}
+
 fn owner_only(file: &std::path::Path) {
     use std::os::unix::fs::PermissionsExt as _;
     std::fs::set_permissions(file, std::fs::Permissions::from_mode(0o600)).unwrap();
@@ -235,13 +240,7 @@ async fn a_token_file_others_can_read_is_refused() {
     std::fs::write(&file, format!("ops:admin:{hash}\n")).unwrap();
     for mode in [0o640, 0o604, 0o660] {
         std::fs::set_permissions(&file, std::fs::Permissions::from_mode(mode)).unwrap();
-        let out = eventctl(
-            "nats://127.0.0.1:1",
-            &["serve", "--admin-tokens-file", file.to_str().unwrap()],
-        )
-        .await;
-        assert_code(&out, 1);
-        let err = stderr(&out);
+        let err = refused_token_file(&file).await;
         assert!(err.contains(&format!("mode {mode:04o}")), "{err}");
         assert!(err.contains("chmod 600"), "{err}");
     }

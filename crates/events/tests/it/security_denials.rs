@@ -105,27 +105,33 @@ async fn catalog_service_publishing_auth_events_is_denied_typed() {
     assert_eq!(env.stored("AUTH_EVENTS").await, 0);
 }
 
-#[tokio::test]
-async fn auth_service_deleting_a_stream_is_denied_typed() {
-    let env = Env::start().await;
-    let dir = TempDir::new().unwrap();
-    let conn = connect_as(&env, "auth-service", &dir).await;
-    let subject = "$JS.API.STREAM.DELETE.AUTH_EVENTS";
+/// Runs `request` as auth-service guarded by the connection's denials; expects a typed
+/// denial of `subject` before the request timeout.
+async fn guarded_is_denied<F, T>(conn: &Connection, subject: &str, request: F)
+where
+    F: std::future::Future<Output = T>,
+{
     let started = Instant::now();
-    let delete = async {
-        conn.jetstream()
-            .delete_stream("AUTH_EVENTS")
-            .await
-            .map(drop)
+    let denied = match conn.denials().guard(subject, request).await {
+        Ok(_) => panic!("{subject}: not denied"),
+        Err(d) => d,
     };
-    let res = conn.denials().guard(subject, delete).await;
-    let denied = res.expect_err("the delete was not denied");
     assert_eq!(denied.subject, subject);
     assert_eq!(denied.operation, DeniedOperation::Publish);
     assert!(
         started.elapsed() < REQUEST_TIMEOUT,
         "denied only at the timeout"
     );
+}
+
+#[tokio::test]
+async fn auth_service_deleting_a_stream_is_denied_typed() {
+    let env = Env::start().await;
+    let dir = TempDir::new().unwrap();
+    let conn = connect_as(&env, "auth-service", &dir).await;
+    let js = conn.jetstream().clone();
+    let delete = async move { js.delete_stream("AUTH_EVENTS").await.map(drop) };
+    guarded_is_denied(&conn, "$JS.API.STREAM.DELETE.AUTH_EVENTS", delete).await;
     // Reading the stream as the operator fails if it was deleted.
     assert_eq!(env.stored("AUTH_EVENTS").await, 0);
 }
@@ -138,19 +144,9 @@ async fn auth_service_publishing_dead_letters_is_denied_typed() {
     // The library never publishes into `dlq.` from a producer (the prefix is reserved), so
     // this is a forged dead letter published raw.
     let subject = "dlq.auth.user.created";
-    let started = Instant::now();
     let js = conn.jetstream().clone();
     let forged = async move { js.publish(subject, "x".into()).await?.await };
-    let denied = conn
-        .denials()
-        .guard(subject, forged)
-        .await
-        .expect_err("stored");
-    assert_eq!(denied.subject, subject);
-    assert!(
-        started.elapsed() < REQUEST_TIMEOUT,
-        "denied only at the timeout"
-    );
+    guarded_is_denied(&conn, subject, forged).await;
     assert_eq!(env.stored("DLQ_EVENTS").await, 0);
 }
 
