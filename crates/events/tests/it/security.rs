@@ -61,9 +61,15 @@ impl As {
 impl Env {
     /// A secured server with the shipped identities; the operator has applied the streams.
     pub(crate) async fn start() -> Env {
+        Self::start_with(|_| {}).await
+    }
+
+    /// [`start`](Self::start) with the generated identities changed by `tweak` first.
+    pub(crate) async fn start_with(tweak: impl FnOnce(&mut [GeneratedIdentity])) -> Env {
         let topology = TopologySpec::from_toml(STREAMS, "streams.toml", "dev").unwrap();
         let spec = IdentitiesSpec::from_toml(IDENTITIES, "identities.toml").unwrap();
-        let ids = generate(&spec, &topology).unwrap();
+        let mut ids = generate(&spec, &topology).unwrap();
+        tweak(&mut ids);
         let nats = SecureNatsServer::start(render_auth_conf(&ids)).await;
         let env = Env {
             nats,

@@ -67,6 +67,14 @@ async fn publish_is_denied(conn: &Connection, source: &str, event_type: &str) {
     let res = tokio::time::timeout(DEADLINE * 2, publisher.publish(&event(event_type)))
         .await
         .expect("the publish returned within twice its deadline");
+    expect_denied(res, event_type, started);
+}
+
+fn expect_denied(
+    res: Result<events::PublishOutcome, PublishError>,
+    event_type: &str,
+    started: Instant,
+) {
     match res {
         Err(PublishError::PermissionDenied { subject, .. }) => assert_eq!(subject, event_type),
         other => panic!("{event_type}: expected PermissionDenied, got {other:?}"),
@@ -93,6 +101,38 @@ async fn auth_service_publishing_into_catalog_is_denied_typed() {
     let dir = TempDir::new().unwrap();
     let conn = connect_as(&env, "auth-service", &dir).await;
     publish_is_denied(&conn, "auth-service", "catalog.x.y").await;
+    assert_eq!(env.stored("CATALOG_EVENTS").await, 0);
+}
+
+#[tokio::test]
+async fn a_denied_atomic_batch_is_typed_too() {
+    // auth-service may also look up CATALOG_EVENTS (so the publisher routes catalog
+    // events into atomic batches) but still not publish there.
+    let env = Env::start_with(|ids| {
+        let auth = ids.iter_mut().find(|i| i.name() == "auth-service").unwrap();
+        let info = "$JS.API.STREAM.INFO.CATALOG_EVENTS".to_owned();
+        auth.permissions.publish.push(info);
+    })
+    .await;
+    let dir = TempDir::new().unwrap();
+    let conn = connect_as(&env, "auth-service", &dir).await;
+    // The batch's ack timeout is the whole deadline: only the denial can end it sooner.
+    let mut config = PublisherConfig {
+        deadline: DEADLINE,
+        ack_timeout: DEADLINE,
+        ..PublisherConfig::new("auth-service")
+    };
+    config.batch.enabled = true;
+    let publisher = Publisher::on_connection(&conn, config).await.unwrap();
+    let started = Instant::now();
+    let handle = publisher
+        .publish_async(&event("catalog.x.y"))
+        .await
+        .unwrap();
+    let res = tokio::time::timeout(DEADLINE * 2, handle)
+        .await
+        .expect("the outcome came within twice the deadline");
+    expect_denied(res, "catalog.x.y", started);
     assert_eq!(env.stored("CATALOG_EVENTS").await, 0);
 }
 
