@@ -166,7 +166,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         admin_stop.clone(),
     ));
 
-    let (ready, result) = match set_up(&conn, &config, &shutdown).await {
+    let (ready, mut result) = match set_up(&conn, &config, &shutdown).await {
         Ok(ready) => (ready, Ok(())),
         Err(e) => (None, Err(e)),
     };
@@ -180,7 +180,12 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         );
         let drain_timeout = config.subscriber.drain_timeout;
         let consumer = tokio::spawn(subscriber.run(handler(projection, store), shutdown.clone()));
-        consume(consumer, &shutdown, drain_timeout).await;
+        if consume(consumer, &shutdown, drain_timeout).await {
+            result = Err(anyhow::anyhow!(
+                "the server denies this identity's pulls on consumer {}; fix its permissions",
+                events::subscriber::durable_name(GROUP, &SubjectFilter::new(FILTER)?)?
+            ));
+        }
     }
     admin_stop.cancel();
     if timeout(config.shutdown_timeout, &mut admin).await.is_err() {
@@ -238,12 +243,13 @@ fn is_denied(e: &anyhow::Error) -> bool {
     )
 }
 
-/// Waits for `shutdown` (or the subscriber ending on its own), then drains it.
+/// Waits for `shutdown` (or the subscriber ending on its own), then drains it; true if the
+/// subscriber stopped because the server denied its pulls.
 async fn consume(
     mut consumer: JoinHandle<events::subscriber::DrainReport>,
     shutdown: &CancellationToken,
     drain_timeout: Duration,
-) {
+) -> bool {
     // `run` returns only after `shutdown` is cancelled; a panic would end it earlier.
     let ended_early = tokio::select! {
         biased;
@@ -263,11 +269,18 @@ async fn consume(
         }
     };
     match drained {
-        Ok(Ok(report)) => info!(?report, "subscriber drained"),
-        Ok(Err(e)) => warn!(error = %e, "subscriber task failed"),
+        Ok(Ok(report)) => {
+            info!(?report, "subscriber drained");
+            report.denied
+        }
+        Ok(Err(e)) => {
+            warn!(error = %e, "subscriber task failed");
+            false
+        }
         Err(_) => {
             warn!("subscriber did not drain in time; aborted (unsettled messages are redelivered)");
             consumer.abort();
+            false
         }
     }
 }

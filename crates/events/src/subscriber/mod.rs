@@ -292,11 +292,15 @@ impl SubscriberBuilder {
                     || (d.subject.starts_with("$JS.API.CONSUMER.")
                         && d.subject.contains(consumer.as_str())))
         });
-        tokio::select! {
+        let res = tokio::select! {
             biased;
             res = self.set_up(group, durable) => res,
             d = denied => Err(SubscribeError::PermissionDenied { consumer, source: d.into() }),
-        }
+        };
+        res.map(|mut sub| {
+            sub.denials = Some(denials);
+            sub
+        })
     }
 
     /// Finds the stream and creates (or updates) the durable consumer.
@@ -330,6 +334,7 @@ impl SubscriberBuilder {
             config: self.config,
             consumer_config,
             consumer,
+            denials: None,
         })
     }
 }
@@ -346,6 +351,8 @@ pub struct Subscriber {
     config: SubscriberConfig,
     consumer_config: pull::Config,
     consumer: jetstream::consumer::PullConsumer,
+    /// The connection's denials, when built with them: a denied pull stops `run`.
+    denials: Option<crate::connection::Denials>,
 }
 
 impl Subscriber {
@@ -406,7 +413,9 @@ impl Subscriber {
 
     /// Runs `handler` on every delivery until `shutdown` is cancelled, then drains (see the
     /// module doc) and returns within about `drain_timeout`. Connection problems never end
-    /// it: it logs them and re-establishes its pull loop.
+    /// it: it logs them and re-establishes its pull loop. Built with the connection's
+    /// denials ([`SubscriberBuilder::denials`]), it also stops, logged at `error` and with
+    /// [`DrainReport::denied`], when the server denies its pulls (no retry can help).
     pub async fn run<H: Handler>(
         self,
         handler: H,

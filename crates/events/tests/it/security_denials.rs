@@ -216,6 +216,39 @@ async fn auth_service_reading_catalog_services_consumer_fails_at_start() {
 }
 
 #[tokio::test]
+async fn a_subscriber_denied_its_pulls_stops_instead_of_retrying() {
+    // catalog-service may create its consumer but (misconfigured) not pull from it.
+    let env = Env::start_with(|ids| {
+        let catalog = ids
+            .iter_mut()
+            .find(|i| i.name() == "catalog-service")
+            .unwrap();
+        catalog
+            .permissions
+            .publish
+            .retain(|p| !p.starts_with("$JS.API.CONSUMER.MSG.NEXT."));
+    })
+    .await;
+    let dir = TempDir::new().unwrap();
+    let conn = connect_as(&env, "catalog-service", &dir).await;
+    let subscriber = Subscriber::on_connection(&conn, SubjectFilter::new("auth.user.*").unwrap())
+        .group("catalog-service")
+        .build()
+        .await
+        .expect("the consumer is created");
+    let handler = events::handler_fn(|_event: events::Event, _ctx| async {
+        Ok::<_, events::HandlerError>(())
+    });
+    let stop = tokio_util::sync::CancellationToken::new();
+    let started = Instant::now();
+    let report = tokio::time::timeout(REQUEST_TIMEOUT, subscriber.run(handler, stop))
+        .await
+        .expect("run stopped on its own, before the request timeout");
+    assert!(report.denied, "{report:?}");
+    assert!(started.elapsed() < REQUEST_TIMEOUT);
+}
+
+#[tokio::test]
 async fn a_client_trusting_another_ca_gets_a_typed_tls_error() {
     let env = Env::start().await;
     let dir = TempDir::new().unwrap();
