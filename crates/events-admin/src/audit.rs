@@ -3,10 +3,11 @@
 //! [`AUDIT_SUBJECT`]: who (token id and role), what, on what, when, how many, outcome.
 //!
 //! The stream is declared in `deploy/streams.toml` like every other (only the topology
-//! creates streams). Records are written after the action, its ack awaited; a record that
-//! cannot be stored (stream missing, NATS down) is logged at `error` with all its fields
-//! and counted in `events_admin_audit_failures_total` (the action itself is done by then
-//! and its answer stands). Read the trail with [`AuditLog::recent`], `GET /api/v1/audit` or
+//! creates streams). A mutating action is refused (503) when the stream does not answer
+//! beforehand ([`AuditLog::check`]); its record is written after the action, its ack
+//! awaited; a record that still cannot be stored (NATS lost in between) is logged at
+//! `error` with all its fields and counted in `events_admin_audit_failures_total` (the
+//! action is done by then and its answer stands). Read the trail with [`AuditLog::recent`], `GET /api/v1/audit` or
 //! `eventctl audit`.
 
 use std::future::IntoFuture as _;
@@ -110,6 +111,19 @@ impl AuditLog {
             js,
             timeout: Duration::from_secs(5),
         }
+    }
+
+    /// Ok if the audit stream answers (checked before each mutating action).
+    ///
+    /// # Errors
+    /// [`AuditError`] if it does not exist or does not answer within the timeout.
+    pub async fn check(&self) -> Result<(), AuditError> {
+        let t = self.timeout;
+        tokio::time::timeout(t, self.js.get_stream(AUDIT_STREAM))
+            .await
+            .map_err(|_| AuditError::Timeout(t))?
+            .map(drop)
+            .map_err(|e| nats("read the stream info", e.into()))
     }
 
     /// Stores `record` and waits for its ack; returns its sequence.

@@ -32,7 +32,7 @@ async fn recent(
     Extension(admin): Extension<Admin>,
     params: Result<Query<Params>, QueryRejection>,
 ) -> Result<Response, ApiError> {
-    state.admit(&admin, Action::Read)?;
+    state.admit(&admin, Action::Read).await?;
     let Query(params) =
         params.map_err(|e| ApiError::bad_request("invalid_query", e.body_text()))?;
     let limit = match params.limit.as_deref() {

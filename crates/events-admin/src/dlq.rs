@@ -154,7 +154,7 @@ async fn list(
     Extension(admin): Extension<Admin>,
     params: Result<Query<ListParams>, QueryRejection>,
 ) -> Result<Response, ApiError> {
-    state.admit(&admin, Action::Read)?;
+    state.admit(&admin, Action::Read).await?;
     let Query(params) = params.map_err(query_error)?;
     let page = params.page()?;
     let filter = params.filter()?;
@@ -167,7 +167,7 @@ async fn show(
     Extension(admin): Extension<Admin>,
     Path(seq): Path<String>,
 ) -> Result<Response, ApiError> {
-    state.admit(&admin, Action::Read)?;
+    state.admit(&admin, Action::Read).await?;
     let seq = parse_seq(&seq)?;
     match state.dead_letters().get(seq).await? {
         Some(dl) => Ok(Json(dl).into_response()),
@@ -203,7 +203,7 @@ async fn replay_one(
     Path(seq): Path<String>,
     params: Result<Query<DryRunParam>, QueryRejection>,
 ) -> Result<Response, ApiError> {
-    state.admit(&admin, Action::Replay)?;
+    state.admit(&admin, Action::Replay).await?;
     let seq = parse_seq(&seq)?;
     let Query(params) = params.map_err(query_error)?;
     let dry_run = parse_bool("dry_run", params.dry_run.as_deref())?;
@@ -289,7 +289,7 @@ async fn replay_many(
     Extension(admin): Extension<Admin>,
     body: Result<Json<ReplayManyBody>, JsonRejection>,
 ) -> Result<Response, ApiError> {
-    state.admit(&admin, Action::Replay)?;
+    state.admit(&admin, Action::Replay).await?;
     let Json(body) = body.map_err(json_error)?;
     let max_count = body.max_count.unwrap_or(DEFAULT_REPLAY_BATCH);
     if max_count == 0 || max_count > MAX_REPLAY_BATCH {
@@ -338,7 +338,7 @@ async fn delete(
     Extension(admin): Extension<Admin>,
     Path(seq): Path<String>,
 ) -> Result<Response, ApiError> {
-    state.admit(&admin, Action::Delete)?;
+    state.admit(&admin, Action::Delete).await?;
     let seq = parse_seq(&seq)?;
     let result = state.dead_letters().delete(seq).await;
     let outcome = match &result {
@@ -393,7 +393,7 @@ async fn purge(
     Extension(admin): Extension<Admin>,
     body: Result<Json<PurgeBody>, JsonRejection>,
 ) -> Result<Response, ApiError> {
-    state.admit(&admin, Action::Purge)?;
+    state.admit(&admin, Action::Purge).await?;
     let Json(body) = body.map_err(json_error)?;
     if body.filter.is_empty() != body.all {
         return Err(ApiError::bad_request(

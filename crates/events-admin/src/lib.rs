@@ -192,18 +192,30 @@ impl AdminState {
         &self.inner.audit
     }
 
-    /// Lets `admin` do `action`: its role must allow it (403 otherwise), and a mutating
-    /// action takes one request from the token's rate limit (429 with `Retry-After`).
-    /// Every admin surface calls this before acting.
+    /// Lets `admin` do `action`: its role must allow it (403 otherwise); a mutating action
+    /// takes one request from the token's rate limit (429 with `Retry-After`) and needs
+    /// the audit trail to be reachable (503 `audit_unavailable` otherwise: nothing is done
+    /// that could not be recorded). Every admin surface calls this before acting.
     ///
     /// # Errors
     /// The [`ApiError`] to answer with.
-    pub fn admit(&self, admin: &Admin, action: Action) -> Result<(), ApiError> {
+    pub async fn admit(&self, admin: &Admin, action: Action) -> Result<(), ApiError> {
         admin.require(action)?;
-        if action.is_mutating() {
-            self.inner.limiter.check(&admin.token_id)?;
+        if !action.is_mutating() {
+            return Ok(());
         }
-        Ok(())
+        self.inner.limiter.check(&admin.token_id)?;
+        self.inner.audit.check().await.map_err(|e| {
+            tracing::error!(error = %events::error_chain(&e), action = action.as_str(), "audit trail unreachable: admin action refused");
+            ApiError::new(
+                axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                "audit_unavailable",
+                format!(
+                    "the audit trail ({AUDIT_STREAM}) cannot be reached, so nothing was changed: {}",
+                    events::error_chain(&e)
+                ),
+            )
+        })
     }
 
     /// Stores `record` in the audit trail; false (logged at `error` with every field,

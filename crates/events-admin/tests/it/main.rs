@@ -53,6 +53,14 @@ async fn fixture() -> Fixture {
     })
     .await
     .expect("create AUTH_EVENTS");
+    // Mutating requests need the audit trail.
+    js.create_stream(stream::Config {
+        name: events_admin::AUDIT_STREAM.into(),
+        subjects: vec![events_admin::AUDIT_SUBJECT.into()],
+        ..Default::default()
+    })
+    .await
+    .expect("create ADMIN_AUDIT");
     Fixture {
         port: nats.port(),
         _nats: nats,

@@ -2,7 +2,7 @@
 //! against a real server.
 
 use axum::http::{Method, StatusCode, header};
-use events_admin::{AUDIT_STREAM, AUDIT_SUBJECT, AdminState, AdminToken, RateLimit, Role, router};
+use events_admin::{AUDIT_STREAM, AdminState, AdminToken, RateLimit, Role, router};
 use serde_json::{Value, json};
 
 use super::{Fixture, call, error_code, fixture, request, write_dead_letter};
@@ -10,16 +10,6 @@ use super::{Fixture, call, error_code, fixture, request, write_dead_letter};
 const VIEWER: &str = "viewer-secret-0123456789";
 const OPERATOR: &str = "operator-secret-0123456789";
 const ADMIN: &str = "admin-secret-0123456789";
-
-async fn with_audit_stream(f: &Fixture) {
-    f.js.create_stream(async_nats::jetstream::stream::Config {
-        name: AUDIT_STREAM.into(),
-        subjects: vec![AUDIT_SUBJECT.into()],
-        ..Default::default()
-    })
-    .await
-    .expect("create the audit stream");
-}
 
 fn token(id: &str, secret: &str, role: Role) -> AdminToken {
     let entry = format!("{id}:{role}:{}", events_admin::hash_token(secret));
@@ -47,7 +37,6 @@ async fn audit(app: &axum::Router) -> Vec<Value> {
 #[tokio::test]
 async fn a_viewer_reads_but_cannot_replay() {
     let f = fixture().await;
-    with_audit_stream(&f).await;
     let (seq, _) = write_dead_letter(&f.js, "org-a", 1).await;
     let app = router(state(&f));
     let (status, v) = call(
@@ -98,7 +87,6 @@ async fn a_viewer_reads_but_cannot_replay() {
 #[tokio::test]
 async fn an_operator_replays_but_cannot_purge_or_delete_and_the_replay_is_audited() {
     let f = fixture().await;
-    with_audit_stream(&f).await;
     let (first, _) = write_dead_letter(&f.js, "org-a", 1).await;
     let (second, _) = write_dead_letter(&f.js, "org-a", 2).await;
     let app = router(state(&f));
@@ -146,7 +134,6 @@ async fn an_operator_replays_but_cannot_purge_or_delete_and_the_replay_is_audite
 #[tokio::test]
 async fn an_admin_deletes_and_purges_and_each_is_audited() {
     let f = fixture().await;
-    with_audit_stream(&f).await;
     let mut seqs = Vec::new();
     for n in 1..=3 {
         seqs.push(write_dead_letter(&f.js, "org-a", n).await.0);
@@ -201,7 +188,6 @@ async fn an_admin_deletes_and_purges_and_each_is_audited() {
 #[tokio::test]
 async fn mutating_requests_over_the_rate_limit_get_429_with_retry_after() {
     let f = fixture().await;
-    with_audit_stream(&f).await;
     let limit = RateLimit {
         burst: 2,
         per_minute: 1,
@@ -244,4 +230,36 @@ async fn mutating_requests_over_the_rate_limit_get_429_with_retry_after() {
         Some(json!({ "dry_run": true })),
     );
     assert_eq!(call(&app, other).await.0, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn without_the_audit_trail_nothing_is_changed() {
+    let f = fixture().await;
+    let (seq, _) = write_dead_letter(&f.js, "org-a", 1).await;
+    f.js.delete_stream(AUDIT_STREAM).await.unwrap();
+    let app = router(state(&f));
+    for (method, uri) in [
+        (Method::POST, format!("/api/v1/events/dlq/{seq}/replay")),
+        (Method::DELETE, format!("/api/v1/events/dlq/{seq}")),
+    ] {
+        let (status, v) = call(&app, request(method.clone(), &uri, Some(ADMIN), None)).await;
+        assert_eq!(
+            status,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "{method} {uri}: {v}"
+        );
+        assert_eq!(error_code(&v), "audit_unavailable");
+    }
+    let dl = events::dlq::DeadLetters::new(f.js.clone());
+    assert!(
+        dl.get(seq).await.unwrap().is_some(),
+        "the dead letter was touched"
+    );
+    // Reads need no audit.
+    let (status, _) = call(
+        &app,
+        request(Method::GET, "/api/v1/events/dlq", Some(VIEWER), None),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
 }
