@@ -22,5 +22,5 @@ for _ in $(seq 1 100); do
   sleep 0.1
 done
 kill -0 "$pid" 2>/dev/null && kill -KILL "$pid"
-rm -f "$pidfile"
+rm -f "$pidfile" "$root/.data/nats.mode"
 echo "stopped nats-server (pid $pid)"

@@ -8,6 +8,11 @@
 //!
 //! [nats]                           # events::connection::ConnectConfig
 //! urls = ["nats://127.0.0.1:4222"]
+//! # With an identity of `eventctl auth init` over TLS (deploy/secure/auth-service.toml):
+//! # urls = ["tls://127.0.0.1:4222"]
+//! # inbox_prefix = "_INBOX_auth-service"
+//! # auth = { nkey_seed_file = ".data/secure/auth-service.nk" }   # or credentials_file
+//! # tls = { ca_file = ".data/secure/tls/ca.pem", require_tls = true }  # + cert_file, key_file
 //!
 //! [publisher]                      # events::publisher::PublisherConfig
 //! deadline = "20s"
@@ -106,6 +111,19 @@ mod tests {
             text.contains("auth.toml") && text.contains("listn"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn the_shipped_secure_file_names_an_identity_and_tls() {
+        let text = include_str!("../../../deploy/secure/auth-service.toml");
+        let cfg = Config::from_toml(text, "auth-service.toml").unwrap();
+        cfg.nats.validate().unwrap();
+        assert_eq!(
+            cfg.nats.inbox_prefix.as_deref(),
+            Some("_INBOX_auth-service")
+        );
+        assert!(cfg.nats.auth.nkey_seed_file.is_some());
+        assert!(cfg.nats.tls.require_tls && cfg.nats.tls.ca_file.is_some());
     }
 
     #[test]

@@ -183,7 +183,7 @@ async fn connect_and_publisher(
     .context("cannot connect to NATS")?;
     let mut pc = config.publisher.clone();
     pc.source = SOURCE.to_owned();
-    let publisher = Publisher::new(conn.client().clone(), pc)
+    let publisher = Publisher::on_connection(&conn, pc)
         .await
         .context("cannot create the publisher")?;
     Ok((conn, publisher))

@@ -37,11 +37,11 @@ use anyhow::Context as _;
 use async_nats::jetstream;
 use axum::Router;
 use events::SubjectFilter;
-use events::connection::connect_in_background;
+use events::connection::{Connection, connect_in_background};
 use events::dlq::DLQ_STREAM;
 use events::idempotency::{IdempotencyStore, Idempotent, KvIdempotencyStore};
 use events::names::StreamName;
-use events::subscriber::{SubscribeError, Subscriber, SubscriberConfig};
+use events::subscriber::{SubscribeError, Subscriber, SubscriberBuilder, SubscriberConfig};
 use events_admin::{AdminState, HttpLimits, install_prometheus, serve_router};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
@@ -70,14 +70,32 @@ pub async fn subscribe(
     js: &jetstream::Context,
     config: SubscriberConfig,
 ) -> Result<Subscriber, SubscribeError> {
+    builder(js, config).build().await
+}
+
+/// [`subscribe`] on a connection, watching its permission denials: with an identity
+/// that may not use the group's consumer it fails at once with
+/// [`SubscribeError::PermissionDenied`].
+///
+/// # Errors
+/// As [`subscribe`].
+pub async fn subscribe_on(
+    conn: &Connection,
+    config: SubscriberConfig,
+) -> Result<Subscriber, SubscribeError> {
+    builder(conn.jetstream(), config)
+        .denials(conn.denials().clone())
+        .build()
+        .await
+}
+
+fn builder(js: &jetstream::Context, config: SubscriberConfig) -> SubscriberBuilder {
     // Invariant: FILTER is a constant, valid filter (a unit test checks it).
     let filter = SubjectFilter::new(FILTER).expect("FILTER is a valid subject filter");
     Subscriber::builder(js.clone(), filter)
         .group(GROUP)
         .stream(STREAM)
         .config(config)
-        .build()
-        .await
 }
 
 /// The handler the subscriber runs: [`CatalogHandler`] behind the idempotency helper.
@@ -109,8 +127,8 @@ const SETUP_RETRY: Duration = Duration::from_secs(1);
 /// (retried every second) once NATS and `AUTH_EVENTS` are there.
 ///
 /// # Errors
-/// If the NATS configuration is invalid, the projection file cannot be read, or the admin
-/// port cannot be bound.
+/// If the NATS configuration is invalid, the projection file cannot be read, the admin
+/// port cannot be bound, or the server denies the group's consumer to this identity.
 pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
     let projection = Arc::new(if config.projection_file.as_os_str().is_empty() {
         Projection::in_memory()
@@ -127,7 +145,6 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     let conn = connect_in_background(&nats)
         .await
         .context("cannot connect to NATS")?;
-    let js = conn.jetstream().clone();
 
     let prometheus = install_prometheus().context("cannot install the metrics recorder")?;
     let required = [STREAM, DLQ_STREAM]
@@ -149,7 +166,11 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         admin_stop.clone(),
     ));
 
-    if let Some((subscriber, store)) = set_up(&js, &config, &shutdown).await {
+    let (ready, mut result) = match set_up(&conn, &config, &shutdown).await {
+        Ok(ready) => (ready, Ok(())),
+        Err(e) => (None, Err(e)),
+    };
+    if let Some((subscriber, store)) = ready {
         info!(
             group = GROUP,
             filter = FILTER,
@@ -159,7 +180,12 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         );
         let drain_timeout = config.subscriber.drain_timeout;
         let consumer = tokio::spawn(subscriber.run(handler(projection, store), shutdown.clone()));
-        consume(consumer, &shutdown, drain_timeout).await;
+        if consume(consumer, &shutdown, drain_timeout).await {
+            result = Err(anyhow::anyhow!(
+                "the server denies this identity's pulls on consumer {}; fix its permissions",
+                events::subscriber::durable_name(GROUP, &SubjectFilter::new(FILTER)?)?
+            ));
+        }
     }
     admin_stop.cancel();
     if timeout(config.shutdown_timeout, &mut admin).await.is_err() {
@@ -167,20 +193,22 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         admin.abort();
     }
     info!("catalog-service stopped");
-    Ok(())
+    result
 }
 
 /// The subscription and the idempotency bucket, retried until they are set up (NATS may
-/// not be there yet); `None` if `shutdown` comes first.
+/// not be there yet); `None` if `shutdown` comes first; an error, not a retry, when the
+/// server denies the consumer to this identity.
 async fn set_up(
-    js: &jetstream::Context,
+    conn: &Connection,
     config: &Config,
     shutdown: &CancellationToken,
-) -> Option<(Subscriber, KvIdempotencyStore)> {
+) -> anyhow::Result<Option<(Subscriber, KvIdempotencyStore)>> {
     let bound = config.nats.request_timeout;
+    let js = conn.jetstream();
     loop {
         let attempt = async {
-            let subscriber = subscribe(js, config.subscriber.clone())
+            let subscriber = subscribe_on(conn, config.subscriber.clone())
                 .await
                 .context("cannot subscribe")?;
             let store = KvIdempotencyStore::for_stream(js, STREAM)
@@ -190,28 +218,38 @@ async fn set_up(
         };
         let res = tokio::select! {
             biased;
-            () = shutdown.cancelled() => return None,
+            () = shutdown.cancelled() => return Ok(None),
             res = timeout(bound, attempt) => res,
         };
         match res {
-            Ok(Ok(ready)) => return Some(ready),
+            Ok(Ok(ready)) => return Ok(Some(ready)),
+            Ok(Err(e)) if is_denied(&e) => return Err(e),
             Ok(Err(e)) => warn!(error = %format!("{e:#}"), "not consuming yet; retrying"),
             Err(_) => warn!(timeout = ?bound, "NATS did not answer the setup; retrying"),
         }
         tokio::select! {
             biased;
-            () = shutdown.cancelled() => return None,
+            () = shutdown.cancelled() => return Ok(None),
             () = tokio::time::sleep(SETUP_RETRY) => {}
         }
     }
 }
 
-/// Waits for `shutdown` (or the subscriber ending on its own), then drains it.
+/// True if the server refused the subscription's setup for permissions: no retry helps.
+fn is_denied(e: &anyhow::Error) -> bool {
+    matches!(
+        e.downcast_ref::<SubscribeError>(),
+        Some(SubscribeError::PermissionDenied { .. })
+    )
+}
+
+/// Waits for `shutdown` (or the subscriber ending on its own), then drains it; true if the
+/// subscriber stopped because the server denied its pulls.
 async fn consume(
     mut consumer: JoinHandle<events::subscriber::DrainReport>,
     shutdown: &CancellationToken,
     drain_timeout: Duration,
-) {
+) -> bool {
     // `run` returns only after `shutdown` is cancelled; a panic would end it earlier.
     let ended_early = tokio::select! {
         biased;
@@ -231,11 +269,18 @@ async fn consume(
         }
     };
     match drained {
-        Ok(Ok(report)) => info!(?report, "subscriber drained"),
-        Ok(Err(e)) => warn!(error = %e, "subscriber task failed"),
+        Ok(Ok(report)) => {
+            info!(?report, "subscriber drained");
+            report.denied
+        }
+        Ok(Err(e)) => {
+            warn!(error = %e, "subscriber task failed");
+            false
+        }
         Err(_) => {
             warn!("subscriber did not drain in time; aborted (unsettled messages are redelivered)");
             consumer.abort();
+            false
         }
     }
 }
@@ -243,6 +288,22 @@ async fn consume(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_denied_setup_is_not_retried() {
+        let denial = events::connection::Denial {
+            operation: events::connection::DeniedOperation::Publish,
+            subject: "$JS.API.CONSUMER.CREATE.AUTH_EVENTS.x".into(),
+            at: std::time::Instant::now(),
+        };
+        let denied = anyhow::Error::new(SubscribeError::PermissionDenied {
+            consumer: "x".into(),
+            source: denial.into(),
+        })
+        .context("cannot subscribe");
+        assert!(is_denied(&denied));
+        assert!(!is_denied(&anyhow::anyhow!("NATS is not there yet")));
+    }
 
     #[test]
     fn the_filter_is_valid_and_matches_the_user_events() {

@@ -58,7 +58,7 @@ pub(crate) async fn run(conn: &ConnArgs, args: PublishArgs) -> anyhow::Result<()
         deadline: Duration::from_secs(15),
         ..PublisherConfig::new(args.source.clone())
     };
-    let publisher = Publisher::new(nats.client().clone(), config)
+    let publisher = Publisher::on_connection(&nats, config)
         .await
         .context("starting the publisher")?;
     let outcome = publisher.publish(&event).await.with_context(|| {

@@ -165,6 +165,7 @@ async fn tokens_from_the_environment_and_a_file() {
         ),
     )
     .unwrap();
+    owner_only(&file);
     let env = format!(
         "ci:{}, oncall:{}",
         events_admin::hash_token("from-env"),
@@ -195,13 +196,8 @@ async fn bad_token_config_and_flags() {
     let dir = crate::tempfile_dir();
     let file = dir.join("tokens");
     std::fs::write(&file, "# ops team\n\nops:abc\n").unwrap();
-    let out = eventctl(
-        "nats://127.0.0.1:1",
-        &["serve", "--admin-tokens-file", file.to_str().unwrap()],
-    )
-    .await;
-    assert_code(&out, 1);
-    let err = stderr(&out);
+    owner_only(&file);
+    let err = refused_token_file(&file).await;
     assert!(
         err.contains(&format!("{}, line 3", file.display())),
         "{err}"
@@ -216,5 +212,37 @@ async fn bad_token_config_and_flags() {
     let out = eventctl("nats://127.0.0.1:1", &["serve", "--listen", "localhost"]).await;
     assert_code(&out, 2);
     crate::assert_unreachable_fails(&["serve", "--listen", "127.0.0.1:0"]).await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `serve` with the token file `file` must stop at start (exit 1); returns its stderr.
+async fn refused_token_file(file: &std::path::Path) -> String {
+    let out = eventctl(
+        "nats://127.0.0.1:1",
+        &["serve", "--admin-tokens-file", file.to_str().unwrap()],
+    )
+    .await;
+    assert_code(&out, 1);
+    stderr(&out)
+}
+
+fn owner_only(file: &std::path::Path) {
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::set_permissions(file, std::fs::Permissions::from_mode(0o600)).unwrap();
+}
+
+#[tokio::test]
+async fn a_token_file_others_can_read_is_refused() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = crate::tempfile_dir();
+    let file = dir.join("tokens");
+    let hash = events_admin::hash_token("x");
+    std::fs::write(&file, format!("ops:admin:{hash}\n")).unwrap();
+    for mode in [0o640, 0o604, 0o660] {
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(mode)).unwrap();
+        let err = refused_token_file(&file).await;
+        assert!(err.contains(&format!("mode {mode:04o}")), "{err}");
+        assert!(err.contains("chmod 600"), "{err}");
+    }
     let _ = std::fs::remove_dir_all(&dir);
 }

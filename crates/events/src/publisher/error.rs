@@ -67,14 +67,18 @@ pub enum PublishError {
         /// The subject published to.
         subject: String,
     },
-    /// The server refused for lack of permission.
+    /// The server refused for lack of permission: a JetStream 403 answer, or the
+    /// server's `Permissions Violation` for the subject (a publisher made with
+    /// [`Publisher::on_connection`](super::Publisher::on_connection) sees that at once,
+    /// one over a bare client only as a missing ack).
     #[error("permission denied publishing to {subject:?}")]
     PermissionDenied {
         /// The subject published to.
         subject: String,
-        /// The server's answer.
+        /// The JetStream API answer, when the refusal was one (`None` for the server's
+        /// permissions violation, which names only the subject).
         #[source]
-        source: async_nats::jetstream::Error,
+        source: Option<async_nats::jetstream::Error>,
     },
     /// The stream refused the message with a JetStream API error (e.g. `err_code` 10054
     /// "maximum message size exceeded" for a stream `max_msg_size`).

@@ -320,6 +320,8 @@ impl std::fmt::Debug for Publisher {
 struct Inner {
     client: Client,
     js: jetstream::Context,
+    /// The connection's permission denials, to fail a denied publish at once.
+    denials: Option<crate::connection::Denials>,
     config: PublisherConfig,
     window: Arc<Semaphore>,
     closed: AtomicBool,
@@ -370,6 +372,28 @@ impl Publisher {
     /// [`NewPublisherError::Config`] if `config.validate()` fails; [`NewPublisherError::Spool`]
     /// if the spool directory cannot be opened or is locked by another publisher.
     pub async fn new(client: Client, config: PublisherConfig) -> Result<Self, NewPublisherError> {
+        Self::build(client, config, None).await
+    }
+
+    /// [`Publisher::new`] over a [`Connection`](crate::connection::Connection), watching
+    /// its [`Denials`](crate::connection::Denials): a publish the server refuses for
+    /// permissions fails at once with [`PublishError::PermissionDenied`] instead of
+    /// waiting out its deadline.
+    ///
+    /// # Errors
+    /// As [`Publisher::new`].
+    pub async fn on_connection(
+        conn: &crate::connection::Connection,
+        config: PublisherConfig,
+    ) -> Result<Self, NewPublisherError> {
+        Self::build(conn.client().clone(), config, Some(conn.denials().clone())).await
+    }
+
+    async fn build(
+        client: Client,
+        config: PublisherConfig,
+        denials: Option<crate::connection::Denials>,
+    ) -> Result<Self, NewPublisherError> {
         config.validate()?;
         let js = jetstream::ContextBuilder::new()
             .timeout(config.ack_timeout)
@@ -404,6 +428,7 @@ impl Publisher {
         let inner = Arc::new(Inner {
             client,
             js,
+            denials,
             window: Arc::new(Semaphore::new(config.window)),
             config,
             closed: AtomicBool::new(false),

@@ -45,6 +45,9 @@ pub struct DrainReport {
     pub released: usize,
     /// How long the drain took.
     pub drain_time: Duration,
+    /// True if it stopped because the server denied its pulls on the consumer (this
+    /// identity may not read through it): a configuration problem, not an outage.
+    pub denied: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -113,6 +116,7 @@ pub(super) async fn run<H: Handler>(
         config: cfg,
         consumer_config,
         consumer,
+        denials,
         ..
     } = sub;
     let shared = Arc::new(Shared {
@@ -152,6 +156,8 @@ pub(super) async fn run<H: Handler>(
     let mut failures: u32 = 0;
     let mut released = 0usize;
     let pull_bound = cfg.fetch_expires + Duration::from_secs(10);
+    let next_subject = format!("$JS.API.CONSUMER.MSG.NEXT.{stream}.{durable}");
+    let mut denied = false;
     debug!(consumer = %durable, stream = %stream, "subscriber started");
 
     'pull: loop {
@@ -259,6 +265,8 @@ pub(super) async fn run<H: Handler>(
         // The server ends the request by `fetch_expires`; a request still open well after
         // that was lost (e.g. a server restart) and is abandoned.
         let batch_deadline = pulled_at + pull_bound;
+        let pull_denied = pull_denied(denials.as_ref(), &next_subject, pulled_at);
+        tokio::pin!(pull_denied);
 
         let mut received = 0usize;
         let mut broken = false;
@@ -271,6 +279,12 @@ pub(super) async fn run<H: Handler>(
                 }
                 Some(()) = in_flight.next() => continue,
                 n = timeout_at(batch_deadline, batch.next()) => n,
+                () = &mut pull_denied => {
+                    error!(consumer = %durable, stream = %stream, subject = %next_subject,
+                        "the server denies this identity's pulls on the consumer; stopping (fix its permissions)");
+                    denied = true;
+                    break 'pull;
+                }
             };
             match next {
                 Ok(Some(Ok(msg))) => {
@@ -369,9 +383,19 @@ pub(super) async fn run<H: Handler>(
         abandoned,
         released,
         drain_time: started.elapsed(),
+        denied,
     };
     info!(consumer = %durable, ?report, "subscriber stopped");
     report
+}
+
+/// Resolves when the server denies a pull (`subject`) at or after `since`; never without
+/// denials.
+async fn pull_denied(denials: Option<&crate::connection::Denials>, subject: &str, since: Instant) {
+    match denials {
+        Some(d) => drop(d.wait(subject, since.into_std()).await),
+        None => std::future::pending().await,
+    }
 }
 
 /// On shutdown in the middle of a pull: NAKs at once (no delay) every message of `batch`

@@ -11,5 +11,6 @@ mod replay;
 #[cfg(feature = "schema")]
 mod schema;
 mod security;
+mod security_denials;
 mod subscriber;
 mod topology;

@@ -27,8 +27,8 @@ const WAIT: Duration = Duration::from_secs(10);
 const DENIED_WAIT: Duration = Duration::from_secs(2);
 const CATALOG_DURABLE: &str = "catalog-service__auth_user_any";
 
-struct Env {
-    nats: SecureNatsServer,
+pub(crate) struct Env {
+    pub(crate) nats: SecureNatsServer,
     ids: Vec<GeneratedIdentity>,
     topology: TopologySpec,
 }
@@ -60,10 +60,16 @@ impl As {
 
 impl Env {
     /// A secured server with the shipped identities; the operator has applied the streams.
-    async fn start() -> Env {
+    pub(crate) async fn start() -> Env {
+        Self::start_with(|_| {}).await
+    }
+
+    /// [`start`](Self::start) with the generated identities changed by `tweak` first.
+    pub(crate) async fn start_with(tweak: impl FnOnce(&mut [GeneratedIdentity])) -> Env {
         let topology = TopologySpec::from_toml(STREAMS, "streams.toml", "dev").unwrap();
         let spec = IdentitiesSpec::from_toml(IDENTITIES, "identities.toml").unwrap();
-        let ids = generate(&spec, &topology).unwrap();
+        let mut ids = generate(&spec, &topology).unwrap();
+        tweak(&mut ids);
         let nats = SecureNatsServer::start(render_auth_conf(&ids)).await;
         let env = Env {
             nats,
@@ -78,7 +84,7 @@ impl Env {
         env
     }
 
-    fn seed(&self, name: &str) -> &str {
+    pub(crate) fn seed(&self, name: &str) -> &str {
         self.ids
             .iter()
             .find(|i| i.name() == name)
@@ -110,14 +116,14 @@ impl Env {
     }
 
     /// Messages stored in `stream`, read as the operator.
-    async fn stored(&self, stream: &str) -> u64 {
+    pub(crate) async fn stored(&self, stream: &str) -> u64 {
         let op = self.connect("operator").await;
         let mut s = op.js.get_stream(stream).await.unwrap();
         s.info().await.unwrap().state.messages
     }
 }
 
-fn event(event_type: &str) -> Event {
+pub(crate) fn event(event_type: &str) -> Event {
     Event::builder(event_type)
         .source("auth-service")
         .organization("org-1")
@@ -145,7 +151,7 @@ async fn operator_applies_the_streams() {
     let again = topology::apply(&op.js, &env.topology, &ApplyOptions::default())
         .await
         .unwrap();
-    assert_eq!(again.items.len(), 7, "{again:?}");
+    assert_eq!(again.items.len(), env.topology.streams.len(), "{again:?}");
     assert!(
         again.items.iter().all(|i| i.action == Action::Unchanged),
         "{again:?}"
@@ -345,14 +351,15 @@ async fn catalog_service_cannot_delete_or_purge() {
 }
 
 async fn create_catalog_durable(catalog: &As) {
-    Subscriber::builder(
-        catalog.js.clone(),
-        SubjectFilter::new("auth.user.*").unwrap(),
-    )
-    .group("catalog-service")
-    .build()
-    .await
-    .expect("catalog-service creates its own durable");
+    create_durable_as_catalog(&catalog.js).await;
+}
+
+pub(crate) async fn create_durable_as_catalog(js: &jetstream::Context) {
+    Subscriber::builder(js.clone(), SubjectFilter::new("auth.user.*").unwrap())
+        .group("catalog-service")
+        .build()
+        .await
+        .expect("catalog-service creates its own durable");
 }
 
 #[tokio::test]

@@ -19,7 +19,7 @@ pub(super) async fn run_all(
     topology: &TopologySpec,
 ) -> Vec<Check> {
     let mut out = Vec::new();
-    let watched = match probe::connect(conn, None, args.inbox_prefix.as_deref()).await {
+    let watched = match probe::connect(conn, None, None).await {
         Ok(w) => w,
         Err(e) => {
             out.push(Check::new(
