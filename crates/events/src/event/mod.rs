@@ -243,6 +243,13 @@ impl Event {
         Ok(())
     }
 
+    /// Sets `dataschema` to a URI the caller vouches for (the publisher, from its schema
+    /// set, whose URIs are checked when the set is loaded).
+    #[cfg(feature = "schema")]
+    pub(crate) fn set_data_schema(&mut self, uri: &str) {
+        self.data_schema = Some(uri.to_owned());
+    }
+
     /// The structured-mode JSON body (one object).
     pub fn to_json_bytes(&self) -> Vec<u8> {
         let wire = WireOut {

@@ -18,12 +18,14 @@ use crate::event::Event;
 #[serde(rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum UnknownSchema {
-    /// Refuse it ([`SchemaError::Unknown`]): the default, so that a producer cannot
-    /// publish a type nobody wrote a contract for, and a typo in `schemaversion` is caught.
-    #[default]
+    /// Refuse it ([`SchemaError::Unknown`]), so that a producer cannot publish a type
+    /// nobody wrote a contract for, and a typo in `schemaversion` is caught. The example
+    /// services choose it.
     Refuse,
-    /// Let it through unvalidated: for a consumer that reads types it has no schema for,
-    /// or while schemas are being written.
+    /// Let it through unvalidated: the library's default, so that adding a set to a
+    /// publisher or subscriber changes nothing for the types it has no schema for (a
+    /// consumer reading types nobody wrote a schema for yet, schemas still being written).
+    #[default]
     AcceptUnvalidated,
 }
 
@@ -255,6 +257,10 @@ impl Schema {
 }
 
 /// Schemas by event type and version, each compiled once; cheap to clone (shared).
+///
+/// Two sets are equal when they hold the same documents under the same keys and the same
+/// [`UnknownSchema`] policy (compiling is deterministic), so that configurations holding a
+/// set can still be compared.
 #[derive(Debug, Clone, Default)]
 pub struct SchemaSet {
     /// type -> version -> schema; keyed by the type's string so that a lookup for an
@@ -263,8 +269,21 @@ pub struct SchemaSet {
     unknown: UnknownSchema,
 }
 
+impl PartialEq for Schema {
+    fn eq(&self, other: &Self) -> bool {
+        self.key == other.key && self.document == other.document
+    }
+}
+
+impl PartialEq for SchemaSet {
+    fn eq(&self, other: &Self) -> bool {
+        self.unknown == other.unknown && self.types == other.types
+    }
+}
+
 impl SchemaSet {
-    /// An empty set that refuses every event ([`UnknownSchema::Refuse`]).
+    /// An empty set that lets every event through ([`UnknownSchema::AcceptUnvalidated`],
+    /// the default policy; see [`Self::with_unknown`]).
     pub fn new() -> Self {
         Self::default()
     }
@@ -545,7 +564,9 @@ mod tests {
 
     #[test]
     fn an_unknown_type_or_version_follows_the_policy() {
-        let set = repo_schemas();
+        let lenient = repo_schemas();
+        assert_eq!(lenient.unknown_policy(), UnknownSchema::AcceptUnvalidated);
+        let set = lenient.with_unknown(UnknownSchema::Refuse);
         let v9 = event("auth.user.created", "1.9", ada());
         let other = event("auth.user.suspended", "1.0", ada());
         for e in [&v9, &other] {
