@@ -10,6 +10,13 @@
 //!   Names the field and the rule when it is not.
 //! - [`registry`]: the schemas in a JetStream key-value bucket ([`registry::DEFAULT_BUCKET`]),
 //!   so that running services can load them without a redeploy.
+//! - [`SchemaSource`] (`source.rs`): a service's `[schemas]` configuration (off, a
+//!   directory or the registry, and the [`UnknownSchema`] policy) and its loading.
+//!
+//! A [`SchemaSet`] given to `PublisherConfig::with_schemas` or
+//! `SubscriberConfig::with_schemas` enforces the contracts on both ends: the publisher
+//! refuses invalid `data` and sets `dataschema`, the subscriber dead-letters invalid `data`
+//! as `invalid` on its first delivery.
 //!
 //! # Identifiers
 //!
@@ -50,6 +57,7 @@
 pub mod compat;
 pub mod registry;
 mod set;
+mod source;
 
 use std::fmt;
 use std::str::FromStr;
@@ -57,6 +65,7 @@ use std::str::FromStr;
 use crate::names::EventType;
 
 pub use set::{LoadError, Schema, SchemaError, SchemaSet, UnknownSchema};
+pub use source::{SchemaOrigin, SchemaSource, SourceError};
 
 /// The `$schema` every document declares: JSON Schema draft 2020-12.
 pub const DRAFT_2020_12: &str = "https://json-schema.org/draft/2020-12/schema";
