@@ -223,7 +223,8 @@ pub struct PublisherConfig {
     /// `data` does not validate is refused with [`PublishError::Schema`](super::PublishError::Schema)
     /// before anything is sent, a type or version without a schema follows the set's
     /// [`UnknownSchema`](crate::schema::UnknownSchema) policy, and an event without
-    /// `dataschema` gets the set's URI for its type and version. `None` (the default): no
+    /// `dataschema` gets the set's URI for its type and version (one naming another URI
+    /// is refused). `None` (the default): no
     /// schema code runs at all.
     #[cfg(feature = "schema")]
     #[serde(skip)]

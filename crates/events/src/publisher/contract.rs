@@ -7,36 +7,42 @@ use std::borrow::Cow;
 
 use super::PublishError;
 use crate::event::Event;
-use crate::schema::SchemaSet;
+use crate::schema::{SchemaError, SchemaSet};
 
 /// Validates `event` against `schemas` and returns it as it is to be sent: unchanged, or
 /// a copy carrying `dataschema` when it had none and the set knows its type and version.
 ///
 /// # Errors
-/// [`PublishError::Schema`] with the validation error (JSON pointer and rule), or the
-/// refusal of an unknown type or version under [`crate::schema::UnknownSchema::Refuse`].
+/// [`PublishError::Schema`] with the validation error (JSON pointer and rule), the
+/// refusal of an unknown type or version under [`crate::schema::UnknownSchema::Refuse`],
+/// or [`SchemaError::DataSchema`] when the event's own `dataschema` names another schema.
 pub(super) fn apply<'e>(
     schemas: &SchemaSet,
     event: &'e Event,
 ) -> Result<Cow<'e, Event>, PublishError> {
-    schemas
-        .validate(event)
-        .map_err(|source| PublishError::Schema {
-            event_id: event.id().to_owned(),
-            source: Box::new(source),
-        })?;
-    if event.data_schema().is_some() {
-        return Ok(Cow::Borrowed(event));
-    }
-    let uri = schemas.data_schema(event.event_type().as_str(), event.schema_version());
-    Ok(match uri {
-        Some(uri) => {
+    let refuse = |source| PublishError::Schema {
+        event_id: event.id().to_owned(),
+        source: Box::new(source),
+    };
+    schemas.validate(event).map_err(refuse)?;
+    let (event_type, version) = (event.event_type().as_str(), event.schema_version());
+    let Some(uri) = schemas.data_schema(event_type, version) else {
+        return Ok(Cow::Borrowed(event)); // an unknown type the set accepts unvalidated
+    };
+    match event.data_schema() {
+        Some(own) if own == uri => Ok(Cow::Borrowed(event)),
+        Some(own) => Err(refuse(SchemaError::DataSchema {
+            event_type: event_type.to_owned(),
+            version: version.to_owned(),
+            found: own.to_owned(),
+            expected: uri.to_owned(),
+        })),
+        None => {
             let mut stamped = event.clone();
             stamped.set_data_schema(uri);
-            Cow::Owned(stamped)
+            Ok(Cow::Owned(stamped))
         }
-        None => Cow::Borrowed(event),
-    })
+    }
 }
 
 #[cfg(test)]
@@ -69,7 +75,7 @@ mod tests {
     }
 
     #[test]
-    fn a_valid_event_gets_its_data_schema_and_keeps_its_own() {
+    fn a_valid_event_gets_its_data_schema_once() {
         let set = repo_schemas();
         let ev = created(ada());
         let sent = apply(&set, &ev).unwrap();
@@ -78,9 +84,28 @@ mod tests {
             Some("urn:events:schema:auth.user.created:1.0")
         );
         assert_eq!(sent.id(), ev.id());
-        let mut own = ev.clone();
-        own.set_data_schema("urn:example:own");
-        assert!(matches!(apply(&set, &own).unwrap(), Cow::Borrowed(_)));
+        let stamped = sent.into_owned();
+        assert!(matches!(apply(&set, &stamped).unwrap(), Cow::Borrowed(_)));
+    }
+
+    #[test]
+    fn a_data_schema_naming_another_schema_is_refused() {
+        let mut ev = created(ada());
+        ev.set_data_schema("urn:events:schema:auth.user.created:1");
+        match apply(&repo_schemas(), &ev) {
+            Err(PublishError::Schema { source, .. }) => {
+                assert!(
+                    matches!(*source, SchemaError::DataSchema { .. }),
+                    "{source}"
+                );
+                assert_eq!(
+                    source.to_string(),
+                    "dataschema \"urn:events:schema:auth.user.created:1\" of auth.user.created 1.0 \
+                     is not urn:events:schema:auth.user.created:1.0"
+                );
+            }
+            other => panic!("unexpected {other:?}"),
+        }
     }
 
     #[test]

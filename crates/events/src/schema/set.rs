@@ -61,6 +61,19 @@ pub enum SchemaError {
         /// The event's `schemaversion`.
         version: String,
     },
+    /// The event's `dataschema` is not the URI of the schema of its type and version (a
+    /// publisher with a set refuses it rather than send a URI naming another contract).
+    #[error("dataschema {found:?} of {event_type} {version} is not {expected}")]
+    DataSchema {
+        /// The event type.
+        event_type: String,
+        /// The event's `schemaversion`.
+        version: String,
+        /// The event's `dataschema`.
+        found: String,
+        /// The schema's `$id`.
+        expected: String,
+    },
 }
 
 fn shown(pointer: &str) -> &str {
@@ -72,7 +85,7 @@ impl SchemaError {
     pub fn pointer(&self) -> Option<&str> {
         match self {
             Self::Invalid { pointer, .. } => Some(pointer),
-            Self::Unknown { .. } => None,
+            Self::Unknown { .. } | Self::DataSchema { .. } => None,
         }
     }
 
@@ -80,7 +93,7 @@ impl SchemaError {
     pub fn rule(&self) -> Option<&str> {
         match self {
             Self::Invalid { rule, .. } => Some(rule),
-            Self::Unknown { .. } => None,
+            Self::Unknown { .. } | Self::DataSchema { .. } => None,
         }
     }
 }
