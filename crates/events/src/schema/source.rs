@@ -1,9 +1,11 @@
 //! [`SchemaSource`]: where a service loads its [`SchemaSet`] from, as configuration data
-//! (TOML `[schemas]`), and the one function that loads it.
+//! (TOML `[schemas]`), and the one function that loads it. Its defaults are those of a
+//! service that enforces its contracts (the keys below); the publisher and subscriber
+//! validate nothing until they are given a set.
 //!
 //! ```toml
 //! [schemas]
-//! from = "dir"          # "off" (no validation), "dir" or "registry"
+//! from = "dir"          # "dir", "registry" or "off" (no validation)
 //! dir = "schemas"       # with from = "dir": the schema directory
 //! bucket = "EVENT_SCHEMAS"  # with from = "registry": the key-value bucket
 //! unknown = "refuse"    # a type or version without a schema: "refuse" or "accept_unvalidated"
@@ -22,10 +24,10 @@ use super::{LoadError, SchemaSet, UnknownSchema};
 #[serde(rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum SchemaOrigin {
-    /// No schemas: nothing is validated (the library's default).
-    #[default]
+    /// No schemas: nothing is validated.
     Off,
-    /// The files of [`SchemaSource::dir`] ([`SchemaSet::from_dir`]).
+    /// The files of [`SchemaSource::dir`] ([`SchemaSet::from_dir`]): the default.
+    #[default]
     Dir,
     /// The registry bucket [`SchemaSource::bucket`] ([`SchemaRegistry::load`]): schemas
     /// pushed with `eventctl schema push` reach the service at its next start, without a
@@ -45,18 +47,20 @@ pub struct SchemaSource {
     /// The registry bucket, for [`SchemaOrigin::Registry`].
     pub bucket: String,
     /// What to do with an event whose type and version have no schema
-    /// ([`SchemaSet::with_unknown`]).
+    /// ([`SchemaSet::with_unknown`]); [`UnknownSchema::Refuse`] unless told otherwise (a
+    /// bare [`SchemaSet`] accepts them).
     pub unknown: UnknownSchema,
 }
 
 impl Default for SchemaSource {
-    /// Off; `dir` `schemas`, `bucket` [`DEFAULT_BUCKET`], unknown types accepted.
+    /// From the directory `schemas` (relative to the working directory), `bucket`
+    /// [`DEFAULT_BUCKET`], unknown types refused.
     fn default() -> Self {
         Self {
-            from: SchemaOrigin::Off,
+            from: SchemaOrigin::Dir,
             dir: PathBuf::from("schemas"),
             bucket: DEFAULT_BUCKET.to_owned(),
-            unknown: UnknownSchema::default(),
+            unknown: UnknownSchema::Refuse,
         }
     }
 }
@@ -91,6 +95,14 @@ impl SchemaSource {
         Self {
             from: SchemaOrigin::Dir,
             dir: dir.into(),
+            ..Self::default()
+        }
+    }
+
+    /// No schemas ([`SchemaOrigin::Off`]).
+    pub fn off() -> Self {
+        Self {
+            from: SchemaOrigin::Off,
             ..Self::default()
         }
     }
@@ -152,13 +164,16 @@ mod tests {
 
     #[test]
     fn toml_keys_are_read_and_unknown_keys_refused() {
+        let w: Wrapper = toml::from_str("[schemas]\n").unwrap();
+        assert_eq!(w.schemas, SchemaSource::dir("schemas"));
+        assert_eq!(w.schemas.unknown, UnknownSchema::Refuse);
         let w: Wrapper = toml::from_str(
-            "[schemas]\nfrom = \"registry\"\nbucket = \"S\"\nunknown = \"refuse\"\n",
+            "[schemas]\nfrom = \"registry\"\nbucket = \"S\"\nunknown = \"accept_unvalidated\"\n",
         )
         .unwrap();
         assert_eq!(
             w.schemas,
-            SchemaSource::registry("S").with_unknown(UnknownSchema::Refuse)
+            SchemaSource::registry("S").with_unknown(UnknownSchema::AcceptUnvalidated)
         );
         let err = toml::from_str::<Wrapper>("[schemas]\nfrm = \"dir\"\n").unwrap_err();
         assert!(err.to_string().contains("frm"), "{err}");
