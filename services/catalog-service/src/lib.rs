@@ -108,10 +108,13 @@ const SETUP_RETRY: Duration = Duration::from_secs(1);
 /// says not ready; the client connects in the background and the subscription is set up
 /// (retried every second) once NATS and `AUTH_EVENTS` are there.
 ///
+/// Events are validated against `config.schemas` before the handler runs (loaded at
+/// start: from the registry, NATS must answer then).
+///
 /// # Errors
-/// If the NATS configuration is invalid, the projection file cannot be read, or the admin
-/// port cannot be bound.
-pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
+/// If the NATS configuration is invalid, the projection file or the schemas cannot be
+/// read, or the admin port cannot be bound.
+pub async fn run(mut config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
     let projection = Arc::new(if config.projection_file.as_os_str().is_empty() {
         Projection::in_memory()
     } else {
@@ -128,6 +131,12 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         .await
         .context("cannot connect to NATS")?;
     let js = conn.jetstream().clone();
+    config.subscriber.schemas = config
+        .schemas
+        .load(&js)
+        .await
+        .context("cannot load the event schemas")?
+        .map(Arc::new);
 
     let prometheus = install_prometheus().context("cannot install the metrics recorder")?;
     let required = [STREAM, DLQ_STREAM]
