@@ -8,6 +8,7 @@
 //! | `POST /api/v1/events/dlq/{seq}/replay` (`?dry_run=true`) | admin |
 //! | `POST /api/v1/events/dlq/replay` (JSON `{ filter, max_count, dry_run }`) | admin |
 //! | `DELETE /api/v1/events/dlq/{seq}` | admin |
+//! | `GET /api/v1/events/schemas` (discovery document), `GET /api/v1/events/schemas/{type}/{version}` | open |
 //! | `GET /metrics`, `GET /healthz`, `GET /readyz` | open |
 //!
 //! Admin requests carry `Authorization: Bearer <token>`. Tokens are configured as
@@ -48,6 +49,7 @@ mod auth;
 mod dlq;
 mod error;
 mod ops;
+mod schemas;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -72,6 +74,9 @@ use tower::ServiceExt as _;
 pub use auth::{Admin, AdminToken, TokenError, hash_token};
 pub use dlq::{DEFAULT_PAGE_SIZE, DEFAULT_REPLAY_BATCH, MAX_PAGE_SIZE, MAX_REPLAY_BATCH};
 pub use error::ApiError;
+pub use schemas::{
+    DiscoveredType, DiscoveredVersion, Discovery, SCHEMAS_PATH, SchemaDirectory, TypeParties,
+};
 
 /// Largest request body accepted, in bytes; larger is 413.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -100,6 +105,7 @@ struct Inner {
     tokens: Vec<AdminToken>,
     prometheus: Option<PrometheusHandle>,
     required_streams: Vec<String>,
+    schemas: Option<SchemaDirectory>,
 }
 
 impl AdminState {
@@ -120,6 +126,7 @@ impl AdminState {
                 tokens: Vec::new(),
                 prometheus: None,
                 required_streams: vec![DLQ_STREAM.to_owned()],
+                schemas: None,
             }),
         }
     }
@@ -162,6 +169,17 @@ impl AdminState {
         self
     }
 
+    /// Serves `schemas` at `/api/v1/events/schemas` (discovery document and schema
+    /// documents); without it those routes answer 404.
+    pub fn with_schemas(mut self, schemas: SchemaDirectory) -> Self {
+        self.inner_mut().schemas = Some(schemas);
+        self
+    }
+
+    pub(crate) fn schemas(&self) -> Option<&SchemaDirectory> {
+        self.inner.schemas.as_ref()
+    }
+
     pub(crate) fn client(&self) -> &async_nats::Client {
         &self.inner.client
     }
@@ -187,7 +205,8 @@ impl AdminState {
     }
 }
 
-/// The admin router: DLQ API (admin only) and the open operational routes.
+/// The admin router: DLQ API (admin only), the schema discovery routes and the open
+/// operational routes.
 pub fn router(state: AdminState) -> Router {
     let dlq = dlq::routes().layer(middleware::from_fn_with_state(
         state.clone(),
@@ -198,6 +217,7 @@ pub fn router(state: AdminState) -> Router {
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))
         .nest("/api/v1/events/dlq", dlq)
+        .nest(SCHEMAS_PATH, schemas::routes())
         .fallback(ops::not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .route_layer(middleware::from_fn(tag_route))

@@ -21,6 +21,7 @@ use tower::ServiceExt;
 
 mod hostile;
 mod limits;
+mod schemas;
 
 const SECRET: &str = "4f1c2d6e-admin-secret-for-tests";
 const WAIT: Duration = Duration::from_secs(30);
