@@ -420,6 +420,34 @@ impl SchemaSet {
         }
     }
 
+    /// As [`Self::validate`], for a consumer (the subscriber uses it): an event of a minor
+    /// the set lacks is checked against the newest older minor of its major that the set
+    /// has, since a later minor only adds to it (SCHEMA_VERSIONING.md), so that a producer's
+    /// new minor does not reach the consumers as unknown before their schemas are updated.
+    /// A major or type the set lacks follows the [`UnknownSchema`] policy.
+    ///
+    /// # Errors
+    /// As [`Self::validate`]; an [`SchemaError::Invalid`] from an older minor names that
+    /// minor.
+    pub fn validate_received(&self, event: &Event) -> Result<(), SchemaError> {
+        let event_type = event.event_type().as_str();
+        let version = event.schema_version();
+        if self.get(event_type, version).is_none()
+            && let Ok(v) = version.parse::<Version>()
+            && let Some(older) = self.newest_older_minor(event_type, v)
+        {
+            return older.validate_data(event.data());
+        }
+        self.validate(event)
+    }
+
+    /// The newest schema of `event_type` with the major of `v` and a lower minor.
+    fn newest_older_minor(&self, event_type: &str, v: Version) -> Option<&Schema> {
+        let versions = self.types.get(event_type)?;
+        let (_, schema) = versions.range(Version::new(v.major, 0)..v).next_back()?;
+        Some(schema)
+    }
+
     /// Every schema, by type then version (oldest first).
     pub fn iter(&self) -> impl Iterator<Item = &Schema> {
         self.types
@@ -594,6 +622,30 @@ mod tests {
         lenient.validate(&other).unwrap();
         // Known schemas are still enforced.
         assert!(lenient.validate(&created(json!({}))).is_err());
+    }
+
+    #[test]
+    fn a_received_newer_minor_is_checked_against_the_newest_older_one() {
+        let set = repo_schemas().with_unknown(UnknownSchema::Refuse);
+        set.validate_received(&event("auth.user.created", "1.3", ada()))
+            .unwrap();
+        let mut data = ada();
+        data.as_object_mut().unwrap().remove("email");
+        let err = set
+            .validate_received(&event("auth.user.created", "1.3", data))
+            .unwrap_err();
+        assert_eq!(err.pointer(), Some("/email"), "{err}");
+        assert!(err.to_string().contains("auth.user.created 1.0"), "{err}");
+        // Another major, or a type without schemas, is unknown.
+        for (ty, v) in [("auth.user.created", "2.0"), ("auth.user.suspended", "1.1")] {
+            let err = set.validate_received(&event(ty, v, ada())).unwrap_err();
+            assert!(matches!(err, SchemaError::Unknown { .. }), "{err}");
+        }
+        // The publisher's check stays strict: 1.3 has no schema.
+        assert!(
+            set.validate(&event("auth.user.created", "1.3", ada()))
+                .is_err()
+        );
     }
 
     #[test]

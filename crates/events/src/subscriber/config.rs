@@ -130,9 +130,11 @@ pub struct SubscriberConfig {
     /// the registry and set it with [`Self::with_schemas`]). With a set, an event whose
     /// `data` does not validate against the schema of its type and version is dead-lettered
     /// as `invalid` on its first delivery, the validation error (JSON pointer and rule) in
-    /// `Dlq-Error`, and the handler never sees it; a type or version without a schema
-    /// follows the set's [`UnknownSchema`](crate::schema::UnknownSchema) policy. `None` (the
-    /// default): no schema code runs at all.
+    /// `Dlq-Error`, and the handler never sees it. A newer minor than the set has is
+    /// checked against the newest older minor of its major
+    /// ([`SchemaSet::validate_received`]); a type or major without a schema follows the
+    /// set's [`UnknownSchema`](crate::schema::UnknownSchema) policy. `None` (the default):
+    /// no schema code runs at all.
     #[cfg(feature = "schema")]
     #[serde(skip)]
     pub schemas: Option<Arc<SchemaSet>>,

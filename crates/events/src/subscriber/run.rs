@@ -663,7 +663,12 @@ async fn run_handler<H: Handler>(
 /// handler error. `None` when the data is valid (or the set accepts an unknown type).
 #[cfg(feature = "schema")]
 fn schema_refusal<H>(shared: &Shared<H>, event: &Event) -> Option<String> {
-    let err = shared.cfg.schemas.as_ref()?.validate(event).err()?;
+    let err = shared
+        .cfg
+        .schemas
+        .as_ref()?
+        .validate_received(event)
+        .err()?;
     metrics::counter!(m::EVENT_HANDLER_ERRORS_TOTAL,
         "consumer" => shared.consumer.clone(), "kind" => "invalid")
     .increment(1);

@@ -221,29 +221,85 @@ async fn a_subscriber_refuses_or_accepts_an_unknown_version_as_configured() {
     create_streams(&js).await;
     let strict_seen = Seen::default();
     let lenient_seen = Seen::default();
-    let strict_config =
-        fast_config().with_schemas(repo_schemas().with_unknown(UnknownSchema::Refuse));
-    let strict = start(&js, "strict", strict_config, seeing(strict_seen.clone())).await;
+    let strict_set = repo_schemas().with_unknown(UnknownSchema::Refuse);
+    let strict = start(
+        &js,
+        "strict",
+        fast_config().with_schemas(strict_set),
+        seeing(strict_seen.clone()),
+    )
+    .await;
     let lenient_config = fast_config().with_schemas(repo_schemas());
     let lenient = start(&js, "lenient", lenient_config, seeing(lenient_seen.clone())).await;
 
-    let unknown = versioned("1.9", user(ADA));
-    inject(&nats, &[&unknown]).await;
+    // A major nobody has a schema for; a newer minor (checked against 1.0, the newest
+    // older minor of its major), valid and without `email`.
+    let major = versioned("2.0", user(ADA));
+    let minor = versioned("1.9", user(GRACE));
+    let mut data = user(GRACE);
+    data.as_object_mut().unwrap().remove("email");
+    let minor_invalid = versioned("1.9", data);
+    inject(&nats, &[&major, &minor, &minor_invalid]).await;
 
+    // strict: 2.0 and the invalid 1.9 dead-lettered; lenient: the invalid 1.9.
     wait_for(
-        "the strict dead letter and the lenient delivery",
+        "three dead letters and three deliveries",
         BOUND,
-        async || stream_len(&js, DLQ_STREAM).await == 1 && lenient_seen.lock().unwrap().len() == 1,
+        async || {
+            stream_len(&js, DLQ_STREAM).await == 3
+                && strict_seen.lock().unwrap().len() == 1
+                && lenient_seen.lock().unwrap().len() == 2
+        },
     )
     .await;
-    let dl = dead_letters(&js).await;
-    let m = &dl[0];
-    assert_eq!(header(m, h::CONSUMER), strict.durable);
-    assert_eq!(header(m, h::REASON), "invalid");
-    assert_eq!(header(m, h::DELIVERIES), "1");
-    assert!(header(m, h::ERROR).contains("no schema for auth.user.created 1.9"));
-    assert_eq!(*lenient_seen.lock().unwrap(), [unknown.id().to_owned()]);
-    assert!(strict_seen.lock().unwrap().is_empty());
+    let mut by_consumer: Vec<(String, String, String)> = dead_letters(&js)
+        .await
+        .iter()
+        .map(|m| {
+            assert_eq!(header(m, h::REASON), "invalid");
+            assert_eq!(header(m, h::DELIVERIES), "1");
+            let id = Event::decode(Some(&m.headers), &m.payload)
+                .unwrap()
+                .id()
+                .to_owned();
+            (
+                header(m, h::CONSUMER).to_owned(),
+                id,
+                header(m, h::ERROR).to_owned(),
+            )
+        })
+        .collect();
+    by_consumer.sort();
+    let ids: Vec<(&str, &str)> = by_consumer
+        .iter()
+        .map(|(c, id, _)| (c.as_str(), id.as_str()))
+        .collect();
+    let mut expected = vec![
+        (lenient.durable.as_str(), minor_invalid.id()),
+        (strict.durable.as_str(), major.id()),
+        (strict.durable.as_str(), minor_invalid.id()),
+    ];
+    expected.sort();
+    assert_eq!(ids, expected);
+    for (_, id, error) in &by_consumer {
+        if id == major.id() {
+            assert!(
+                error.contains("no schema for auth.user.created 2.0"),
+                "{error}"
+            );
+        } else {
+            assert!(
+                error.contains("auth.user.created 1.0 is invalid at /email"),
+                "{error}"
+            );
+        }
+    }
+    assert_eq!(*strict_seen.lock().unwrap(), [minor.id().to_owned()]);
+    let mut lenient_ids = lenient_seen.lock().unwrap().clone();
+    lenient_ids.sort();
+    let mut expected = vec![major.id().to_owned(), minor.id().to_owned()];
+    expected.sort();
+    assert_eq!(lenient_ids, expected, "in any order");
     strict.stop().await;
     lenient.stop().await;
 }
