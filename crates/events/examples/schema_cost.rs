@@ -120,7 +120,7 @@ fn main() {
     );
     println!("{:<28} {:>9} {:>9} {:>9}", "", "median", "min", "max");
 
-    let plain = report(
+    report(
         "publish, no schema set",
         measure(reps, n, || {
             let rec = RecordingPublisher::new();

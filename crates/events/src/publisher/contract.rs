@@ -47,32 +47,9 @@ pub(super) fn apply<'e>(
 
 #[cfg(test)]
 mod tests {
-    use std::path::Path;
-
-    use serde_json::{Value, json};
-
     use super::*;
     use crate::schema::UnknownSchema;
-
-    fn repo_schemas() -> SchemaSet {
-        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../schemas");
-        SchemaSet::from_dir(&dir).unwrap()
-    }
-
-    fn created(data: Value) -> Event {
-        Event::builder("auth.user.created")
-            .source("auth-service")
-            .organization("org-1")
-            .schema_version("1.0")
-            .data_json(data)
-            .build()
-            .unwrap()
-    }
-
-    fn ada() -> Value {
-        json!({"user_id": "5b0f2a64-31c8-4d3e-9a57-0c2b8e1d7f10", "email": "ada@acme.example",
-               "display_name": "Ada", "roles": ["member"], "revision": 1})
-    }
+    use crate::schema::fixtures::{ada, created, event, repo_schemas};
 
     #[test]
     fn a_valid_event_gets_its_data_schema_once() {
@@ -126,13 +103,7 @@ mod tests {
     #[test]
     fn an_unknown_version_follows_the_policy() {
         let set = repo_schemas().with_unknown(UnknownSchema::Refuse);
-        let ev = Event::builder("auth.user.created")
-            .source("auth-service")
-            .organization("org-1")
-            .schema_version("1.9")
-            .data_json(ada())
-            .build()
-            .unwrap();
+        let ev = event("auth.user.created", "1.9", ada());
         assert!(matches!(apply(&set, &ev), Err(PublishError::Schema { .. })));
         let lenient = set.with_unknown(UnknownSchema::AcceptUnvalidated);
         let sent = apply(&lenient, &ev).unwrap();

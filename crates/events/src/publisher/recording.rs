@@ -247,23 +247,12 @@ mod tests {
     #[cfg(feature = "schema")]
     #[test]
     fn with_schemas_refuses_invalid_data_and_records_the_data_schema() {
-        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../schemas");
-        let set = crate::schema::SchemaSet::from_dir(&dir).unwrap();
-        let rec = RecordingPublisher::new().with_schemas(set);
-        let versioned = |data| {
-            Event::builder("auth.user.created")
-                .source("auth-service")
-                .organization("org-1")
-                .schema_version("1.0")
-                .data_json(data)
-                .build()
-                .unwrap()
-        };
-        let mut user = serde_json::json!({"user_id": "5b0f2a64-31c8-4d3e-9a57-0c2b8e1d7f10",
-            "email": "ada@acme.example", "display_name": "Ada", "roles": [], "revision": 1});
-        rec.record(&versioned(user.clone())).unwrap();
+        use crate::schema::fixtures::{ada, created, repo_schemas};
+        let rec = RecordingPublisher::new().with_schemas(repo_schemas());
+        rec.record(&created(ada())).unwrap();
+        let mut user = ada();
         user.as_object_mut().unwrap().remove("email");
-        let err = rec.record(&versioned(user)).unwrap_err();
+        let err = rec.record(&created(user)).unwrap_err();
         assert!(matches!(err, PublishError::Schema { .. }), "{err:?}");
         let recorded = rec.events();
         assert_eq!(recorded.len(), 1, "the invalid event is not recorded");

@@ -55,6 +55,8 @@
 //! ```
 
 pub mod compat;
+#[cfg(test)]
+pub(crate) mod fixtures;
 pub mod registry;
 mod set;
 mod source;

@@ -515,32 +515,7 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-
-    const ADA: &str = "5b0f2a64-31c8-4d3e-9a57-0c2b8e1d7f10";
-
-    fn repo_schemas() -> SchemaSet {
-        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../schemas");
-        SchemaSet::from_dir(&dir).unwrap()
-    }
-
-    fn event(ty: &str, version: &str, data: Value) -> Event {
-        Event::builder(ty)
-            .source("auth-service")
-            .organization("org-acme")
-            .schema_version(version)
-            .data_json(data)
-            .build()
-            .unwrap()
-    }
-
-    fn created(data: Value) -> Event {
-        event("auth.user.created", "1.0", data)
-    }
-
-    fn ada() -> Value {
-        json!({"user_id": ADA, "email": "ada@acme.example", "display_name": "Ada",
-               "roles": ["member"], "revision": 1})
-    }
+    use crate::schema::fixtures::{ada, created, event, repo_schemas};
 
     #[test]
     fn the_repository_schemas_load_and_accept_their_examples() {

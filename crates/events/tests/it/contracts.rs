@@ -55,6 +55,29 @@ fn assert_email_refused(res: Result<impl std::fmt::Debug, PublishError>) {
     }
 }
 
+/// Publishes `event` (it must be stored) and decodes what the stream holds.
+async fn publish_and_read_back(
+    js: &jetstream::Context,
+    publisher: &Publisher,
+    event: &Event,
+) -> Event {
+    let outcome = timeout(BOUND, publisher.publish(event))
+        .await
+        .unwrap()
+        .unwrap();
+    let PublishOutcome::Stored(ack) = outcome else {
+        panic!("not stored: {outcome:?}");
+    };
+    let stored = js
+        .get_stream(STREAM)
+        .await
+        .unwrap()
+        .get_raw_message(ack.sequence)
+        .await
+        .unwrap();
+    Event::decode(Some(&stored.headers), &stored.payload).unwrap()
+}
+
 #[tokio::test]
 async fn a_publisher_with_schemas_refuses_invalid_data_and_sets_dataschema() {
     let nats = NatsServer::start().await;
@@ -73,21 +96,7 @@ async fn a_publisher_with_schemas_refuses_invalid_data_and_sets_dataschema() {
 
     let valid = created(user(ADA));
     assert_eq!(valid.data_schema(), None);
-    let outcome = timeout(BOUND, publisher.publish(&valid))
-        .await
-        .unwrap()
-        .unwrap();
-    let PublishOutcome::Stored(ack) = outcome else {
-        panic!("not stored: {outcome:?}");
-    };
-    let stored = js
-        .get_stream(STREAM)
-        .await
-        .unwrap()
-        .get_raw_message(ack.sequence)
-        .await
-        .unwrap();
-    let event = Event::decode(Some(&stored.headers), &stored.payload).unwrap();
+    let event = publish_and_read_back(&js, &publisher, &valid).await;
     assert_eq!(event.id(), valid.id());
     assert_eq!(
         event.data_schema(),
@@ -126,21 +135,7 @@ async fn a_publisher_refuses_or_accepts_an_unknown_version_as_configured() {
     }
     assert_eq!(stream_len(&js, STREAM).await, 0, "nothing sent");
 
-    let outcome = timeout(BOUND, lenient.publish(&unknown))
-        .await
-        .unwrap()
-        .unwrap();
-    let PublishOutcome::Stored(ack) = outcome else {
-        panic!("not stored: {outcome:?}");
-    };
-    let stored = js
-        .get_stream(STREAM)
-        .await
-        .unwrap()
-        .get_raw_message(ack.sequence)
-        .await
-        .unwrap();
-    let event = Event::decode(Some(&stored.headers), &stored.payload).unwrap();
+    let event = publish_and_read_back(&js, &lenient, &unknown).await;
     assert_eq!(event.id(), unknown.id());
     assert_eq!(event.data_schema(), None, "no schema, no dataschema");
     for p in [strict, lenient] {
