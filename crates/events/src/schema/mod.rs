@@ -18,6 +18,27 @@
 //! refuses invalid `data` and sets `dataschema`, the subscriber dead-letters invalid `data`
 //! as `invalid` on its first delivery.
 //!
+//! ```no_run
+//! # async fn run(client: async_nats::Client) -> Result<(), Box<dyn std::error::Error>> {
+//! use events::publisher::{PublishError, Publisher, PublisherConfig};
+//! use events::schema::{SchemaSet, UnknownSchema};
+//! use events::subscriber::SubscriberConfig;
+//!
+//! let schemas = SchemaSet::from_dir("schemas".as_ref())?.with_unknown(UnknownSchema::Refuse);
+//! let config = PublisherConfig::new("auth-service").with_schemas(schemas.clone());
+//! let publisher = Publisher::new(client, config).await?;
+//! # let event: events::Event = todo!();
+//! match publisher.publish(&event).await {
+//!     Err(PublishError::Schema { source, .. }) => {
+//!         eprintln!("refused at {:?} ({:?})", source.pointer(), source.rule());
+//!     }
+//!     other => drop(other?),
+//! }
+//! let consumer = SubscriberConfig::default().with_schemas(schemas);
+//! # let _ = consumer;
+//! # Ok(()) }
+//! ```
+//!
 //! # Identifiers
 //!
 //! A schema is identified by its [`SchemaKey`]: event type and [`Version`]. The same key
