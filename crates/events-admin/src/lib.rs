@@ -11,6 +11,7 @@
 //! | `POST /api/v1/events/dlq/replay` (JSON `{ filter, max_count, dry_run }`) | operator |
 //! | `DELETE /api/v1/events/dlq/{seq}` | admin |
 //! | `POST /api/v1/events/dlq/purge` (JSON `{ filter }` or `{ "all": true }`) | admin |
+//! | `GET /api/v1/events/schemas` (discovery document), `GET /api/v1/events/schemas/{type}/{version}` | open |
 //! | `GET /metrics`, `GET /healthz`, `GET /readyz` | open |
 //! | `/ui` and below: the operator console (docs/CONSOLE.md) | a session from an admin token |
 //!
@@ -60,6 +61,7 @@ mod error;
 mod ops;
 mod rate_limit;
 mod roles;
+mod schemas;
 mod token_file;
 mod ui;
 
@@ -91,6 +93,9 @@ pub use dlq::{DEFAULT_PAGE_SIZE, DEFAULT_REPLAY_BATCH, MAX_PAGE_SIZE, MAX_REPLAY
 pub use error::ApiError;
 pub use rate_limit::RateLimit;
 pub use roles::{Action, Role, UnknownRole};
+pub use schemas::{
+    DiscoveredType, DiscoveredVersion, Discovery, SCHEMAS_PATH, SchemaDirectory, TypeParties,
+};
 pub use token_file::{TokenFileError, load_token_file, parse_tokens};
 pub use ui::{MAX_LIVE_TAILS, MAX_RUNNING_REPLAYS};
 
@@ -126,6 +131,7 @@ struct Inner {
     required_streams: Vec<String>,
     audit: AuditLog,
     limiter: rate_limit::RateLimiter,
+    schemas: Option<SchemaDirectory>,
 }
 
 impl AdminState {
@@ -148,6 +154,7 @@ impl AdminState {
                 prometheus: None,
                 required_streams: vec![DLQ_STREAM.to_owned()],
                 limiter: rate_limit::RateLimiter::new(RateLimit::default()),
+                schemas: None,
             }),
         }
     }
@@ -240,6 +247,17 @@ impl AdminState {
         self
     }
 
+    /// Serves `schemas` at `/api/v1/events/schemas` (discovery document and schema
+    /// documents); without it those routes answer 404.
+    pub fn with_schemas(mut self, schemas: SchemaDirectory) -> Self {
+        self.inner_mut().schemas = Some(schemas);
+        self
+    }
+
+    pub(crate) fn schemas(&self) -> Option<&SchemaDirectory> {
+        self.inner.schemas.as_ref()
+    }
+
     pub(crate) fn client(&self) -> &async_nats::Client {
         &self.inner.client
     }
@@ -265,7 +283,8 @@ impl AdminState {
     }
 }
 
-/// The admin router: DLQ API (admin only) and the open operational routes.
+/// The admin router: DLQ API (admin only), the schema discovery routes and the open
+/// operational routes.
 pub fn router(state: AdminState) -> Router {
     let dlq = dlq::routes().layer(middleware::from_fn_with_state(
         state.clone(),
@@ -281,6 +300,7 @@ pub fn router(state: AdminState) -> Router {
         .route("/metrics", get(ops::metrics))
         .nest("/api/v1/events/dlq", dlq)
         .nest("/api/v1/audit", audit)
+        .nest(SCHEMAS_PATH, schemas::routes())
         // The operator console (issue #15): its own session check on every page.
         .merge(ui::routes())
         .fallback(ops::not_found)

@@ -70,7 +70,7 @@
 //! | [`raw_headers`] | messages whose header block could not be parsed, and [`raw_headers::decode_message`], which every reader uses |
 //! | [`security`] | least privilege: an nkey identity per service and tool, its permissions as a nats-server include |
 //! | [`metrics`] | the metric names of the contract |
-//! | `schema` | (feature `schema`) JSON Schemas per event type and version: `SchemaSet` validation, compatibility check, KV registry |
+//! | `schema` | (feature `schema`) JSON Schemas per event type and version: `SchemaSet` validation (given to the publisher and subscriber config, it enforces the contracts on both ends), `SchemaSource` (a service's `[schemas]`), compatibility check, KV registry |
 //!
 //! The library logs through `tracing` and records through the `metrics` facade; it never
 //! installs a subscriber or recorder, reads no file and no environment variable.

@@ -16,6 +16,11 @@
 //!
 //! [publisher]                      # events::publisher::PublisherConfig
 //! deadline = "20s"
+//!
+//! [schemas]                        # events::schema::SchemaSource
+//! from = "dir"                     # or "registry" (bucket EVENT_SCHEMAS), or "off"
+//! dir = "schemas"                  # default: the repository's schemas/
+//! unknown = "refuse"               # a type or version without a schema is not published
 //! ```
 
 use std::net::{Ipv4Addr, SocketAddr};
@@ -23,6 +28,7 @@ use std::time::Duration;
 
 use events::connection::ConnectConfig;
 use events::publisher::PublisherConfig;
+use events::schema::{SchemaSource, UnknownSchema};
 use serde::{Deserialize, Serialize};
 
 use crate::schema::SOURCE;
@@ -40,6 +46,9 @@ pub struct Config {
     pub admin_listen: SocketAddr,
     /// Publisher tuning (deadline, retries, optional durable spool).
     pub publisher: PublisherConfig,
+    /// The event contracts every published event is validated against: by default the
+    /// repository's `schemas/`, unknown types refused ([`default_schemas`]).
+    pub schemas: SchemaSource,
     /// Bound on each shutdown step: finishing in-flight requests, flushing the publisher,
     /// stopping the admin server.
     #[serde(with = "humantime_serde")]
@@ -56,9 +65,20 @@ impl Default for Config {
             listen: SocketAddr::from((Ipv4Addr::LOCALHOST, 8081)),
             admin_listen: SocketAddr::from((Ipv4Addr::LOCALHOST, 9091)),
             publisher: PublisherConfig::new(SOURCE),
+            schemas: default_schemas(),
             shutdown_timeout: Duration::from_secs(10),
         }
     }
+}
+
+/// Without a `[schemas]` table: the repository's `schemas/` (the path is fixed when the
+/// binary is built, so that it is found from any working directory; a `[schemas]` table
+/// starts from `dir = "schemas"`, relative to the working directory), and a type or
+/// version without a schema refused: an example service publishes only what has a
+/// contract.
+pub fn default_schemas() -> SchemaSource {
+    SchemaSource::dir(concat!(env!("CARGO_MANIFEST_DIR"), "/../../schemas"))
+        .with_unknown(UnknownSchema::Refuse)
 }
 
 impl Config {
@@ -132,5 +152,17 @@ mod tests {
         let cfg = Config::from_toml(text, "auth-service.toml").unwrap();
         cfg.publisher.validate().unwrap();
         cfg.nats.validate().unwrap();
+        assert_eq!(cfg.schemas.unknown, UnknownSchema::Refuse);
+    }
+
+    #[test]
+    fn schemas_default_to_the_repository_and_refuse_unknown_types() {
+        let schemas = Config::default().schemas;
+        assert_eq!(schemas.from, events::schema::SchemaOrigin::Dir);
+        assert!(schemas.dir.join("auth.user.created/1.0.json").is_file());
+        let cfg = Config::from_toml("[schemas]\nfrom = \"registry\"\n", "t").unwrap();
+        assert_eq!(cfg.schemas.from, events::schema::SchemaOrigin::Registry);
+        assert_eq!(cfg.schemas.bucket, "EVENT_SCHEMAS");
+        assert_eq!(cfg.schemas.unknown, UnknownSchema::Refuse);
     }
 }

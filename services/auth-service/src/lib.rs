@@ -60,8 +60,12 @@ use crate::users::{NewUser, UserService};
 /// publisher's spool if one is configured (otherwise they answer 202, outcome unknown, or
 /// 503; see [`users`]). Both servers run under [`events_admin::HttpLimits`].
 ///
+/// Every event is validated against `config.schemas` before it is published (loaded at
+/// start: from the registry, NATS must answer then).
+///
 /// # Errors
-/// If the NATS configuration is invalid, a port cannot be bound, or the API server fails.
+/// If the NATS configuration is invalid, the schemas cannot be loaded, a port cannot be
+/// bound, or the API server fails.
 pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
     let (conn, publisher) = connect_and_publisher(&config, Connect::InBackground).await?;
     let users = Arc::new(UserService::new(Arc::new(publisher.clone())));
@@ -183,6 +187,12 @@ async fn connect_and_publisher(
     .context("cannot connect to NATS")?;
     let mut pc = config.publisher.clone();
     pc.source = SOURCE.to_owned();
+    pc.schemas = config
+        .schemas
+        .load(conn.jetstream())
+        .await
+        .context("cannot load the event schemas")?
+        .map(Arc::new);
     let publisher = Publisher::on_connection(&conn, pc)
         .await
         .context("cannot create the publisher")?;

@@ -599,7 +599,7 @@ mod tests {
         assert_eq!(ev.schema_version(), "1.0");
         assert_eq!(
             ev.data_schema(),
-            Some("urn:events:schema:auth.user.created:1")
+            Some("urn:events:schema:auth.user.created:1.0")
         );
         assert_eq!(ev.subject(), Some(user.id.as_str()));
         assert_eq!(
@@ -716,7 +716,7 @@ mod tests {
         assert_eq!(ev.subject(), Some(user.id.as_str()));
         assert_eq!(
             ev.data_schema(),
-            Some("urn:events:schema:auth.user.updated:1")
+            Some("urn:events:schema:auth.user.updated:1.0")
         );
         assert_eq!(
             serde_json::Value::Object(ev.data().clone()),
@@ -765,7 +765,7 @@ mod tests {
         assert_eq!(published.id, ev.id());
         assert_eq!(
             ev.data_schema(),
-            Some("urn:events:schema:auth.user.deleted:1")
+            Some("urn:events:schema:auth.user.deleted:1.0")
         );
         assert_eq!(
             serde_json::Value::Object(ev.data().clone()),

@@ -18,6 +18,11 @@
 //! max_in_flight = 32
 //! drain_timeout = "10s"
 //! retry = { max_attempts = 5, initial_backoff = "1s", max_backoff = "1m" }
+//!
+//! [schemas]                          # events::schema::SchemaSource
+//! from = "dir"                       # or "registry" (bucket EVENT_SCHEMAS), or "off"
+//! dir = "schemas"                    # default: the repository's schemas/
+//! unknown = "refuse"                 # a type or version without a schema is dead-lettered
 //! ```
 
 use std::net::{Ipv4Addr, SocketAddr};
@@ -25,6 +30,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use events::connection::ConnectConfig;
+use events::schema::{SchemaSource, UnknownSchema};
 use events::subscriber::SubscriberConfig;
 use serde::{Deserialize, Serialize};
 
@@ -41,6 +47,10 @@ pub struct Config {
     pub admin_listen: SocketAddr,
     /// The subscription's tuning (retries, ack wait, concurrency, drain timeout).
     pub subscriber: SubscriberConfig,
+    /// The event contracts every delivered event is validated against before the handler
+    /// runs (an invalid one is dead-lettered as `invalid` on its first delivery): by
+    /// default the repository's `schemas/`, unknown types refused ([`default_schemas`]).
+    pub schemas: SchemaSource,
     /// Where the projection is saved, so that a restart keeps it (the group's consumer has
     /// acknowledged those events and will not deliver them again). Empty: memory only.
     pub projection_file: PathBuf,
@@ -62,10 +72,20 @@ impl Default for Config {
                 drain_timeout: Duration::from_secs(10),
                 ..SubscriberConfig::default()
             },
+            schemas: default_schemas(),
             projection_file: PathBuf::from(".data/catalog-service/projection.json"),
             shutdown_timeout: Duration::from_secs(10),
         }
     }
+}
+
+/// Without a `[schemas]` table: the repository's `schemas/` (the path is fixed when the
+/// binary is built, so that it is found from any working directory; a `[schemas]` table
+/// starts from `dir = "schemas"`, relative to the working directory), and a type or
+/// version without a schema refused: the handler sees only events with a contract.
+pub fn default_schemas() -> SchemaSource {
+    SchemaSource::dir(concat!(env!("CARGO_MANIFEST_DIR"), "/../../schemas"))
+        .with_unknown(UnknownSchema::Refuse)
 }
 
 impl Config {
@@ -140,5 +160,16 @@ mod tests {
         let cfg = Config::from_toml(text, "catalog-service.toml").unwrap();
         cfg.subscriber.validate().unwrap();
         cfg.nats.validate().unwrap();
+        assert_eq!(cfg.schemas, default_schemas());
+    }
+
+    #[test]
+    fn schemas_default_to_the_repository_and_refuse_unknown_types() {
+        let schemas = Config::default().schemas;
+        assert_eq!(schemas.from, events::schema::SchemaOrigin::Dir);
+        assert!(schemas.dir.join("auth.user.created/1.0.json").is_file());
+        assert_eq!(schemas.unknown, UnknownSchema::Refuse);
+        let cfg = Config::from_toml("[schemas]\nfrom = \"off\"\n", "t").unwrap();
+        assert_eq!(cfg.schemas.from, events::schema::SchemaOrigin::Off);
     }
 }

@@ -126,10 +126,14 @@ const SETUP_RETRY: Duration = Duration::from_secs(1);
 /// says not ready; the client connects in the background and the subscription is set up
 /// (retried every second) once NATS and `AUTH_EVENTS` are there.
 ///
+/// Events are validated against `config.schemas` before the handler runs (loaded at
+/// start: from the registry, NATS must answer then).
+///
 /// # Errors
-/// If the NATS configuration is invalid, the projection file cannot be read, the admin
-/// port cannot be bound, or the server denies the group's consumer to this identity.
-pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
+/// If the NATS configuration is invalid, the projection file or the schemas cannot be
+/// read, the admin port cannot be bound, or the server denies the group's consumer to this
+/// identity.
+pub async fn run(mut config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
     let projection = Arc::new(if config.projection_file.as_os_str().is_empty() {
         Projection::in_memory()
     } else {
@@ -145,6 +149,13 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     let conn = connect_in_background(&nats)
         .await
         .context("cannot connect to NATS")?;
+    let js = conn.jetstream().clone();
+    config.subscriber.schemas = config
+        .schemas
+        .load(&js)
+        .await
+        .context("cannot load the event schemas")?
+        .map(Arc::new);
 
     let prometheus = install_prometheus().context("cannot install the metrics recorder")?;
     let required = [STREAM, DLQ_STREAM]

@@ -18,6 +18,7 @@ use crate::cli::{ConnArgs, parse_duration};
 #[command(after_help = "Examples:\n  \
     eventctl serve\n  \
     eventctl serve --listen 0.0.0.0:9090 --admin-tokens-file /etc/events/admin-tokens\n  \
+    eventctl serve --schemas schemas   # + GET /api/v1/events/schemas (discovery)\n  \
     EVENTS_ADMIN_TOKEN_HASHES=ops:3f2a...e9 eventctl serve\n\n\
 Admin tokens are configured as <id>:<role>:<sha256 hex of the token> (make one with \
 `printf %s \"$TOKEN\" | sha256sum`); role is viewer (list, show), operator (+ replay) or \
@@ -45,6 +46,11 @@ pub(crate) struct ServeArgs {
     /// others).
     #[arg(long, value_name = "FILE")]
     pub(crate) admin_tokens_file: Option<PathBuf>,
+    /// Serve the event schemas of this directory (and the producers and consumers of its
+    /// catalog.toml) at /api/v1/events/schemas: a discovery document of every type and
+    /// version, and each schema document.
+    #[arg(long, value_name = "DIR")]
+    pub(crate) schemas: Option<PathBuf>,
     /// Longest wait for in-flight requests on shutdown.
     #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
     pub(crate) shutdown_timeout: Duration,
@@ -81,9 +87,12 @@ pub(crate) async fn run(conn: &ConnArgs, args: ServeArgs) -> anyhow::Result<()> 
         tracing::info!(tokens = %ids.join(", "), "admin tokens configured");
         eprintln!("{} admin token(s) configured", tokens.len());
     }
-    let state = AdminState::new(nats.client().clone())
+    let mut state = AdminState::new(nats.client().clone())
         .with_tokens(tokens)
         .with_prometheus(prometheus);
+    if let Some(dir) = &args.schemas {
+        state = state.with_schemas(super::schema::directory(dir)?);
+    }
     eprintln!(
         "eventctl serve: listening on http://{addr} (NATS {})",
         nats.urls()

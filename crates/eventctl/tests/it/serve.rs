@@ -246,3 +246,39 @@ async fn a_token_file_others_can_read_is_refused() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test]
+async fn serves_the_schema_discovery_document_with_producers_and_consumers() {
+    let nats = NatsServer::start().await;
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../schemas");
+    let set = events::schema::SchemaSet::from_dir(std::path::Path::new(dir)).unwrap();
+    let served = serve(&nats.url(), &["--schemas", dir], None).await;
+    let addr = served.addr.clone();
+
+    let (status, body) = get(&addr, "/api/v1/events/schemas", None).await;
+    assert_eq!(status, 200, "{body}");
+    let doc: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let types = doc["types"].as_array().unwrap();
+    assert_eq!(types.len(), set.latest().count(), "{doc}");
+    // From schemas/catalog.toml: producer and consumed_by.
+    let created = types
+        .iter()
+        .find(|t| t["type"] == "auth.user.created")
+        .unwrap();
+    assert_eq!(created["producers"], serde_json::json!(["auth-service"]));
+    assert_eq!(created["consumers"], serde_json::json!(["catalog-service"]));
+    let org = types
+        .iter()
+        .find(|t| t["type"] == "auth.organization.created")
+        .unwrap();
+    assert_eq!(org["consumers"], serde_json::json!([]));
+    // The schema by its URL.
+    let url = created["versions"][0]["schemaurl"].as_str().unwrap();
+    let (status, body) = get(&addr, url, None).await;
+    assert_eq!(status, 200, "{body}");
+    let schema: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(schema["$id"], "urn:events:schema:auth.user.created:1.0");
+
+    let (code, _) = terminate(served).await;
+    assert_eq!(code, Some(0));
+}

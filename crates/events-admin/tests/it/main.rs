@@ -26,6 +26,7 @@ mod hostile;
 mod limits;
 mod prometheus;
 mod roles;
+mod schemas;
 
 const SECRET: &str = "4f1c2d6e-admin-secret-for-tests";
 const WAIT: Duration = Duration::from_secs(30);

@@ -199,6 +199,13 @@ impl Event {
         self.tracestate = tracestate.map(str::to_owned);
         Ok(())
     }
+
+    /// Sets `dataschema` to a URI the caller vouches for (the publisher, from its schema
+    /// set, whose URIs are checked when the set is loaded).
+    #[cfg(feature = "schema")]
+    pub(crate) fn set_data_schema(&mut self, uri: &str) {
+        self.data_schema = Some(uri.to_owned());
+    }
 }
 
 /// True if `name` is an attribute of the contract rather than an extension.

@@ -41,6 +41,21 @@ pub enum PublishError {
     /// building, e.g. a bad trace context).
     #[error("invalid event")]
     Invalid(#[source] EventError),
+    /// The event's `data` does not validate against the schema of its type and version, or
+    /// the publisher's schema set has no such schema and refuses unknown ones
+    /// ([`PublisherConfig::schemas`](super::PublisherConfig::schemas)). Nothing was sent;
+    /// the cause names the JSON pointer and the rule.
+    #[cfg(feature = "schema")]
+    #[error("event {event_id} refused by its schema")]
+    Schema {
+        /// The event id.
+        event_id: String,
+        /// What failed: [`SchemaError::pointer`](crate::schema::SchemaError::pointer) and
+        /// [`SchemaError::rule`](crate::schema::SchemaError::rule). Boxed: it is large and
+        /// rare, and every publish result carries the error type.
+        #[source]
+        source: Box<crate::schema::SchemaError>,
+    },
     /// The subject cannot be published to (wildcard, reserved prefix, ...).
     #[error("invalid subject {subject:?}: {reason}")]
     InvalidSubject {
@@ -184,6 +199,8 @@ impl PublishError {
     pub fn kind(&self) -> &'static str {
         match self {
             Self::Invalid(_) => "invalid",
+            #[cfg(feature = "schema")]
+            Self::Schema { .. } => "schema",
             Self::InvalidSubject { .. } => "invalid_subject",
             Self::PayloadTooLarge { .. } => "payload_too_large",
             Self::NoStream { .. } => "no_stream",

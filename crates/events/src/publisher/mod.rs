@@ -69,6 +69,13 @@
 //!   stream's duplicate window (2 minutes by default); the server stores it once and that
 //!   ack settles the question ([`PublishError::may_be_stored`] is true for this kind).
 //!
+//! # Event contracts (feature `schema`)
+//! With [`PublisherConfig::with_schemas`], every event is validated against the JSON Schema
+//! of its `type` and `schemaversion` before anything is sent: invalid `data` fails with
+//! `PublishError::Schema` (the cause names the JSON pointer and the rule), a type or version
+//! the set lacks follows its `UnknownSchema` policy, and an event without `dataschema` is
+//! sent with the schema's URI. Without a set no schema code runs.
+//!
 //! Nothing can be published into the reserved `dlq.` domain (CONTRACT.md §2): no [`Event`]
 //! carries such a type, since [`Event::builder`] and every decoder refuse it.
 //!
@@ -95,6 +102,8 @@
 mod acker;
 mod batch;
 mod config;
+#[cfg(feature = "schema")]
+mod contract;
 mod deliver;
 mod error;
 mod recording;
@@ -477,7 +486,8 @@ impl Publisher {
     /// already be stored; its id keeps publishing it again idempotent).
     ///
     /// # Errors
-    /// A [`PublishError`] naming the problem; [`PublishError::Unavailable`] (nothing stored)
+    /// A [`PublishError`] naming the problem (with a schema set, `PublishError::Schema` when
+    /// the data breaks its contract: nothing is sent); [`PublishError::Unavailable`] (nothing stored)
     /// or [`PublishError::Unconfirmed`] (outcome unknown) if NATS did not
     /// ack within the deadline and retries.
     pub async fn publish(&self, event: &Event) -> Result<PublishOutcome, PublishError> {
@@ -510,7 +520,8 @@ impl Publisher {
     ///
     /// # Errors
     /// Validation errors ([`PublishError::InvalidSubject`], [`PublishError::PayloadTooLarge`],
-    /// [`PublishError::Invalid`]) and [`PublishError::Closed`] at once; everything else
+    /// [`PublishError::Invalid`], and `PublishError::Schema` with a schema set) and
+    /// [`PublishError::Closed`] at once; everything else
     /// through the handle.
     pub async fn publish_async(&self, event: &Event) -> Result<PublishHandle, PublishError> {
         self.submit(event).await
@@ -676,7 +687,19 @@ impl Publisher {
         flushed
     }
 
+    /// Validates the event (with a schema set: its `data`, and stamps `dataschema`; see
+    /// [`PublisherConfig::schemas`]) and builds its wire form.
     fn check(&self, event: &Event) -> Result<Wire, PublishError> {
+        #[cfg(feature = "schema")]
+        if let Some(schemas) = &self.inner.config.schemas {
+            return self.check_traced(contract::apply(schemas, event)?.as_ref());
+        }
+        self.check_traced(event)
+    }
+
+    /// Adds the trace context of the caller's span if the event has none (see
+    /// [`PublisherConfig::trace_context`]), then builds the wire form.
+    fn check_traced(&self, event: &Event) -> Result<Wire, PublishError> {
         let max = self.inner.max_payload();
         if event.traceparent().is_none()
             && let Some(hook) = &self.inner.config.trace_context

@@ -56,7 +56,10 @@
 //! A message whose header block the client could not parse (not UTF-8: see
 //! [`crate::raw_headers`]) is undecodable: its dead letter carries none of the original
 //! headers and the raw block, base64, in `Dlq-Original-Headers-Base64`. An event whose
-//! `type` is not the subject it was stored under is invalid (CONTRACT.md §2). When the
+//! `type` is not the subject it was stored under is invalid (CONTRACT.md §2), and so is,
+//! with a schema set (`SubscriberConfig::with_schemas`, feature `schema`), one whose `data`
+//! breaks the schema of its type and `schemaversion`: dead-lettered on its first delivery
+//! with the JSON pointer and the rule in `Dlq-Error`, the handler not run. When the
 //! original body plus the record would not fit the server's `max_payload`, the dead
 //! letter's body is empty and `Dlq-Body-Omitted` holds the body's length; the terminated
 //! original stays in its stream for replay to read.

@@ -3,6 +3,8 @@
 
 mod binary_dlq;
 mod connection;
+#[cfg(feature = "schema")]
+mod contracts;
 mod dashboard;
 mod dlq;
 mod hostile;

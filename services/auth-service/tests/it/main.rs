@@ -75,7 +75,7 @@ async fn post_users_publishes_user_created_to_auth_events() {
     assert_eq!(event.schema_version(), "1.0");
     assert_eq!(
         event.data_schema(),
-        Some("urn:events:schema:auth.user.created:1")
+        Some("urn:events:schema:auth.user.created:1.0")
     );
     assert_eq!(event.subject(), Some(user_id));
     assert_eq!(

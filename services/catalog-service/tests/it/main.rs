@@ -23,6 +23,7 @@ use tokio::time::{sleep, timeout};
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 
+mod contracts;
 mod secure;
 
 /// Upper bound of every wait (the machine is shared and loaded).
