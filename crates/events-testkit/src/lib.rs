@@ -59,11 +59,13 @@
 //! - [`publish_raw`], [`RawMessage`]: hostile frames over a plain socket (`raw.rs`).
 //! - [`SecureNatsServer`], [`TestPki`]: TLS from a test CA and nkey users with
 //!   permissions (`secure.rs`).
+//! - [`Checker`], [`read_stream`]: the loss checker of the fault matrix (`checker.rs`).
 //! - [`unique_name`]: collision-free stream/consumer names for fixtures (`names.rs`).
 //! - private: free ports (`ports.rs`), a tiny HTTP/1.0 client for the monitoring port
 //!   (`http.rs`), config rendering (`config.rs`).
 
 mod bin;
+mod checker;
 mod cluster;
 mod config;
 mod http;
@@ -74,6 +76,7 @@ mod secure;
 mod server;
 
 pub use bin::{NATS_SERVER_BIN_ENV, nats_server_bin};
+pub use checker::{Checker, Report, StoredMessage, read_stream};
 pub use cluster::{NatsCluster, NatsClusterBuilder};
 pub use names::unique_name;
 pub use ports::free_loopback_addr;
