@@ -60,6 +60,7 @@
 //! - [`SecureNatsServer`], [`TestPki`]: TLS from a test CA and nkey users with
 //!   permissions (`secure.rs`).
 //! - [`Checker`], [`read_stream`]: the loss checker of the fault matrix (`checker.rs`).
+//! - [`TcpProxy`]: cut or stall a client's connection (`proxy.rs`).
 //! - [`unique_name`]: collision-free stream/consumer names for fixtures (`names.rs`).
 //! - private: free ports (`ports.rs`), a tiny HTTP/1.0 client for the monitoring port
 //!   (`http.rs`), config rendering (`config.rs`).
@@ -71,6 +72,7 @@ mod config;
 mod http;
 mod names;
 mod ports;
+mod proxy;
 mod raw;
 mod secure;
 mod server;
@@ -80,6 +82,7 @@ pub use checker::{Checker, Report, StoredMessage, read_stream};
 pub use cluster::{NatsCluster, NatsClusterBuilder};
 pub use names::unique_name;
 pub use ports::free_loopback_addr;
+pub use proxy::TcpProxy;
 pub use raw::{RawMessage, publish_raw};
 pub use secure::{SecureNatsServer, SecureNatsServerBuilder, TestPki};
 pub use server::{NatsServer, NatsServerBuilder, SyncMode};

@@ -1,6 +1,7 @@
 //! Tests of the test kit itself, against real nats-server processes.
 
 mod cluster;
+mod proxy;
 mod raw;
 mod server;
 
