@@ -363,6 +363,33 @@ impl NatsCluster {
         }
     }
 
+    /// What each running node's replica of `stream` holds, `(node index, messages, last
+    /// sequence)`, from its `/jsz`; a node without a replica reports `(i, 0, 0)`. After a
+    /// fault heals, every replica of an R3 stream should report the same.
+    ///
+    /// # Panics
+    ///
+    /// If a running node's monitoring port does not answer with JSON within 5 s.
+    pub async fn replica_states(&self, stream: &str) -> Vec<(usize, u64, u64)> {
+        let mut out = Vec::new();
+        for (i, node) in self.nodes.iter().enumerate() {
+            if node.pid().is_none() {
+                continue;
+            }
+            let jsz = node.monitor_json("/jsz?accounts=true&streams=true").await;
+            let state = jsz["account_details"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .flat_map(|a| a["stream_detail"].as_array().into_iter().flatten())
+                .find(|s| s["name"] == stream)
+                .map(|s| &s["state"]);
+            let field = |name: &str| state.and_then(|s| s[name].as_u64()).unwrap_or(0);
+            out.push((i, field("messages"), field("last_seq")));
+        }
+        out
+    }
+
     /// The last `n_lines` lines of node `i`'s log.
     ///
     /// # Panics

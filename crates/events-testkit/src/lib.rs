@@ -60,6 +60,8 @@
 //! - [`SecureNatsServer`], [`TestPki`]: TLS from a test CA and nkey users with
 //!   permissions (`secure.rs`).
 //! - [`Checker`], [`read_stream`]: the loss checker of the fault matrix (`checker.rs`).
+//! - [`NatsServer::pause`], [`NatsServer::resume`], [`NatsServer::lame_duck`],
+//!   [`FAST_LAME_DUCK`]: faults by signal (`signals.rs`).
 //! - [`TcpProxy`]: cut or stall a client's connection (`proxy.rs`).
 //! - [`unique_name`]: collision-free stream/consumer names for fixtures (`names.rs`).
 //! - private: free ports (`ports.rs`), a tiny HTTP/1.0 client for the monitoring port
@@ -76,6 +78,7 @@ mod proxy;
 mod raw;
 mod secure;
 mod server;
+mod signals;
 
 pub use bin::{NATS_SERVER_BIN_ENV, nats_server_bin};
 pub use checker::{Checker, Report, StoredMessage, read_stream};
@@ -86,3 +89,4 @@ pub use proxy::TcpProxy;
 pub use raw::{RawMessage, publish_raw};
 pub use secure::{SecureNatsServer, SecureNatsServerBuilder, TestPki};
 pub use server::{NatsServer, NatsServerBuilder, SyncMode};
+pub use signals::FAST_LAME_DUCK;

@@ -4,6 +4,7 @@ mod cluster;
 mod proxy;
 mod raw;
 mod server;
+mod signals;
 
 use std::time::Duration;
 
