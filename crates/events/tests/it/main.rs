@@ -5,6 +5,7 @@ mod binary_dlq;
 mod connection;
 mod dashboard;
 mod dlq;
+mod faults;
 mod hostile;
 mod publisher;
 mod replay;
