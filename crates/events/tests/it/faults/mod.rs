@@ -5,4 +5,5 @@
 //! Run: `cargo nextest run -p events -E 'test(/faults/)' --no-capture` to see the lines.
 
 mod support;
+mod cluster;
 mod single;
