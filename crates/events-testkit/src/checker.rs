@@ -72,6 +72,8 @@ struct State {
     dead_lettered: HashMap<String, u64>,
     duplicate_bound: Option<u64>,
     consumed: bool,
+    /// Ids the scenario stores more than once on purpose, with their expected copies.
+    copies: HashMap<String, usize>,
 }
 
 /// The counts of a checked scenario (also printed as one line by [`Checker::check`]).
@@ -199,6 +201,13 @@ impl Checker {
         self.state().duplicate_bound = Some(bound);
     }
 
+    /// The scenario stores `id` exactly `copies` times on purpose (e.g. published again
+    /// after the stream's duplicate window): [`check`](Self::check) then requires that
+    /// many copies instead of one.
+    pub fn expect_copies(&self, id: &str, copies: usize) {
+        self.state().copies.insert(id.to_owned(), copies);
+    }
+
     /// Distinct events handled so far (for a test's wait conditions).
     pub fn handled_count(&self) -> u64 {
         self.state().handled.len() as u64
@@ -271,8 +280,12 @@ fn violations(s: &State, stored: &[StoredMessage], report: &Report) -> Vec<Strin
         if !s.publish.contains_key(*id) {
             out.push(format!("stored but never attempted: {id:?} at {seqs:?}"));
         }
-        if seqs.len() > 1 {
-            out.push(format!("stored {} times: {id} at {seqs:?}", seqs.len()));
+        let want = s.copies.get(*id).copied().unwrap_or(1);
+        if seqs.len() != want && (seqs.len() > 1 || want > 1) {
+            out.push(format!(
+                "stored {} times (want {want}): {id} at {seqs:?}",
+                seqs.len()
+            ));
         }
     }
     for id in &s.order {
@@ -429,9 +442,18 @@ mod tests {
     }
 
     #[test]
-    #[should_panic(expected = "stored 2 times: a")]
+    #[should_panic(expected = "stored 2 times (want 1): a")]
     fn a_second_copy_fails() {
         published(&["a"]).check(&stored(&[("a", 1), ("a", 2)]));
+    }
+
+    #[test]
+    fn an_expected_second_copy_passes_and_a_missing_one_fails() {
+        let c = published(&["a"]);
+        c.expect_copies("a", 2);
+        c.check(&stored(&[("a", 1), ("a", 2)]));
+        let failed = std::panic::catch_unwind(|| c.check(&stored(&[("a", 1)])));
+        assert!(failed.is_err(), "one copy where two are expected fails");
     }
 
     #[test]

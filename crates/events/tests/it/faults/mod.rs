@@ -6,4 +6,6 @@
 
 mod support;
 mod cluster;
+mod consumer;
+mod network;
 mod single;
