@@ -7,5 +7,6 @@
 mod support;
 mod cluster;
 mod consumer;
+mod limits;
 mod network;
 mod single;

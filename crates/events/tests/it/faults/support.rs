@@ -223,6 +223,8 @@ pub(crate) struct Recording {
     /// Block the thread instead of sleeping: no in-progress ack can be sent meanwhile.
     pub(crate) blocking: bool,
     pub(crate) panics: fn(usize, u64) -> bool,
+    /// Fail permanently (dead letter at once) when this says so.
+    pub(crate) permanent: fn(usize) -> bool,
 }
 
 impl Recording {
@@ -232,6 +234,7 @@ impl Recording {
             delay,
             blocking: false,
             panics: |_, _| false,
+            permanent: |_| false,
         }
     }
 }
@@ -246,6 +249,9 @@ impl Handler for Recording {
         }
         if (self.panics)(n, ctx.delivered) {
             panic!("handler panics on event {n}, delivery {}", ctx.delivered);
+        }
+        if (self.permanent)(n) {
+            return Err(HandlerError::permanent(format!("event {n} is refused")));
         }
         self.checker.handled(event.id());
         Ok(())
