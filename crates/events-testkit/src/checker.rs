@@ -149,7 +149,10 @@ impl Checker {
     /// The event `id` is handed to the publisher.
     pub fn attempted(&self, id: &str) {
         let mut s = self.state();
-        if s.publish.insert(id.to_owned(), Publish::Attempted).is_none() {
+        if s.publish
+            .insert(id.to_owned(), Publish::Attempted)
+            .is_none()
+        {
             s.order.push(id.to_owned());
         }
     }
@@ -292,9 +295,9 @@ fn violations(s: &State, stored: &[StoredMessage], report: &Report) -> Vec<Strin
         let found = copies.get(id.as_str());
         match (&s.publish[id], found) {
             (Publish::Acked(seq), None) => out.push(format!("acked at {seq} but lost: {id}")),
-            (Publish::Acked(seq), Some(seqs)) if !seqs.contains(seq) => out.push(format!(
-                "acked at {seq} but stored at {seqs:?}: {id}"
-            )),
+            (Publish::Acked(seq), Some(seqs)) if !seqs.contains(seq) => {
+                out.push(format!("acked at {seq} but stored at {seqs:?}: {id}"))
+            }
             (
                 Publish::Errored {
                     kind,
@@ -336,7 +339,9 @@ fn consumer_violations(s: &State, copies: &BTreeMap<&str, Vec<u64>>, out: &mut V
     }
     for id in copies.keys() {
         if !handled.contains(id) && !dead.contains(id) {
-            out.push(format!("stored but neither handled nor dead-lettered: {id}"));
+            out.push(format!(
+                "stored but neither handled nor dead-lettered: {id}"
+            ));
         }
     }
 }
@@ -359,7 +364,12 @@ async fn read_stream_inner(
     name: &str,
 ) -> Result<Vec<StoredMessage>, String> {
     let mut stream = js.get_stream(name).await.map_err(|e| e.to_string())?;
-    let state = stream.info().await.map_err(|e| e.to_string())?.state.clone();
+    let state = stream
+        .info()
+        .await
+        .map_err(|e| e.to_string())?
+        .state
+        .clone();
     let mut out = Vec::with_capacity(state.messages as usize);
     if state.messages == 0 {
         return Ok(out);
@@ -420,7 +430,10 @@ mod tests {
             (r.attempted, r.acked, r.errored, r.handled, r.duplicates),
             (3, 2, 1, 2, 1)
         );
-        assert!(r.to_string().starts_with("checker: unit: attempted=3 acked=2"));
+        assert!(
+            r.to_string()
+                .starts_with("checker: unit: attempted=3 acked=2")
+        );
     }
 
     #[test]

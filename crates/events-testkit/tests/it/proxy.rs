@@ -42,7 +42,10 @@ async fn proxy_forwards_jetstream_traffic() {
     let js = async_nats::jetstream::new(client(&proxy).await);
     create_stream(&js, "PROXIED", 1).await;
     for n in 1..=3u64 {
-        assert_eq!(publish_acked(&js, "PROXIED.x".into(), n.to_string()).await, n);
+        assert_eq!(
+            publish_acked(&js, "PROXIED.x".into(), n.to_string()).await,
+            n
+        );
     }
     assert_eq!(message_count(&js, "PROXIED").await, 3);
     assert_eq!(proxy.connections(), 1);
@@ -59,16 +62,23 @@ async fn proxy_cut_drops_connections_and_refuses_new_ones_until_it_ends() {
     wait_state(&client, |s| *s != State::Connected, "saw the cut").await;
 
     // A new connection during the cut is closed before the server's INFO.
-    let mut raw = TcpStream::connect(("127.0.0.1", proxy.port())).await.unwrap();
+    let mut raw = TcpStream::connect(("127.0.0.1", proxy.port()))
+        .await
+        .unwrap();
     let mut buf = [0u8; 16];
-    let read = timeout(BOUND, raw.read(&mut buf)).await.expect("closed in time");
+    let read = timeout(BOUND, raw.read(&mut buf))
+        .await
+        .expect("closed in time");
     assert!(
         matches!(read, Ok(0) | Err(_)),
         "refused: closed without data, got {read:?}"
     );
 
     wait_state(&client, |s| *s == State::Connected, "reconnected").await;
-    assert!(started.elapsed() >= cut, "reconnected only after the cut ended");
+    assert!(
+        started.elapsed() >= cut,
+        "reconnected only after the cut ended"
+    );
     timeout(BOUND, client.flush()).await.unwrap().unwrap();
     assert_eq!(client.statistics().connects.load(Ordering::Relaxed), 2);
 }
@@ -84,7 +94,10 @@ async fn proxy_stall_holds_bytes_without_closing_the_connection() {
     let ack = js.publish("STALLED.x", "held".into()).await.unwrap();
     // Nothing can come back while the stall lasts: the ack waits for it to end.
     let started = Instant::now();
-    let ack = timeout(BOUND, ack).await.expect("ack in time").expect("ack");
+    let ack = timeout(BOUND, ack)
+        .await
+        .expect("ack in time")
+        .expect("ack");
     assert_eq!(ack.sequence, 1);
     assert!(started.elapsed() >= stall / 2, "the ack was held");
     assert_eq!(proxy.connections(), 1, "the connection was never dropped");

@@ -40,7 +40,10 @@ async fn signals_lame_duck_exits_and_the_server_starts_again_with_its_data() {
 
 #[tokio::test]
 async fn signals_small_max_file_store_refuses_writes_when_full() {
-    let nats = NatsServer::builder().max_file_store(64 * 1024).start().await;
+    let nats = NatsServer::builder()
+        .max_file_store(64 * 1024)
+        .start()
+        .await;
     let js = nats.jetstream().await;
     create_stream(&js, "FULL", 1).await;
     let body = "x".repeat(4096);

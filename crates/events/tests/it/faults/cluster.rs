@@ -12,10 +12,7 @@ use super::support::*;
 
 /// Waits until every node's replica of AUTH_EVENTS reports what was read back.
 async fn replicas_agree(cluster: &NatsCluster, stored: &[StoredMessage]) {
-    let want = (
-        stored.len() as u64,
-        stored.last().map_or(0, |m| m.sequence),
-    );
+    let want = (stored.len() as u64, stored.last().map_or(0, |m| m.sequence));
     let deadline = Instant::now() + BOUND;
     loop {
         let last = cluster.replica_states(STREAM).await;
@@ -73,10 +70,13 @@ async fn faults_cluster_consumer_leader_node_killed_mid_consume() {
         cluster.urls(),
         "faults",
         cfg,
-        Recording::new(&checker, Duration::from_millis(5)),
+        Recording::new(&checker, Duration::from_millis(10)),
     )
     .await;
-    wait_for("some handled", BOUND, async || checker.handled_count() >= 100).await;
+    wait_for("some handled", BOUND, async || {
+        checker.handled_count() >= 100
+    })
+    .await;
     let durable = events::subscriber::durable_name(
         "faults",
         &events::SubjectFilter::new("auth.user.*").unwrap(),
@@ -89,12 +89,18 @@ async fn faults_cluster_consumer_leader_node_killed_mid_consume() {
         .consumer_info(durable.as_str())
         .await
         .unwrap();
-    let leader_name = info.cluster.and_then(|c| c.leader).expect("consumer leader");
+    let leader_name = info
+        .cluster
+        .and_then(|c| c.leader)
+        .expect("consumer leader");
     let leader = (0..cluster.size())
         .find(|&i| cluster.node(i).name() == leader_name)
         .expect("leader is a node");
     cluster.kill(leader);
-    assert!(checker.handled_count() < EVENTS as u64, "killed mid-consume");
+    assert!(
+        checker.handled_count() < EVENTS as u64,
+        "killed mid-consume"
+    );
     wait_for("every event handled", BOUND, async || {
         checker.handled_count() == EVENTS as u64
     })
@@ -186,13 +192,19 @@ async fn faults_cluster_leader_paused_past_election_timeout() {
     let leader = cluster.stream_leader(STREAM).await;
     cluster.node(leader).pause();
     // Past the election timeout: the other two elect a leader and go on without it.
-    wait_for("a new leader while the old one is frozen", BOUND, async || {
-        let others: Vec<String> = (0..3)
-            .filter(|&i| i != leader)
-            .map(|i| cluster.node(i).url())
-            .collect();
-        new_leader(others).await.is_some_and(|l| l != cluster.node(leader).name())
-    })
+    wait_for(
+        "a new leader while the old one is frozen",
+        BOUND,
+        async || {
+            let others: Vec<String> = (0..3)
+                .filter(|&i| i != leader)
+                .map(|i| cluster.node(i).url())
+                .collect();
+            new_leader(others)
+                .await
+                .is_some_and(|l| l != cluster.node(leader).name())
+        },
+    )
     .await;
     sleep(Duration::from_secs(2)).await;
     cluster.node(leader).resume();

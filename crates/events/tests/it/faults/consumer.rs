@@ -59,8 +59,12 @@ async fn faults_consumer_process_killed_mid_batch() {
     };
     checker.allow_duplicates(u64::from(cfg.max_ack_pending));
     let handler = Recording::new(&checker, Duration::from_millis(10));
-    let first = ConsumerProcess::start(vec![nats.url()], "faults", cfg.clone(), handler.clone()).await;
-    wait_for("some handled", BOUND, async || checker.handled_count() >= 100).await;
+    let first =
+        ConsumerProcess::start(vec![nats.url()], "faults", cfg.clone(), handler.clone()).await;
+    wait_for("some handled", BOUND, async || {
+        checker.handled_count() >= 100
+    })
+    .await;
     first.kill();
     assert!(checker.handled_count() < EVENTS as u64, "killed mid-batch");
     // Another instance of the group picks up, including what the dead one held.
@@ -105,8 +109,11 @@ async fn faults_consumer_slow_handlers_with_in_progress_acks() {
 #[tokio::test]
 async fn faults_consumer_slow_blocking_handlers_without_in_progress_acks() {
     const EVENTS: usize = 4;
-    let (nats, js, checker) =
-        published("consumer: slow blocking handlers, no in-progress acks", EVENTS).await;
+    let (nats, js, checker) = published(
+        "consumer: slow blocking handlers, no in-progress acks",
+        EVENTS,
+    )
+    .await;
     let cfg = SubscriberConfig {
         ack_wait: Duration::from_secs(1),
         max_in_flight: 2,

@@ -34,17 +34,20 @@ async fn faults_limits_dlq_full_fails_loudly_and_evicts_nothing() {
     set_dlq_max_msgs(&js, ROOM as i64).await;
     let checker = Checker::new("limits: DLQ_EVENTS full (discard new)");
     let publisher = publisher(&client).await;
-    assert!(finish(publish_burst(&publisher, &checker, events(EVENTS))).await.is_empty());
+    assert!(
+        finish(publish_burst(&publisher, &checker, events(EVENTS)))
+            .await
+            .is_empty()
+    );
     let handler = Recording {
         permanent: |_| true,
         ..Recording::new(&checker, Duration::ZERO)
     };
-    let consumer = ConsumerProcess::start(vec![nats.url()], "faults", subscriber_config(), handler).await;
+    let consumer =
+        ConsumerProcess::start(vec![nats.url()], "faults", subscriber_config(), handler).await;
 
     // Every dead-letter publish past the room fails: counted, and the original is NAKed.
-    let failed = format!(
-        "events_consumed_total{{event_type={SUBJECT},status=dead_letter_failed}}"
-    );
+    let failed = format!("events_consumed_total{{event_type={SUBJECT},status=dead_letter_failed}}");
     let refused = (EVENTS - ROOM) as u64;
     wait_for("failed dead-letter publishes counted", BOUND, async || {
         recorder.counter(&failed) >= 2 * refused
@@ -57,8 +60,14 @@ async fn faults_limits_dlq_full_fails_loudly_and_evicts_nothing() {
         &events::SubjectFilter::new("auth.user.*").unwrap(),
     )
     .unwrap();
-    let lag = events::subscriber::lag(&js, STREAM, durable.as_str()).await.unwrap();
-    assert_eq!(lag.total(), refused, "the originals are not terminated: they show in lag");
+    let lag = events::subscriber::lag(&js, STREAM, durable.as_str())
+        .await
+        .unwrap();
+    assert_eq!(
+        lag.total(),
+        refused,
+        "the originals are not terminated: they show in lag"
+    );
 
     // Room again: the same originals are dead-lettered, the first ones kept (not evicted).
     set_dlq_max_msgs(&js, -1).await;
@@ -104,11 +113,17 @@ async fn faults_limits_duplicate_window_expires_and_the_effect_runs_once() {
         let a = ack(publisher.publish(e).await.unwrap());
         checker.acked(e.id(), a.sequence);
     }
-    assert!(ack(publisher.publish(&again).await.unwrap()).duplicate, "inside the window");
+    assert!(
+        ack(publisher.publish(&again).await.unwrap()).duplicate,
+        "inside the window"
+    );
     // Let the window pass (time itself is the condition here, nothing to poll).
     sleep(window + Duration::from_millis(500)).await;
     let second = ack(publisher.publish(&again).await.unwrap());
-    assert!(!second.duplicate, "past the window the stream stores a second copy");
+    assert!(
+        !second.duplicate,
+        "past the window the stream stores a second copy"
+    );
     checker.acked(again.id(), second.sequence);
     checker.expect_copies(again.id(), 2);
 
@@ -138,7 +153,10 @@ async fn faults_limits_duplicate_window_expires_and_the_effect_runs_once() {
     // FOLLOW-UP(#13): `events::inbox` is being built in parallel; once it exists, run the
     // same two copies through it here and assert one effect as well.
     let report = checker.check(&read_back(&js, STREAM).await);
-    assert_eq!((report.stored, report.handled, report.duplicates), (3, 2, 0));
+    assert_eq!(
+        (report.stored, report.handled, report.duplicates),
+        (3, 2, 0)
+    );
 }
 
 #[tokio::test]
@@ -162,18 +180,33 @@ async fn faults_limits_out_of_storage_then_purge() {
     .await
     .unwrap();
     let errors = finish(publish_burst(&publisher, &checker, events(EVENTS))).await;
-    assert!(!errors.is_empty(), "a 128 KiB store cannot take {EVENTS} events");
+    assert!(
+        !errors.is_empty(),
+        "a 128 KiB store cannot take {EVENTS} events"
+    );
     let kinds: std::collections::BTreeSet<&str> = errors.iter().map(|e| e.kind()).collect();
-    eprintln!("out of storage: error kinds {kinds:?}, first: {:?}", errors[0]);
+    eprintln!(
+        "out of storage: error kinds {kinds:?}, first: {:?}",
+        errors[0]
+    );
     let report = checker.check(&read_back(&js, STREAM).await);
     assert!(report.acked > 0 && report.acked < EVENTS as u64);
 
     // Recovery: after a purge the same publisher stores again.
-    js.get_stream(STREAM).await.unwrap().purge().await.expect("purge");
+    js.get_stream(STREAM)
+        .await
+        .unwrap()
+        .purge()
+        .await
+        .expect("purge");
     let after = Checker::new("limits: out of storage, after the purge");
     let more: Vec<_> = (EVENTS..EVENTS + 100).map(event).collect();
     let errors = finish(publish_burst(&publisher, &after, more)).await;
-    assert!(errors.is_empty(), "stores again after the purge: {:?}", errors.first());
+    assert!(
+        errors.is_empty(),
+        "stores again after the purge: {:?}",
+        errors.first()
+    );
     publisher.close(Duration::from_secs(5)).await.unwrap();
     after.check(&read_back(&js, STREAM).await);
 }
@@ -243,7 +276,10 @@ async fn faults_limits_spool_outage_kill_restart_while_down() {
     tokio::time::sleep_until(down_since + cfg_deadline).await;
     nats.start_again().await;
     let js = nats.jetstream().await;
-    wait_for("the spool forwarded", BOUND, async || publisher.spooled() == 0).await;
+    wait_for("the spool forwarded", BOUND, async || {
+        publisher.spooled() == 0
+    })
+    .await;
     wait_stored(&js, STREAM, spooled.len() as u64).await;
     publisher.close(Duration::from_secs(5)).await.unwrap();
     let stored = read_back(&js, STREAM).await;

@@ -4,9 +4,9 @@
 //!
 //! Run: `cargo nextest run -p events -E 'test(/faults/)' --no-capture` to see the lines.
 
-mod support;
 mod cluster;
 mod consumer;
 mod limits;
 mod network;
 mod single;
+mod support;

@@ -41,13 +41,19 @@ async fn scenario(name: &str, fault: Fault) {
     let publisher = publisher(&client).await;
     let burst = publish_burst(&publisher, &checker, events(EVENTS));
     wait_stored(&admin, STREAM, EVENTS as u64 / 5).await;
-    assert!(stored_count(&admin, STREAM).await < EVENTS as u64, "mid-burst");
+    assert!(
+        stored_count(&admin, STREAM).await < EVENTS as u64,
+        "mid-burst"
+    );
     match fault {
         Fault::Cut(d) => proxy.cut_for(d),
         Fault::Stall(d) => proxy.stall_for(d),
     }
     let errors = finish(burst).await;
-    assert!(errors.is_empty(), "the 20 s deadline rides it out: {errors:?}");
+    assert!(
+        errors.is_empty(),
+        "the 20 s deadline rides it out: {errors:?}"
+    );
     let stored = read_back(&admin, STREAM).await;
     wait_for("every stored event handled", BOUND, async || {
         checker.handled_count() >= stored.len() as u64

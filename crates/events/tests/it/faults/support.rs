@@ -8,11 +8,11 @@ use std::time::Duration;
 
 use async_nats::jetstream::{self, stream};
 use events::Event;
+use events::SubjectFilter;
 use events::publisher::{PublishError, PublishOutcome, Publisher, PublisherConfig, RetryPolicy};
 use events::subscriber::{
-    DeliveryContext, DrainReport, Handler, HandlerError, SubscriberConfig, Subscriber,
+    DeliveryContext, DrainReport, Handler, HandlerError, Subscriber, SubscriberConfig,
 };
-use events::SubjectFilter;
 use events_testkit::{Checker, StoredMessage, read_stream};
 use tokio::runtime::Runtime;
 use tokio::task::JoinHandle;
