@@ -347,16 +347,26 @@ fn consumer_violations(s: &State, copies: &BTreeMap<&str, Vec<u64>>, out: &mut V
 }
 
 /// Every message of `stream` in sequence order, read with an ordered consumer (fast for
-/// thousands of messages; no durable state is left behind).
+/// thousands of messages; no durable state is left behind). A failed read is tried again
+/// (a cluster that just healed may still be electing its leaders).
 ///
 /// # Panics
 ///
-/// If the stream cannot be read completely within 30 s.
+/// If the stream cannot be read completely within 30 s; the message holds the last error.
 pub async fn read_stream(js: &jetstream::Context, stream: &str) -> Vec<StoredMessage> {
-    timeout(READ_TIMEOUT, read_stream_inner(js, stream))
-        .await
-        .unwrap_or_else(|_| panic!("read_stream {stream}: not read within {READ_TIMEOUT:?}"))
-        .unwrap_or_else(|e| panic!("read_stream {stream}: {e}"))
+    let deadline = tokio::time::Instant::now() + READ_TIMEOUT;
+    loop {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        let last = match timeout(left, read_stream_inner(js, stream)).await {
+            Ok(Ok(messages)) => return messages,
+            Ok(Err(e)) => e,
+            Err(_) => "no complete read".to_owned(),
+        };
+        if tokio::time::Instant::now() >= deadline {
+            panic!("read_stream {stream}: not read within {READ_TIMEOUT:?}; last: {last}");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
 
 async fn read_stream_inner(

@@ -93,16 +93,16 @@ async fn faults_consumer_handlers_that_panic() {
 
 #[tokio::test]
 async fn faults_consumer_slow_handlers_with_in_progress_acks() {
-    const EVENTS: usize = 16;
+    const EVENTS: usize = 8;
     let (nats, js, checker) = published("consumer: slow handlers, in-progress acks", EVENTS).await;
     let cfg = SubscriberConfig {
-        ack_wait: Duration::from_secs(1),
-        in_progress_interval: Some(Duration::from_millis(300)),
+        ack_wait: Duration::from_secs(2),
+        in_progress_interval: Some(Duration::from_millis(400)),
         ..subscriber_config()
     };
-    // 2.5 × ack_wait per event: only the in-progress acks keep the server from redelivering,
-    // so no duplicate is allowed.
-    let handler = Recording::new(&checker, Duration::from_millis(2_500));
+    // 2.5 × ack_wait per event, all in flight at once: only the in-progress acks keep the
+    // server from redelivering, so no duplicate is allowed.
+    let handler = Recording::new(&checker, Duration::from_secs(5));
     consume_all(&nats, &js, &checker, cfg, handler, 0).await;
 }
 

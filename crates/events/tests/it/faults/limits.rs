@@ -55,12 +55,8 @@ async fn faults_limits_dlq_full_fails_loudly_and_evicts_nothing() {
     .await;
     let first = dead_lettered_ids(&js).await;
     assert_eq!(first.len(), ROOM, "the full DLQ keeps what it had");
-    let durable = events::subscriber::durable_name(
-        "faults",
-        &events::SubjectFilter::new("auth.user.*").unwrap(),
-    )
-    .unwrap();
-    let lag = events::subscriber::lag(&js, STREAM, durable.as_str())
+    let durable = durable();
+    let lag = events::subscriber::lag(&js, STREAM, &durable)
         .await
         .unwrap();
     assert_eq!(
@@ -89,7 +85,7 @@ async fn faults_limits_dlq_full_fails_loudly_and_evicts_nothing() {
 
 #[tokio::test]
 async fn faults_limits_duplicate_window_expires_and_the_effect_runs_once() {
-    let window = Duration::from_secs(1);
+    let window = Duration::from_secs(2);
     let nats = NatsServer::start().await;
     let client = nats.client().await;
     let js = jetstream::new(client.clone());
@@ -99,7 +95,7 @@ async fn faults_limits_duplicate_window_expires_and_the_effect_runs_once() {
         client.clone(),
         PublisherConfig {
             ack_timeout: Duration::from_millis(500),
-            deadline: Duration::from_millis(900),
+            deadline: Duration::from_millis(1_900),
             duplicate_window: window,
             ..publisher_config()
         },
@@ -138,13 +134,9 @@ async fn faults_limits_duplicate_window_expires_and_the_effect_runs_once() {
     };
     let handler = Idempotent::new(store, Recording::new(&checker, Duration::ZERO));
     let consumer = ConsumerProcess::start(vec![nats.url()], "faults", cfg, handler).await;
-    let durable = events::subscriber::durable_name(
-        "faults",
-        &events::SubjectFilter::new("auth.user.*").unwrap(),
-    )
-    .unwrap();
+    let durable = durable();
     wait_for("all three copies settled", BOUND, async || {
-        events::subscriber::lag(&js, STREAM, durable.as_str())
+        events::subscriber::lag(&js, STREAM, &durable)
             .await
             .is_ok_and(|l| l.ack_floor_stream_sequence == 3)
     })

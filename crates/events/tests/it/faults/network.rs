@@ -54,14 +54,7 @@ async fn scenario(name: &str, fault: Fault) {
         errors.is_empty(),
         "the 20 s deadline rides it out: {errors:?}"
     );
-    let stored = read_back(&admin, STREAM).await;
-    wait_for("every stored event handled", BOUND, async || {
-        checker.handled_count() >= stored.len() as u64
-    })
-    .await;
-    consumer.stop().await;
-    publisher.close(Duration::from_secs(5)).await.unwrap();
-    checker.check(&stored);
+    settle_and_check(&admin, &checker, consumer, publisher).await;
 }
 
 #[tokio::test]

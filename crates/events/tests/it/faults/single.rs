@@ -55,14 +55,7 @@ async fn scenario(name: &str, fault: Fault) {
         errors.iter().all(|e| e.is_transient()),
         "only typed transient errors: {errors:?}"
     );
-    let stored = read_back(&js, STREAM).await;
-    wait_for("every stored event handled", BOUND, async || {
-        checker.handled_count() >= stored.len() as u64
-    })
-    .await;
-    consumer.stop().await;
-    publisher.close(Duration::from_secs(5)).await.unwrap();
-    checker.check(&stored);
+    settle_and_check(&js, &checker, consumer, publisher).await;
 }
 
 #[tokio::test]

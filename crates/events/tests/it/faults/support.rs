@@ -13,7 +13,9 @@ use events::publisher::{PublishError, PublishOutcome, Publisher, PublisherConfig
 use events::subscriber::{
     DeliveryContext, DrainReport, Handler, HandlerError, Subscriber, SubscriberConfig,
 };
-use events_testkit::{Checker, StoredMessage, read_stream};
+use events_testkit::{Checker, Report, StoredMessage, read_stream};
+
+use crate::subscriber::support::init_tracing;
 use tokio::runtime::Runtime;
 use tokio::task::JoinHandle;
 use tokio::time::{Instant, sleep, timeout};
@@ -24,13 +26,6 @@ pub(crate) const DLQ: &str = "DLQ_EVENTS";
 pub(crate) const SUBJECT: &str = "auth.user.created";
 /// Upper bound of any wait in a scenario (each scenario stays within 60 s when healthy).
 pub(crate) const BOUND: Duration = Duration::from_secs(45);
-
-pub(crate) fn init_tracing() {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-        .with_test_writer()
-        .try_init();
-}
 
 pub(crate) fn event(n: usize) -> Event {
     Event::builder(SUBJECT)
@@ -191,6 +186,31 @@ pub(crate) async fn dead_lettered_ids(js: &jetstream::Context) -> Vec<String> {
         out.push(body["id"].as_str().expect("event id").to_owned());
     }
     out
+}
+
+/// The end of a publish-and-consume scenario: read the stream back, wait until every
+/// stored event is handled, stop the consumer and the publisher, check.
+pub(crate) async fn settle_and_check(
+    js: &jetstream::Context,
+    checker: &Checker,
+    consumer: ConsumerProcess,
+    publisher: Publisher,
+) -> Report {
+    let stored = read_back(js, STREAM).await;
+    wait_for("every stored event handled", BOUND, async || {
+        checker.handled_count() >= stored.len() as u64
+    })
+    .await;
+    consumer.stop().await;
+    publisher.close(Duration::from_secs(5)).await.unwrap();
+    checker.check(&stored)
+}
+
+/// The durable name of the scenarios' consumer group `faults` on `auth.user.*`.
+pub(crate) fn durable() -> String {
+    events::subscriber::durable_name("faults", &SubjectFilter::new("auth.user.*").unwrap())
+        .unwrap()
+        .into_string()
 }
 
 /// Short timings: seconds-long ack waits, millisecond backoffs.
