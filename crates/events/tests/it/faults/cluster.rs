@@ -191,6 +191,7 @@ async fn faults_cluster_leader_paused_past_election_timeout() {
         },
     )
     .await;
+    // The fault's length, not a synchronisation: frozen 2 s more under the new leader.
     sleep(Duration::from_secs(2)).await;
     cluster.node(leader).resume();
     let errors = finish(burst).await;

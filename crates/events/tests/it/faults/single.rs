@@ -47,6 +47,7 @@ async fn scenario(name: &str, fault: Fault) {
         Fault::Term => nats.stop().await,
         Fault::LameDuck => nats.lame_duck().await,
     }
+    // The outage's length (not a synchronisation): down 1 s before the restart.
     sleep(Duration::from_secs(1)).await;
     nats.start_again().await;
 
