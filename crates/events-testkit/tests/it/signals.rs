@@ -11,11 +11,11 @@ use crate::{create_stream, message_count, publish_acked};
 async fn signals_pause_freezes_the_server_until_resumed() {
     let nats = NatsServer::start().await;
     let client = nats.client().await;
-    nats.pause();
+    nats.pause().await;
     let ask = || client.request("$JS.API.INFO", "".into());
     let held = timeout(Duration::from_millis(500), ask()).await;
     assert!(held.is_err(), "a paused server answers nothing: {held:?}");
-    nats.resume();
+    nats.resume().await;
     timeout(Duration::from_secs(10), ask())
         .await
         .expect("answers after resume")

@@ -179,7 +179,7 @@ async fn faults_cluster_leader_paused_past_election_timeout() {
     let publisher = publisher(&client).await;
     let burst = publish_burst(&publisher, &checker, events(EVENTS));
     wait_stored(&js, STREAM, EVENTS as u64 / 5).await;
-    cluster.node(leader).pause();
+    cluster.node(leader).pause().await;
     // Past the election timeout: the other two elect a leader and go on without it.
     wait_for(
         "a new leader while the old one is frozen",
@@ -193,7 +193,7 @@ async fn faults_cluster_leader_paused_past_election_timeout() {
     .await;
     // The fault's length, not a synchronisation: frozen 2 s more under the new leader.
     sleep(Duration::from_secs(2)).await;
-    cluster.node(leader).resume();
+    cluster.node(leader).resume().await;
     let errors = finish(burst).await;
     assert!(
         errors.is_empty(),
