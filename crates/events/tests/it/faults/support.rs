@@ -15,6 +15,8 @@ use events::subscriber::{
 };
 use events_testkit::{Checker, Report, StoredMessage, read_stream};
 
+/// Event `n`: `auth.user.created` with data `{"n": n}` (the subscriber tests' fixture).
+pub(crate) use crate::subscriber::support::event;
 use crate::subscriber::support::init_tracing;
 use tokio::runtime::Runtime;
 use tokio::task::JoinHandle;
@@ -26,15 +28,6 @@ pub(crate) const DLQ: &str = "DLQ_EVENTS";
 pub(crate) const SUBJECT: &str = "auth.user.created";
 /// Upper bound of any wait in a scenario (each scenario stays within 60 s when healthy).
 pub(crate) const BOUND: Duration = Duration::from_secs(45);
-
-pub(crate) fn event(n: usize) -> Event {
-    Event::builder(SUBJECT)
-        .source("auth-service")
-        .organization("org-1")
-        .data(&serde_json::json!({ "n": n }))
-        .build()
-        .expect("valid event")
-}
 
 pub(crate) fn events(n: usize) -> Vec<Event> {
     (0..n).map(event).collect()
