@@ -7,6 +7,7 @@ mod connection;
 mod contracts;
 mod dashboard;
 mod dlq;
+mod faults;
 mod hostile;
 mod publisher;
 mod replay;
