@@ -366,7 +366,7 @@ async fn delete(
 }
 
 /// The audit target of a filtered action: `all`, or the filter's set fields as JSON.
-fn filter_target(filter: &DeadLetterFilter) -> String {
+pub(crate) fn filter_target(filter: &DeadLetterFilter) -> String {
     if filter.is_empty() {
         return "all".to_owned();
     }

@@ -95,11 +95,12 @@ pub(crate) async fn groups_page(
     State(state): State<AdminState>,
     Query(fields): Query<Vec<(String, String)>>,
 ) -> Result<Markup, UiError> {
-    guard::require(&session, Action::View, None)?;
+    guard::require(&state, &session, Action::View, None).await?;
     let fields = Fields(fields);
     let filter = form::filter(&fields)?;
     let (letters, truncated) = read(&state, &filter).await?;
     let listed: Vec<&DeadLetter> = letters.iter().take(LISTED).collect();
+    let may_replay = guard::allows(&session, Action::Replay);
     let body = html! {
         h1 { "Dead letters" }
         (filter_form(&fields))
@@ -107,31 +108,43 @@ pub(crate) async fn groups_page(
         p #dlq-count { (letters.len()) " dead letter(s) match." }
         (groups_table(&session, &fields, &group(letters.clone())))
         h2 { "Dead letters" }
-        form method="post" action="/ui/dlq/replay" {
-            (layout::csrf_field(&session))
-            table #letters {
-                thead { tr { th {} th.num { "seq" } th { "failed at" } th { "subject" } th { "type" } th { "consumer" } th { "reason" } th { "error" } } }
-                tbody {
-                    @for dl in &listed {
-                        tr data-seq=(dl.sequence) {
-                            td { input type="checkbox" name="seq" value=(dl.sequence) aria-label=(format!("select {}", dl.sequence)); }
-                            td.num { a href=(format!("/ui/dlq/{}", dl.sequence)) { (dl.sequence) } }
-                            td { (layout::time(failed_at(dl))) }
-                            td { (dl.original_subject.as_deref().unwrap_or("-")) }
-                            td { (dl.event_type.as_deref().unwrap_or("-")) }
-                            td { (dl.consumer.as_deref().unwrap_or("-")) }
-                            td { (dl.reason.map_or("-", |r| r.as_str())) }
-                            td.error-text { (dl.error.as_deref().unwrap_or("-")) }
-                        }
-                    }
-                }
+        @if may_replay {
+            form method="post" action="/ui/dlq/replay" {
+                (layout::csrf_field(&session))
+                (letters_table(&listed, true))
+                @if letters.len() > LISTED { p.hint { "The first " (LISTED) " are listed; groups cover all." } }
+                (rate_input())
+                button type="submit" name="mode" value="dry_run" { "Dry run: replay selected" }
             }
+        } @else {
+            (letters_table(&listed, false))
             @if letters.len() > LISTED { p.hint { "The first " (LISTED) " are listed; groups cover all." } }
-            (rate_input())
-            button type="submit" name="mode" value="dry_run" { "Dry run: replay selected" }
         }
     };
     Ok(layout::page("Dead letters", Some(&session), body))
+}
+
+/// The listed dead letters, with a box to tick each when the role may replay.
+fn letters_table(listed: &[&DeadLetter], selectable: bool) -> Markup {
+    html! {
+        table #letters {
+            thead { tr { @if selectable { th {} } th.num { "seq" } th { "failed at" } th { "subject" } th { "type" } th { "consumer" } th { "reason" } th { "error" } } }
+            tbody {
+                @for dl in listed {
+                    tr data-seq=(dl.sequence) {
+                        @if selectable { td { input type="checkbox" name="seq" value=(dl.sequence) aria-label=(format!("select {}", dl.sequence)); } }
+                        td.num { a href=(format!("/ui/dlq/{}", dl.sequence)) { (dl.sequence) } }
+                        td { (layout::time(failed_at(dl))) }
+                        td { (dl.original_subject.as_deref().unwrap_or("-")) }
+                        td { (dl.event_type.as_deref().unwrap_or("-")) }
+                        td { (dl.consumer.as_deref().unwrap_or("-")) }
+                        td { (dl.reason.map_or("-", |r| r.as_str())) }
+                        td.error-text { (dl.error.as_deref().unwrap_or("-")) }
+                    }
+                }
+            }
+        }
+    }
 }
 
 fn filter_form(f: &Fields) -> Markup {
@@ -171,19 +184,25 @@ fn groups_table(session: &Session, f: &Fields, groups: &[Group]) -> Markup {
                         td { (layout::opt_time(g.last_seen())) }
                         td { @if let Some(s) = g.letters.first() { a href=(format!("/ui/dlq/{}", s.sequence)) { (s.sequence) } } }
                         td {
-                            form.inline method="post" action="/ui/dlq/replay" {
-                                (layout::csrf_field(session))
-                                (form::hidden_filter(f))
-                                input type="hidden" name="group" value=(id);
-                                (rate_input())
-                                button.dry-run type="submit" name="mode" value="dry_run" { "Dry run: replay group" }
+                            @if guard::allows(session, Action::Replay) {
+                                form.inline method="post" action="/ui/dlq/replay" {
+                                    (layout::csrf_field(session))
+                                    (form::hidden_filter(f))
+                                    input type="hidden" name="group" value=(id);
+                                    (rate_input())
+                                    button.dry-run type="submit" name="mode" value="dry_run" { "Dry run: replay group" }
+                                }
+                            } @else {
+                                (read_only(session))
                             }
-                            form.inline method="post" action="/ui/dlq/purge" {
-                                (layout::csrf_field(session))
-                                (form::hidden_filter(f))
-                                input type="hidden" name="group" value=(id);
-                                label { "type " code { (format!("purge {}", g.letters.len())) } " " input type="text" name="confirm" autocomplete="off"; }
-                                button.danger type="submit" { "Purge group" }
+                            @if guard::allows(session, Action::Purge) {
+                                form.inline method="post" action="/ui/dlq/purge" {
+                                    (layout::csrf_field(session))
+                                    (form::hidden_filter(f))
+                                    input type="hidden" name="group" value=(id);
+                                    label { "type " code { (format!("purge {}", g.letters.len())) } " " input type="text" name="confirm" autocomplete="off"; }
+                                    button.danger type="submit" { "Purge group" }
+                                }
                             }
                         }
                     }
@@ -199,7 +218,7 @@ pub(crate) async fn letter_page(
     State(state): State<AdminState>,
     Path(seq): Path<String>,
 ) -> Result<Markup, UiError> {
-    guard::require(&session, Action::View, None)?;
+    guard::require(&state, &session, Action::View, None).await?;
     let seq: u64 = seq
         .parse()
         .ok()
@@ -246,19 +265,30 @@ fn letter(session: &Session, dl: &DeadLetter) -> Markup {
         h2 { "Body (" (dl.body.len()) " bytes)" }
         pre.body { (body_view(&dl.body)) }
         h2 { "Actions" }
-        form.inline method="post" action="/ui/dlq/replay" {
-            (layout::csrf_field(session))
-            input type="hidden" name="seq" value=(dl.sequence);
-            (rate_input())
-            button.dry-run type="submit" name="mode" value="dry_run" { "Dry run: replay" }
+        @if guard::allows(session, Action::Replay) {
+            form.inline method="post" action="/ui/dlq/replay" {
+                (layout::csrf_field(session))
+                input type="hidden" name="seq" value=(dl.sequence);
+                (rate_input())
+                button.dry-run type="submit" name="mode" value="dry_run" { "Dry run: replay" }
+            }
+        } @else {
+            (read_only(session))
         }
-        form.inline method="post" action="/ui/dlq/purge" {
-            (layout::csrf_field(session))
-            input type="hidden" name="seq" value=(dl.sequence);
-            label { "type " code { "purge 1" } " " input type="text" name="confirm" autocomplete="off"; }
-            button.danger type="submit" { "Purge" }
+        @if guard::allows(session, Action::Purge) {
+            form.inline method="post" action="/ui/dlq/purge" {
+                (layout::csrf_field(session))
+                input type="hidden" name="seq" value=(dl.sequence);
+                label { "type " code { "purge 1" } " " input type="text" name="confirm" autocomplete="off"; }
+                button.danger type="submit" { "Purge" }
+            }
         }
     }
+}
+
+/// In place of the actions a role may not use.
+fn read_only(session: &Session) -> Markup {
+    html! { span.hint.read-only { "read only (role " (session.admin.role) ")" } }
 }
 
 /// JSON pretty-printed, other UTF-8 as is, binary as a hex dump (16 bytes a line).

@@ -1,6 +1,6 @@
 //! Errors of console pages: an HTML page with the status and what went wrong.
 
-use axum::http::StatusCode;
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use events::dlq::DlqError;
 use maud::html;
@@ -13,6 +13,8 @@ use crate::error::ApiError;
 pub(crate) struct UiError {
     pub(crate) status: StatusCode,
     pub(crate) message: String,
+    /// Seconds for a `Retry-After` header (429 over the rate limit).
+    pub(crate) retry_after: Option<u64>,
 }
 
 impl UiError {
@@ -20,6 +22,7 @@ impl UiError {
         Self {
             status,
             message: message.into(),
+            retry_after: None,
         }
     }
 
@@ -44,8 +47,19 @@ impl UiError {
 impl From<DlqError> for UiError {
     /// The status the DLQ API gives the same error, with its message.
     fn from(e: DlqError) -> Self {
-        let api = ApiError::from(e);
-        Self::new(api.status, api.message)
+        ApiError::from(e).into()
+    }
+}
+
+impl From<ApiError> for UiError {
+    /// The API's refusal (role, rate limit, audit trail) as a page: same status, message
+    /// and `Retry-After`.
+    fn from(e: ApiError) -> Self {
+        Self {
+            status: e.status,
+            message: e.message,
+            retry_after: e.retry_after,
+        }
     }
 }
 
@@ -57,6 +71,10 @@ impl IntoResponse for UiError {
             p.error role="alert" { (self.message) }
             p { a href="/ui" { "Back to the overview" } }
         };
-        (self.status, layout::page(title, None, body)).into_response()
+        let mut r = (self.status, layout::page(title, None, body)).into_response();
+        if let Some(secs) = self.retry_after {
+            r.headers_mut().insert(header::RETRY_AFTER, secs.into());
+        }
+        r
     }
 }

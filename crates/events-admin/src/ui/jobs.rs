@@ -1,18 +1,22 @@
 //! Replay jobs: dead letters moved back one at a time at a chosen rate, through
 //! `DeadLetters::replay` (the call behind `eventctl dlq replay` and the API), with progress
-//! watchers and a stop. Jobs stop when the console is dropped.
+//! watchers and a stop. A job ends with its audit record (how many were replayed; outcome
+//! `ok` or `stopped`). Jobs stop when the console is dropped.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use events::dlq::{DeadLetters, DlqError, ReplayItem, ReplayOptions, ReplayOutcome};
+use events::dlq::{DlqError, ReplayItem, ReplayOptions, ReplayOutcome};
 use serde::Serialize;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use crate::metric_names;
+use crate::audit::AuditRecord;
+use crate::auth::Admin;
+use crate::roles::Action;
+use crate::{AdminState, metric_names};
 
 /// Slowest and fastest replay rate, events per second.
 pub(crate) const RATE_RANGE: (f64, f64) = (0.1, 1000.0);
@@ -107,15 +111,18 @@ impl Jobs {
         }
     }
 
-    /// Starts replaying `seqs` at `rate` per second; returns the job, or `None` when
-    /// [`MAX_RUNNING_REPLAYS`] jobs are running already.
+    /// Starts replaying `seqs` at `rate` per second for `admin`, to be audited as
+    /// `target`; returns the job, or `None` when [`MAX_RUNNING_REPLAYS`] jobs are running
+    /// already.
     pub(crate) fn start(
         &self,
-        dead_letters: DeadLetters,
+        state: &AdminState,
+        admin: &Admin,
         seqs: Vec<u64>,
         rate: f64,
-        token_id: &str,
+        target: String,
     ) -> Option<Arc<Job>> {
+        let token_id = admin.token_id.as_str();
         let mut jobs = self.jobs.lock().unwrap_or_else(|p| p.into_inner());
         let running = jobs
             .values()
@@ -138,14 +145,8 @@ impl Jobs {
             rate,
             "console replay started"
         );
-        tokio::spawn(run(
-            dead_letters,
-            seqs,
-            rate,
-            tx,
-            job.stop.clone(),
-            token_id.to_owned(),
-        ));
+        let record = AuditRecord::new(admin, Action::Replay, target);
+        tokio::spawn(run(state.clone(), seqs, rate, tx, job.stop.clone(), record));
         jobs.insert(job.id, job.clone());
         forget_finished(&mut jobs);
         Some(job)
@@ -174,36 +175,58 @@ fn forget_finished(jobs: &mut BTreeMap<u64, Arc<Job>>) {
     }
 }
 
-/// The job's task: one replay per `1 / rate` seconds until done or stopped.
+/// The job's task: [`replay_all`], then its audit record (`record`, completed with how
+/// many were replayed and whether it was stopped), then the final state: a job shown done
+/// or stopped is in the trail.
 async fn run(
-    dead_letters: DeadLetters,
+    state: AdminState,
     seqs: Vec<u64>,
     rate: f64,
     tx: watch::Sender<Progress>,
     stop: CancellationToken,
-    token_id: String,
+    mut record: AuditRecord,
 ) {
+    let end = replay_all(&state, seqs, rate, &tx, &stop, &record.token_id).await;
+    record.count = tx.borrow().replayed as u64;
+    if end == JobState::Stopped {
+        record.outcome = "stopped".to_owned();
+    }
+    state.audit(&record).await;
+    tx.send_modify(|p| p.state = end);
+}
+
+/// One replay per `1 / rate` seconds until done or stopped; returns which.
+async fn replay_all(
+    state: &AdminState,
+    seqs: Vec<u64>,
+    rate: f64,
+    tx: &watch::Sender<Progress>,
+    stop: &CancellationToken,
+    token_id: &str,
+) -> JobState {
     let interval = Duration::from_secs_f64(1.0 / rate.clamp(RATE_RANGE.0, RATE_RANGE.1));
     let mut next = tokio::time::Instant::now();
     for seq in seqs {
         tokio::select! {
             biased;
             () = stop.cancelled() => {
-                tx.send_modify(|p| p.state = JobState::Stopped);
                 tracing::info!(token_id, "console replay stopped");
-                return;
+                return JobState::Stopped;
             }
             () = tokio::time::sleep_until(next) => {}
         }
         next += interval;
-        let result = dead_letters.replay(seq, ReplayOptions::execute()).await;
+        let result = state
+            .dead_letters()
+            .replay(seq, ReplayOptions::execute())
+            .await;
         let line = line(seq, &result);
         metrics::counter!(metric_names::ADMIN_DLQ_ACTIONS_TOTAL, "action" => "replay", "outcome" => label(&result))
             .increment(1);
         tracing::info!(token_id, dlq_sequence = seq, outcome = line.outcome, detail = %line.detail, "console replayed a dead letter");
         tx.send_modify(|p| p.record(line));
     }
-    tx.send_modify(|p| p.state = JobState::Done);
+    JobState::Done
 }
 
 fn label(result: &Result<ReplayItem, DlqError>) -> &'static str {

@@ -36,7 +36,7 @@ pub(crate) fn page(title: &str, session: Option<&Session>, body: Markup) -> Mark
                         }
                         form.logout method="post" action="/ui/logout" {
                             (csrf_field(s))
-                            span.who { (s.token_id) }
+                            span.who { (s.admin.token_id) " (" (s.admin.role) ")" }
                             button type="submit" { "Log out" }
                         }
                     }

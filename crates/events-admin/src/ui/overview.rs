@@ -41,7 +41,7 @@ pub(crate) async fn page(
     State(state): State<AdminState>,
     Extension(ui): Extension<Arc<Ui>>,
 ) -> Result<Markup, UiError> {
-    guard::require(&session, Action::View, None)?;
+    guard::require(&state, &session, Action::View, None).await?;
     let streams = tokio::time::timeout(READ_TIMEOUT, read(&state, &ui))
         .await
         .map_err(|_| {

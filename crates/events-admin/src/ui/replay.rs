@@ -1,6 +1,7 @@
 //! Dead-letter actions: dry run, replay at a rate with live progress (server-sent events)
 //! and a stop, purge with a typed confirmation. Every one goes through [`guard::require`]
-//! and the library's `DeadLetters::replay` / `delete`, as the CLI and the API.
+//! and the library's `DeadLetters::replay` / `delete`, as the CLI and the API, and each
+//! dry run, replay job and purge leaves the API's audit record (who, what, how many).
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -9,7 +10,7 @@ use axum::extract::{Path, State};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::{Extension, Form};
-use events::dlq::ReplayOptions;
+use events::dlq::{DlqError, ReplayOptions};
 use futures::Stream;
 use maud::{Markup, html};
 
@@ -21,11 +22,22 @@ use super::guard::{self, Action};
 use super::jobs::{self, Job, JobState, Line};
 use super::layout;
 use super::session::Session;
+use crate::audit::AuditRecord;
+use crate::dlq::filter_target;
+use crate::roles::Action as AdminAction;
 use crate::{AdminState, MAX_REPLAY_BATCH, metric_names};
+
+/// The dead letters a form selects, and how the audit trail names them.
+struct Selection {
+    seqs: Vec<u64>,
+    /// `dlq/<seq>` (one), `dlq/<seq>,<seq>,...` (a selection) or `group <id> of <filter>`
+    /// (a group of the dead letters matching a filter: `all` or `filter <json>`).
+    target: String,
+}
 
 /// The dead letters a form selects: its `seq` fields, or the group `group` of the dead
 /// letters matching its filter fields. At most [`MAX_REPLAY_BATCH`].
-async fn selection(state: &AdminState, f: &Fields) -> Result<Vec<u64>, UiError> {
+async fn selection(state: &AdminState, f: &Fields) -> Result<Selection, UiError> {
     let mut seqs: Vec<u64> = f
         .all("seq")
         .map(|s| {
@@ -34,13 +46,16 @@ async fn selection(state: &AdminState, f: &Fields) -> Result<Vec<u64>, UiError> 
             })
         })
         .collect::<Result<_, _>>()?;
+    let mut group_of = None;
     if seqs.is_empty() {
         let Some(id) = f.get("group") else {
             return Err(UiError::bad_input(
                 "nothing selected: tick dead letters or pick a group",
             ));
         };
-        let (letters, _) = dlq::read(state, &form::filter(f)?).await?;
+        let filter = form::filter(f)?;
+        group_of = Some(format!("group {id} of {}", filter_target(&filter)));
+        let (letters, _) = dlq::read(state, &filter).await?;
         let group = dlq::group(letters)
             .into_iter()
             .find(|g| g.fingerprint.id() == id);
@@ -60,7 +75,11 @@ async fn selection(state: &AdminState, f: &Fields) -> Result<Vec<u64>, UiError> 
             seqs.len()
         )));
     }
-    Ok(seqs)
+    let target = group_of.unwrap_or_else(|| {
+        let list: Vec<String> = seqs.iter().map(u64::to_string).collect();
+        format!("dlq/{}", list.join(","))
+    });
+    Ok(Selection { seqs, target })
 }
 
 fn rate(f: &Fields) -> Result<f64, UiError> {
@@ -88,14 +107,14 @@ pub(crate) async fn replay(
     Form(fields): Form<Vec<(String, String)>>,
 ) -> Result<Response, UiError> {
     let f = Fields(fields);
-    guard::require(&session, Action::Replay, f.csrf())?;
+    guard::require(&state, &session, Action::Replay, f.csrf()).await?;
     let rate = rate(&f)?;
-    let seqs = selection(&state, &f).await?;
+    let Selection { seqs, target } = selection(&state, &f).await?;
     match f.get("mode") {
         Some("run") => {
             let job = ui
                 .jobs
-                .start(state.dead_letters().clone(), seqs, rate, &session.token_id)
+                .start(&state, &session.admin, seqs, rate, target)
                 .ok_or_else(|| {
                     UiError::new(
                         axum::http::StatusCode::TOO_MANY_REQUESTS,
@@ -116,6 +135,11 @@ pub(crate) async fn replay(
                     .await;
                 lines.push(jobs::line(seq, &r));
             }
+            // As the API's dry runs: recorded, with how many would be replayed.
+            let mut record = AuditRecord::new(&session.admin, AdminAction::Replay, target);
+            record.dry_run = true;
+            record.count = would_replay(&lines) as u64;
+            state.audit(&record).await;
             Ok(layout::page(
                 "Dry run",
                 Some(&session),
@@ -127,13 +151,18 @@ pub(crate) async fn replay(
     }
 }
 
+/// How many lines of a dry run say the dead letter would be replayed.
+fn would_replay(lines: &[Line]) -> usize {
+    lines.iter().filter(|l| l.outcome == "replayed").count()
+}
+
 fn dry_run_page(session: &Session, seqs: &[u64], rate: f64, lines: &[Line]) -> Markup {
-    let ok = lines.iter().filter(|l| l.outcome == "replayed").count();
+    let ok = would_replay(lines);
     html! {
         h1 { "Dry run" }
         p #dry-run-summary { (ok) " of " (seqs.len()) " dead letter(s) would be replayed; nothing was changed." }
         (lines_table(lines))
-        @if ok > 0 {
+        @if ok > 0 && guard::allows(session, Action::Replay) {
             form method="post" action="/ui/dlq/replay" {
                 (layout::csrf_field(session))
                 @for s in seqs { input type="hidden" name="seq" value=(s); }
@@ -170,10 +199,11 @@ fn job_of(ui: &Ui, id: &str) -> Result<Arc<Job>, UiError> {
 /// report of what was replayed, skipped or failed.
 pub(crate) async fn job_page(
     session: Session,
+    State(state): State<AdminState>,
     Extension(ui): Extension<Arc<Ui>>,
     Path(id): Path<String>,
 ) -> Result<Markup, UiError> {
-    guard::require(&session, Action::View, None)?;
+    guard::require(&state, &session, Action::View, None).await?;
     let job = job_of(&ui, &id)?;
     let p = job.progress.borrow().clone();
     let running = p.state == JobState::Running;
@@ -191,12 +221,12 @@ pub(crate) async fn job_page(
                 span #job-failed { (p.failed) } " failed"
             }
         }
-        @if running {
+        @if running && guard::allows(&session, Action::StopReplay) {
             form method="post" action=(format!("/ui/jobs/{}/stop", job.id)) {
                 (layout::csrf_field(&session))
                 button #job-stop.danger type="submit" { "Stop" }
             }
-        } @else {
+        } @else if !running {
             h2 { "Report" }
             (lines_table(&p.lines))
         }
@@ -209,10 +239,11 @@ pub(crate) async fn job_page(
 /// ends.
 pub(crate) async fn job_events(
     session: Session,
+    State(state): State<AdminState>,
     Extension(ui): Extension<Arc<Ui>>,
     Path(id): Path<String>,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, UiError> {
-    guard::require(&session, Action::View, None)?;
+    guard::require(&state, &session, Action::View, None).await?;
     let rx = job_of(&ui, &id)?.progress.clone();
     let stream = futures::stream::unfold(Some((rx, true)), |st| async move {
         let (mut rx, first) = st?;
@@ -232,34 +263,63 @@ pub(crate) async fn job_events(
 /// `POST /ui/jobs/{id}/stop`: stops the job after the dead letter in hand.
 pub(crate) async fn stop_job(
     session: Session,
+    State(state): State<AdminState>,
     Extension(ui): Extension<Arc<Ui>>,
     Path(id): Path<String>,
     Form(fields): Form<Vec<(String, String)>>,
 ) -> Result<Response, UiError> {
-    guard::require(&session, Action::StopReplay, Fields(fields).csrf())?;
+    guard::require(&state, &session, Action::StopReplay, Fields(fields).csrf()).await?;
     let job = job_of(&ui, &id)?;
     job.stop.cancel();
-    tracing::info!(token_id = %session.token_id, job = job.id, "console replay stop asked");
+    tracing::info!(token_id = %session.admin.token_id, job = job.id, "console replay stop asked");
     Ok(Redirect::to(&format!("/ui/jobs/{}", job.id)).into_response())
 }
 
-/// `POST /ui/dlq/purge`: deletes the selection once `confirm` reads `purge <count>`.
+/// `POST /ui/dlq/purge`: deletes the selection once `confirm` reads `purge <count>`;
+/// recorded in the audit trail as the API's purge (how many, or the error that stopped
+/// it).
 pub(crate) async fn purge(
     session: Session,
     State(state): State<AdminState>,
     Form(fields): Form<Vec<(String, String)>>,
 ) -> Result<Markup, UiError> {
     let f = Fields(fields);
-    guard::require(&session, Action::Purge, f.csrf())?;
-    let seqs = selection(&state, &f).await?;
+    guard::require(&state, &session, Action::Purge, f.csrf()).await?;
+    let Selection { seqs, target } = selection(&state, &f).await?;
     let expected = format!("purge {}", seqs.len());
     if f.get("confirm") != Some(expected.as_str()) {
         return Err(UiError::bad_input(format!(
             "not confirmed: type \"{expected}\" to purge these dead letters"
         )));
     }
+    let mut record = AuditRecord::new(&session.admin, AdminAction::Purge, target);
+    let result = delete_all(&state, &session, &seqs).await;
+    match &result {
+        Ok((purged, _)) => record.count = *purged,
+        Err((purged, e)) => {
+            record.count = *purged;
+            record.outcome = crate::error::dlq_code(e).to_owned();
+        }
+    }
+    state.audit(&record).await;
+    let (purged, gone) = result.map_err(|(_, e)| e)?;
+    let body = html! {
+        h1 { "Purged" }
+        p #purge-summary { (purged) " dead letter(s) purged" @if gone > 0 { ", " (gone) " already gone" } "." }
+        p { a href="/ui/dlq" { "Back to the dead letters" } }
+    };
+    Ok(layout::page("Purged", Some(&session), body))
+}
+
+/// Deletes `seqs` one by one: (purged, already gone), or how many were purged before the
+/// error that stopped it.
+async fn delete_all(
+    state: &AdminState,
+    session: &Session,
+    seqs: &[u64],
+) -> Result<(u64, u64), (u64, DlqError)> {
     let (mut purged, mut gone) = (0, 0);
-    for &seq in &seqs {
+    for &seq in seqs {
         let result = state.dead_letters().delete(seq).await;
         let outcome = match &result {
             Ok(()) => "ok",
@@ -267,17 +327,12 @@ pub(crate) async fn purge(
             Err(_) => "error",
         };
         metrics::counter!(metric_names::ADMIN_DLQ_ACTIONS_TOTAL, "action" => "delete", "outcome" => outcome).increment(1);
+        tracing::info!(token_id = %session.admin.token_id, dlq_sequence = seq, outcome, "console purged a dead letter");
         match result {
             Ok(()) => purged += 1,
             Err(e) if e.is_not_found() => gone += 1,
-            Err(e) => return Err(e.into()),
+            Err(e) => return Err((purged, e)),
         }
-        tracing::info!(token_id = %session.token_id, dlq_sequence = seq, outcome, "console purged a dead letter");
     }
-    let body = html! {
-        h1 { "Purged" }
-        p #purge-summary { (purged) " dead letter(s) purged" @if gone > 0 { ", " (gone) " already gone" } "." }
-        p { a href="/ui/dlq" { "Back to the dead letters" } }
-    };
-    Ok(layout::page("Purged", Some(&session), body))
+    Ok((purged, gone))
 }

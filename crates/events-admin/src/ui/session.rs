@@ -22,6 +22,7 @@ use super::error::UiError;
 use super::guard::{self, Action};
 use super::layout;
 use crate::AdminState;
+use crate::auth::Admin;
 
 /// Name of the session cookie.
 pub(crate) const SESSION_COOKIE: &str = "events_session";
@@ -32,11 +33,11 @@ pub(crate) const SESSION_TTL: Duration = Duration::from_secs(8 * 3600);
 /// Most sessions kept; past it the one closest to expiry is dropped.
 const MAX_SESSIONS: usize = 10_000;
 
-/// A logged-in operator (the token they logged in with) and the CSRF token every form of
-/// theirs must carry.
+/// A logged-in operator: the token they logged in with (its id and role, what
+/// [`AdminState::admit`] checks) and the CSRF token every form of theirs must carry.
 #[derive(Debug, Clone)]
 pub(crate) struct Session {
-    pub(crate) token_id: String,
+    pub(crate) admin: Admin,
     pub(crate) csrf: String,
 }
 
@@ -54,13 +55,13 @@ pub(crate) struct Sessions {
 }
 
 impl Sessions {
-    /// A new session for `token_id`; returns the cookie value.
-    fn create(&self, token_id: &str) -> String {
+    /// A new session for `admin`; returns the cookie value.
+    fn create(&self, admin: Admin) -> String {
         let cookie = random_hex();
         let now = Instant::now();
         let entry = Entry {
             session: Session {
-                token_id: token_id.to_owned(),
+                admin,
                 csrf: random_hex(),
             },
             expires: now + SESSION_TTL,
@@ -136,8 +137,14 @@ impl FromRequestParts<AdminState> for Session {
         let ui = ui_of(parts).map_err(IntoResponse::into_response)?;
         let session = cookie(&parts.headers, SESSION_COOKIE)
             .and_then(|c| ui.sessions.get(c))
-            // A token removed from the configuration ends its sessions.
-            .filter(|s| state.tokens().iter().any(|t| t.id() == s.token_id));
+            // A token removed from the configuration, or given another role, ends its
+            // sessions.
+            .filter(|s| {
+                state
+                    .tokens()
+                    .iter()
+                    .any(|t| t.id() == s.admin.token_id && t.role() == s.admin.role)
+            });
         session.ok_or_else(|| to_login(parts))
     }
 }
@@ -205,7 +212,7 @@ fn login_form(
             input #token type="password" name="token" autocomplete="current-password" required;
             button #login type="submit" { "Log in" }
         }
-        p.hint { "The token of an admin token entry (" code { "<id>:<sha256>" } ") configured on this server." }
+        p.hint { "The token of an admin token entry (" code { "<id>:<role>:<sha256>" } ") configured on this server; its role decides what you may do here." }
     };
     let mut r = (status, layout::page("Log in", None, body)).into_response();
     r.headers_mut().append(
@@ -256,8 +263,11 @@ pub(crate) async fn login(
             StatusCode::UNAUTHORIZED,
         );
     };
-    let cookie = ui.sessions.create(token.id());
-    tracing::info!(token_id = %token.id(), "console login");
+    let cookie = ui.sessions.create(Admin {
+        token_id: token.id().to_owned(),
+        role: token.role(),
+    });
+    tracing::info!(token_id = %token.id(), role = %token.role(), "console login");
     let mut r = Redirect::to(&next).into_response();
     let secure = is_https(&headers);
     let h = r.headers_mut();
@@ -287,11 +297,12 @@ pub(crate) struct CsrfForm {
 /// Ends the session (CSRF-checked like every form).
 pub(crate) async fn logout(
     session: Session,
+    State(state): State<AdminState>,
     axum::Extension(ui): axum::Extension<Arc<Ui>>,
     headers: HeaderMap,
     Form(form): Form<CsrfForm>,
 ) -> Result<Response, UiError> {
-    guard::require(&session, Action::Logout, Some(&form.csrf))?;
+    guard::require(&state, &session, Action::Logout, Some(&form.csrf)).await?;
     if let Some(c) = cookie(&headers, SESSION_COOKIE) {
         ui.sessions.remove(c);
     }
@@ -306,6 +317,8 @@ pub(crate) async fn logout(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    use crate::roles::Role;
 
     #[test]
     fn cookies_are_found_among_others() {
@@ -329,8 +342,12 @@ mod tests {
     #[test]
     fn sessions_expire_on_removal_and_are_keyed_by_hash() {
         let s = Sessions::default();
-        let c = s.create("ops");
-        assert_eq!(s.get(&c).map(|x| x.token_id), Some("ops".into()));
+        let ops = Admin {
+            token_id: "ops".into(),
+            role: Role::Operator,
+        };
+        let c = s.create(ops.clone());
+        assert_eq!(s.get(&c).map(|x| x.admin), Some(ops));
         assert!(s.get("nope").is_none());
         s.remove(&c);
         assert!(s.get(&c).is_none());

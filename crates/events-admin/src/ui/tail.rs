@@ -85,7 +85,7 @@ pub(crate) async fn page(
     State(state): State<AdminState>,
     Query(fields): Query<Vec<(String, String)>>,
 ) -> Result<Markup, UiError> {
-    guard::require(&session, Action::View, None)?;
+    guard::require(&state, &session, Action::View, None).await?;
     let f = Fields(fields);
     let p = params(&f)?;
     // Say at once when no stream stores the subject, rather than a stream that never opens.
@@ -144,7 +144,7 @@ pub(crate) async fn events(
     Extension(ui): Extension<Arc<Ui>>,
     Query(fields): Query<Vec<(String, String)>>,
 ) -> Result<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>, UiError> {
-    guard::require(&session, Action::View, None)?;
+    guard::require(&state, &session, Action::View, None).await?;
     // Held by the stream: released when the browser goes away or the tail ends.
     let permit = ui.tails.clone().try_acquire_owned().map_err(|_| {
         UiError::new(

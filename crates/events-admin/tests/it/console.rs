@@ -1,13 +1,14 @@
-//! The console's gate without a browser: sessions, redirects, CSRF, the CSP header.
+//! The console's gate without a browser: sessions, redirects, CSRF, the CSP header, and the
+//! admin API's roles, rate limit and audit trail on every console action.
 
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode, header};
 use axum::response::Response;
-use events_admin::router;
+use events_admin::{RateLimit, router};
 use tokio::time::timeout;
 use tower::ServiceExt as _;
 
-use super::{SECRET, WAIT, admin_state, fixture, write_dead_letter};
+use super::{SECRET, WAIT, admin_state, fixture, roles, write_dead_letter};
 
 async fn send(app: &axum::Router, req: Request<Body>) -> Response {
     timeout(WAIT, app.clone().oneshot(req))
@@ -67,9 +68,14 @@ fn csrf_of(page: &str) -> String {
     page[at..].split('"').next().unwrap_or_default().to_owned()
 }
 
-/// Logs in through the form; returns the session cookie (`events_session=...`) and the
-/// session's CSRF token.
+/// Logs in through the form with the test's admin token; returns the session cookie
+/// (`events_session=...`) and the session's CSRF token.
 async fn login(app: &axum::Router) -> (String, String) {
+    login_as(app, SECRET).await
+}
+
+/// [`login`] with the token `secret`.
+async fn login_as(app: &axum::Router, secret: &str) -> (String, String) {
     let form = send(app, get("/ui/login", None)).await;
     let login_cookie = set_cookie(&form, "events_login_csrf");
     let csrf = csrf_of(&body_text(form).await);
@@ -78,7 +84,7 @@ async fn login(app: &axum::Router) -> (String, String) {
         post_form(
             "/ui/login",
             Some(&login_cookie),
-            &format!("_csrf={csrf}&token={SECRET}&next=%2Fui%2Fdlq"),
+            &format!("_csrf={csrf}&token={secret}&next=%2Fui%2Fdlq"),
         ),
     )
     .await;
@@ -328,6 +334,17 @@ async fn console_replay_stops_when_asked_and_keeps_the_rest() {
         let r = send(&app, get(&format!("/ui/dlq/{seq}"), Some(&session))).await;
         assert_eq!(r.status(), StatusCode::OK, "dead letter {seq} kept");
     }
+    // A job shown stopped is in the audit trail: the one replayed, and that it was stopped.
+    let trail = events_admin::AuditLog::new(f.js.clone())
+        .recent(10)
+        .await
+        .unwrap();
+    let listed: Vec<String> = seqs.iter().map(u64::to_string).collect();
+    let r = &trail.last().expect("the job's record").record;
+    assert_eq!(
+        (r.target.as_str(), r.count, r.outcome.as_str()),
+        (format!("dlq/{}", listed.join(",")).as_str(), 1, "stopped")
+    );
     // The progress stream of a finished job sends its last state and ends.
     let r = send(&app, get(&format!("{job}/events"), Some(&session))).await;
     assert_eq!(
@@ -390,4 +407,250 @@ async fn console_bounds_running_replays_and_open_tails() {
     )
     .await;
     assert_eq!(r.status(), StatusCode::OK);
+}
+
+/// The text of `r` after checking that it is an HTML page with `status`.
+async fn page_with(r: Response, status: StatusCode) -> String {
+    assert_eq!(r.status(), status);
+    let kind = r.headers().get(header::CONTENT_TYPE).cloned();
+    let page = body_text(r).await;
+    assert!(
+        kind.is_some_and(|k| k.to_str().unwrap().starts_with("text/html")),
+        "an HTML page, not a JSON error: {page}"
+    );
+    page
+}
+
+/// The first value of the hidden field `name` on a page.
+fn hidden_field(page: &str, name: &str) -> String {
+    let marker = format!(r#"name="{name}" value=""#);
+    let at = page
+        .find(&marker)
+        .unwrap_or_else(|| panic!("no {name} field"))
+        + marker.len();
+    page[at..].split('"').next().unwrap_or_default().to_owned()
+}
+
+async fn still_there(f: &super::Fixture, seq: u64) -> bool {
+    let dl = events::dlq::DeadLetters::new(f.js.clone());
+    dl.get(seq).await.expect("read the dead letter").is_some()
+}
+
+#[tokio::test]
+async fn console_viewer_sees_no_actions_and_cannot_replay_or_purge() {
+    let f = fixture().await;
+    let (seq, _) = write_dead_letter(&f.js, "org-viewer", 1).await;
+    let app = router(roles::state(&f));
+    let (session, csrf) = login_as(&app, roles::VIEWER).await;
+    let list = page_with(
+        send(&app, get("/ui/dlq", Some(&session))).await,
+        StatusCode::OK,
+    )
+    .await;
+    let one = page_with(
+        send(&app, get(&format!("/ui/dlq/{seq}"), Some(&session))).await,
+        StatusCode::OK,
+    )
+    .await;
+    assert!(list.contains(&format!("data-seq=\"{seq}\"")), "{list}");
+    assert!(one.contains("org-viewer"), "{one}");
+    for page in [&list, &one] {
+        assert!(page.contains("read only (role viewer)"), "{page}");
+        for action in ["action=\"/ui/dlq/replay\"", "action=\"/ui/dlq/purge\""] {
+            assert!(
+                !page.contains(action),
+                "{action} offered to a viewer: {page}"
+            );
+        }
+    }
+    for (path, body, needs) in [
+        (
+            "/ui/dlq/replay",
+            format!("seq={seq}&mode=dry_run"),
+            "operator",
+        ),
+        (
+            "/ui/dlq/replay",
+            format!("seq={seq}&mode=run&rate=100"),
+            "operator",
+        ),
+        (
+            "/ui/dlq/purge",
+            format!("seq={seq}&confirm=purge+1"),
+            "admin",
+        ),
+    ] {
+        let form = format!("_csrf={csrf}&{body}");
+        let r = send(&app, post_form(path, Some(&session), &form)).await;
+        let page = page_with(r, StatusCode::FORBIDDEN).await;
+        assert!(
+            page.contains(&format!("token ci has role viewer; {}", &path[8..]))
+                && page.contains(&format!("needs role {needs}")),
+            "{path}: {page}"
+        );
+    }
+    assert!(still_there(&f, seq).await, "the dead letter was touched");
+    assert!(roles::audit(&app).await.is_empty(), "a refusal was audited");
+}
+
+#[tokio::test]
+async fn console_operator_replays_but_cannot_purge() {
+    let f = fixture().await;
+    let (seq, _) = write_dead_letter(&f.js, "org-operator", 1).await;
+    let app = router(roles::state(&f));
+    let (session, csrf) = login_as(&app, roles::OPERATOR).await;
+    let one = page_with(
+        send(&app, get(&format!("/ui/dlq/{seq}"), Some(&session))).await,
+        StatusCode::OK,
+    )
+    .await;
+    assert!(one.contains("action=\"/ui/dlq/replay\""), "{one}");
+    assert!(!one.contains("action=\"/ui/dlq/purge\""), "{one}");
+    let purge = format!("_csrf={csrf}&seq={seq}&confirm=purge+1");
+    let r = send(&app, post_form("/ui/dlq/purge", Some(&session), &purge)).await;
+    let page = page_with(r, StatusCode::FORBIDDEN).await;
+    assert!(
+        page.contains("token oncall has role operator; purge needs role admin"),
+        "{page}"
+    );
+    assert!(still_there(&f, seq).await, "the dead letter was purged");
+    let dry_run = format!("_csrf={csrf}&seq={seq}&mode=dry_run");
+    let r = send(&app, post_form("/ui/dlq/replay", Some(&session), &dry_run)).await;
+    let page = page_with(r, StatusCode::OK).await;
+    assert!(
+        page.contains("1 of 1 dead letter(s) would be replayed"),
+        "{page}"
+    );
+}
+
+/// A group dry run, a dry run of one, a replay of a selection and a purge each leave the
+/// API's audit record: who, what, on what, how many.
+#[tokio::test]
+async fn console_replays_and_purges_are_in_the_audit_trail() {
+    let f = fixture().await;
+    let mut seqs = Vec::new();
+    for n in 1..=3 {
+        seqs.push(write_dead_letter(&f.js, "org-audit", n).await.0);
+    }
+    let app = router(roles::state(&f));
+    let (session, csrf) = login_as(&app, roles::ADMIN).await;
+    let list = body_text(send(&app, get("/ui/dlq", Some(&session))).await).await;
+    let group = hidden_field(&list, "group");
+    let post = async |path: &str, body: String| {
+        let form = format!("_csrf={csrf}&{body}");
+        send(&app, post_form(path, Some(&session), &form)).await
+    };
+    let r = post("/ui/dlq/replay", format!("group={group}&mode=dry_run")).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let r = post("/ui/dlq/replay", format!("seq={}&mode=dry_run", seqs[0])).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let picked = format!("seq={}&seq={}", seqs[0], seqs[1]);
+    let r = post("/ui/dlq/replay", format!("{picked}&mode=run&rate=1000")).await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    let job = location(&r).to_owned();
+    // A job shows `done` once its record is stored.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !body_text(send(&app, get(&job, Some(&session))).await)
+        .await
+        .contains("<strong id=\"job-state\">done</strong>")
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "job not done within {WAIT:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let r = post("/ui/dlq/purge", format!("seq={}&confirm=purge+1", seqs[2])).await;
+    assert_eq!(r.status(), StatusCode::OK);
+
+    let seen: Vec<(String, String, bool, u64, String)> = roles::audit(&app)
+        .await
+        .iter()
+        .map(|r| {
+            assert_eq!(
+                (r["token_id"].as_str(), r["role"].as_str()),
+                (Some("ops"), Some("admin"))
+            );
+            (
+                r["action"].as_str().unwrap().to_owned(),
+                r["target"].as_str().unwrap().to_owned(),
+                r["dry_run"].as_bool().unwrap(),
+                r["count"].as_u64().unwrap(),
+                r["outcome"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    let ok = || "ok".to_owned();
+    assert_eq!(
+        seen,
+        [
+            (
+                "replay".into(),
+                format!("group {group} of all"),
+                true,
+                seqs.len() as u64,
+                ok()
+            ),
+            ("replay".into(), format!("dlq/{}", seqs[0]), true, 1, ok()),
+            (
+                "replay".into(),
+                format!("dlq/{},{}", seqs[0], seqs[1]),
+                false,
+                2,
+                ok()
+            ),
+            ("purge".into(), format!("dlq/{}", seqs[2]), false, 1, ok()),
+        ]
+    );
+}
+
+#[tokio::test]
+async fn console_changes_over_the_rate_limit_get_429_with_retry_after() {
+    let f = fixture().await;
+    let (seq, _) = write_dead_letter(&f.js, "org-limit", 1).await;
+    let limit = RateLimit {
+        burst: 2,
+        per_minute: 1,
+    };
+    let app = router(admin_state(&f).with_rate_limit(limit));
+    let (session, csrf) = login(&app).await;
+    let dry_run = format!("_csrf={csrf}&seq={seq}&mode=dry_run");
+    for _ in 0..limit.burst {
+        let r = send(&app, post_form("/ui/dlq/replay", Some(&session), &dry_run)).await;
+        assert_eq!(r.status(), StatusCode::OK);
+    }
+    let r = send(&app, post_form("/ui/dlq/replay", Some(&session), &dry_run)).await;
+    let retry_after: u64 = r.headers()[header::RETRY_AFTER]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    // One request a minute refills within 60 s.
+    assert!((1..=60).contains(&retry_after), "{retry_after}");
+    let page = page_with(r, StatusCode::TOO_MANY_REQUESTS).await;
+    assert!(page.contains("token ops is over its rate limit"), "{page}");
+    // Reads are not limited.
+    let r = send(&app, get("/ui/dlq", Some(&session))).await;
+    assert_eq!(r.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn console_changes_nothing_without_the_audit_trail() {
+    let f = fixture().await;
+    let (seq, _) = write_dead_letter(&f.js, "org-noaudit", 1).await;
+    f.js.delete_stream(events_admin::AUDIT_STREAM)
+        .await
+        .unwrap();
+    let app = router(admin_state(&f));
+    let (session, csrf) = login(&app).await;
+    for (path, body) in [
+        ("/ui/dlq/replay", format!("seq={seq}&mode=run&rate=100")),
+        ("/ui/dlq/purge", format!("seq={seq}&confirm=purge+1")),
+    ] {
+        let form = format!("_csrf={csrf}&{body}");
+        let r = send(&app, post_form(path, Some(&session), &form)).await;
+        let page = page_with(r, StatusCode::SERVICE_UNAVAILABLE).await;
+        assert!(page.contains("audit trail"), "{path}: {page}");
+    }
+    assert!(still_there(&f, seq).await, "the dead letter was touched");
 }

@@ -24,11 +24,13 @@ pub(crate) struct Group {
     pub(crate) task: JoinHandle<DrainReport>,
 }
 
-/// Creates `AUTH_EVENTS` (`auth.>`) and `DLQ_EVENTS` (`dlq.>`).
+/// Creates `AUTH_EVENTS` (`auth.>`), `DLQ_EVENTS` (`dlq.>`) and `ADMIN_AUDIT` (replays
+/// and purges, from the API or the console, need the audit trail).
 pub(crate) async fn streams(js: &jetstream::Context) {
     for (name, subject) in [
         ("AUTH_EVENTS", "auth.>"),
         (events::dlq::DLQ_STREAM, "dlq.>"),
+        (events_admin::AUDIT_STREAM, events_admin::AUDIT_SUBJECT),
     ] {
         js.create_stream(stream::Config {
             name: name.into(),

@@ -7,16 +7,18 @@ use serde_json::{Value, json};
 
 use super::{Fixture, call, error_code, fixture, request, write_dead_letter};
 
-const VIEWER: &str = "viewer-secret-0123456789";
-const OPERATOR: &str = "operator-secret-0123456789";
-const ADMIN: &str = "admin-secret-0123456789";
+pub(super) const VIEWER: &str = "viewer-secret-0123456789";
+pub(super) const OPERATOR: &str = "operator-secret-0123456789";
+pub(super) const ADMIN: &str = "admin-secret-0123456789";
 
 fn token(id: &str, secret: &str, role: Role) -> AdminToken {
     let entry = format!("{id}:{role}:{}", events_admin::hash_token(secret));
     AdminToken::parse(&entry).expect("token entry")
 }
 
-fn state(f: &Fixture) -> AdminState {
+/// A state with one token of each role: `ci` (viewer), `oncall` (operator), `ops`
+/// (admin).
+pub(super) fn state(f: &Fixture) -> AdminState {
     AdminState::new(f.client.clone()).with_tokens([
         token("ci", VIEWER, Role::Viewer),
         token("oncall", OPERATOR, Role::Operator),
@@ -24,7 +26,8 @@ fn state(f: &Fixture) -> AdminState {
     ])
 }
 
-async fn audit(app: &axum::Router) -> Vec<Value> {
+/// The audit trail, read through the API.
+pub(super) async fn audit(app: &axum::Router) -> Vec<Value> {
     let (status, v) = call(
         app,
         request(Method::GET, "/api/v1/audit", Some(VIEWER), None),
