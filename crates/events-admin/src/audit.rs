@@ -41,7 +41,8 @@ pub struct AuditRecord {
     /// `replay`, `delete` or `purge`.
     pub action: String,
     /// What it was done to: `dlq/<seq>`, `filter <json>` (its set fields) for batch
-    /// replays and purges, or `all`.
+    /// replays and purges, or `all`; from the console also `dlq/<seq>,<seq>,...` (a
+    /// selection) and `group <fingerprint> of <all | filter <json>>`.
     pub target: String,
     /// A dry run changes nothing; it is recorded all the same.
     pub dry_run: bool,

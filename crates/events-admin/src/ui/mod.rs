@@ -12,8 +12,9 @@
 //! | `GET /ui/static/{file}` | htmx (vendored), the console's script and style ([`assets`]) |
 //!
 //! Every page but the login redirects to it without a session; every form carries the
-//! session's CSRF token and every action passes [`guard::require`]. Responses carry a
-//! Content-Security-Policy without inline scripts or styles.
+//! session's CSRF token and every action passes [`guard::require`] (then the admin API's
+//! roles, rate limit and audit trail). Responses carry a Content-Security-Policy without
+//! inline scripts or styles.
 
 mod assets;
 mod dlq;
