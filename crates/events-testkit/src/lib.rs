@@ -59,6 +59,7 @@
 //! - [`publish_raw`], [`RawMessage`]: hostile frames over a plain socket (`raw.rs`).
 //! - [`SecureNatsServer`], [`TestPki`]: TLS from a test CA and nkey users with
 //!   permissions (`secure.rs`).
+//! - [`PgServer`], [`pg_bin_dir`]: a PostgreSQL server from `initdb` in a temp dir (`pg.rs`).
 //! - [`unique_name`]: collision-free stream/consumer names for fixtures (`names.rs`).
 //! - private: free ports (`ports.rs`), a tiny HTTP/1.0 client for the monitoring port
 //!   (`http.rs`), config rendering (`config.rs`).
@@ -68,6 +69,7 @@ mod cluster;
 mod config;
 mod http;
 mod names;
+mod pg;
 mod ports;
 mod raw;
 mod secure;
@@ -76,6 +78,7 @@ mod server;
 pub use bin::{NATS_SERVER_BIN_ENV, nats_server_bin};
 pub use cluster::{NatsCluster, NatsClusterBuilder};
 pub use names::unique_name;
+pub use pg::{PG_BIN_DIR_ENV, PgServer, pg_bin_dir};
 pub use ports::free_loopback_addr;
 pub use raw::{RawMessage, publish_raw};
 pub use secure::{SecureNatsServer, SecureNatsServerBuilder, TestPki};
