@@ -6,6 +6,8 @@ mod connection;
 mod dashboard;
 mod dlq;
 mod hostile;
+#[cfg(feature = "outbox")]
+mod outbox;
 mod publisher;
 mod replay;
 #[cfg(feature = "schema")]

@@ -1,0 +1,155 @@
+//! Transactional outbox (feature `outbox`): an event is written into the service's own
+//! database in the same transaction as the business row, and a [`Relay`] forwards committed
+//! rows to NATS. The row and its event commit together or not at all, and nothing waits on
+//! NATS on the request path.
+//!
+//! # Guarantee and limit
+//! - Every committed event is published at least once, in the order its rows were written
+//!   (one relay per outbox), with `Nats-Msg-Id` = event id; a row is deleted only after the
+//!   stream acknowledged it, so a crash at any point resends it with the same id.
+//! - An unknown outcome (an ack that never came) is settled by the stream's duplicate window
+//!   (2 minutes by default): the resend within it is stored once. A backlog older than the
+//!   window (NATS down for longer, then an unconfirmed try) can be stored twice; consumers
+//!   absorb that with their [`Inbox`](crate::inbox::Inbox) (or the KV idempotency helper).
+//! - Order is the order of the outbox's `seq`, i.e. insertion order. On SQLite (one writer at
+//!   a time) that is commit order. On PostgreSQL, two transactions may commit in the other
+//!   order than they inserted; changes of one entity keep their order when the transaction
+//!   writes (locks) the entity's row before it enqueues the event.
+//! - One relay per outbox: on PostgreSQL a session advisory lock elects it (other instances
+//!   wait and take over when it goes); on SQLite the file belongs to one process, which runs
+//!   one relay.
+//!
+//! ```no_run
+//! # async fn run(event: events::Event, publisher: events::Publisher) -> Result<(), Box<dyn std::error::Error>> {
+//! use events::db::Database;
+//! use events::outbox::{Outbox, Relay, RelayConfig};
+//! use tokio_util::sync::CancellationToken;
+//!
+//! let db = Database::connect("sqlite://.data/app.db").await?;
+//! db.migrate().await?;
+//! let outbox = Outbox::new();
+//! let shutdown = CancellationToken::new();
+//! let relay = Relay::new(db.clone(), outbox.clone(), publisher, RelayConfig::new("app"));
+//! let task = tokio::spawn(relay.run(shutdown.clone()));
+//!
+//! let mut tx = db.begin().await?;
+//! sqlx::query("INSERT INTO users (id) VALUES ($1)").bind("u1").execute(&mut *tx).await?;
+//! outbox.enqueue(&mut tx, &event).await?;
+//! outbox.commit(tx).await?; // commits and wakes the relay
+//!
+//! shutdown.cancel();
+//! task.await?;
+//! # Ok(()) }
+//! ```
+
+mod relay;
+
+use std::sync::Arc;
+
+use sqlx::{Any, Transaction};
+use tokio::sync::Notify;
+
+use crate::db::now_ms;
+use crate::event::Event;
+use crate::publisher::{DEFAULT_MAX_PAYLOAD, PublishError, prepare};
+
+pub use relay::{Relay, RelayConfig};
+
+/// Enqueueing an event failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum OutboxError {
+    /// The event would be refused by the publisher (bad subject, too large): nothing was
+    /// written.
+    #[error("event {event_id} cannot be published")]
+    Invalid {
+        /// The event's id.
+        event_id: String,
+        /// What the publisher's checks said.
+        #[source]
+        source: PublishError,
+    },
+    /// The insert or the commit failed (the caller's transaction is then to be dropped).
+    #[error("outbox statement failed")]
+    Sql(#[from] sqlx::Error),
+}
+
+/// The producer's handle on the outbox table: enqueues events inside the caller's
+/// transaction and wakes the [`Relay`]. Cheap to clone; clones share the wake-up.
+#[derive(Debug, Clone)]
+pub struct Outbox {
+    wake: Arc<Notify>,
+    max_payload: usize,
+}
+
+impl Default for Outbox {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Outbox {
+    /// An outbox checking events against NATS's default `max_payload` (1 MiB).
+    pub fn new() -> Self {
+        Self::with_max_payload(DEFAULT_MAX_PAYLOAD)
+    }
+
+    /// An outbox checking events against the server's `max_payload`, so that an event too
+    /// large to publish is refused here and never blocks the relay.
+    pub fn with_max_payload(max_payload: usize) -> Self {
+        Self {
+            wake: Arc::new(Notify::new()),
+            max_payload,
+        }
+    }
+
+    /// Validates and encodes `event` exactly as [`Publisher`](crate::Publisher) does
+    /// (CONTRACT.md §2, structured mode) and inserts it into the outbox inside `tx`.
+    /// Returns `false` if an event with this id is already in the outbox (nothing written).
+    ///
+    /// # Errors
+    /// [`OutboxError::Invalid`] if the publisher would refuse the event,
+    /// [`OutboxError::Sql`] if the insert fails.
+    pub async fn enqueue(
+        &self,
+        tx: &mut Transaction<'_, Any>,
+        event: &Event,
+    ) -> Result<bool, OutboxError> {
+        let wire = prepare(event, self.max_payload).map_err(|source| OutboxError::Invalid {
+            event_id: event.id().to_owned(),
+            source,
+        })?;
+        let done = sqlx::query(
+            "INSERT INTO events_outbox (event_id, subject, body, created_ms) \
+             VALUES ($1, $2, $3, $4) ON CONFLICT (event_id) DO NOTHING",
+        )
+        .bind(wire.event_id)
+        .bind(wire.subject.to_string())
+        .bind(wire.payload.to_vec())
+        .bind(now_ms())
+        .execute(&mut **tx)
+        .await?;
+        self.wake.notify_one();
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Commits `tx` and wakes the relay, so that the events enqueued in it leave at once
+    /// rather than at the next poll.
+    ///
+    /// # Errors
+    /// The driver's error if the commit fails (nothing of `tx` is then stored).
+    pub async fn commit(&self, tx: Transaction<'_, Any>) -> Result<(), sqlx::Error> {
+        tx.commit().await?;
+        self.wake.notify_one();
+        Ok(())
+    }
+
+    /// Wakes the relay (after a commit made without [`Outbox::commit`]).
+    pub fn notify(&self) {
+        self.wake.notify_one();
+    }
+
+    pub(crate) fn wake(&self) -> &Notify {
+        &self.wake
+    }
+}
