@@ -36,6 +36,15 @@ pub enum DbError {
     /// The URL is neither `sqlite:` nor `postgres://` / `postgresql://`.
     #[error("unsupported database URL {0:?}: expected sqlite:PATH or postgres://...")]
     UnsupportedUrl(String),
+    /// The directory of the SQLite file could not be created.
+    #[error("cannot create the database directory {}", dir.display())]
+    CreateDir {
+        /// The directory.
+        dir: std::path::PathBuf,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
     /// The server refused or could not be reached.
     #[error("database {url} failed")]
     Connect {
@@ -64,8 +73,8 @@ pub struct Database {
 const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
 impl Database {
-    /// Connects to `url`: `sqlite:PATH` / `sqlite://PATH` (the file is created if missing,
-    /// in WAL mode with `synchronous = FULL`; its directory must exist) or
+    /// Connects to `url`: `sqlite:PATH` / `sqlite://PATH` (the file and its directory are
+    /// created if missing; WAL mode with `synchronous = FULL`) or
     /// `postgres://user@host:port/db`. The pool holds up to 8 connections.
     ///
     /// # Errors
@@ -81,6 +90,7 @@ impl Database {
             } else {
                 format!("{url}?mode=rwc")
             };
+            create_parent_dir(url)?;
             (Backend::Sqlite, with_mode)
         } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             (Backend::Postgres, url.to_owned())
@@ -175,6 +185,26 @@ impl Database {
     /// Closes every connection (waits for those in use to be returned).
     pub async fn close(&self) {
         self.pool.close().await;
+    }
+}
+
+/// Creates the directory of an SQLite URL's file (nothing for an in-memory database).
+fn create_parent_dir(url: &str) -> Result<(), DbError> {
+    let path = url
+        .trim_start_matches("sqlite://")
+        .trim_start_matches("sqlite:");
+    let path = path.split('?').next().unwrap_or_default();
+    if path.is_empty() || path == ":memory:" {
+        return Ok(());
+    }
+    match std::path::Path::new(path).parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => {
+            std::fs::create_dir_all(dir).map_err(|source| DbError::CreateDir {
+                dir: dir.to_owned(),
+                source,
+            })
+        }
+        _ => Ok(()),
     }
 }
 

@@ -12,6 +12,9 @@
 //! [publisher]                      # events::publisher::PublisherConfig
 //! deadline = "20s"
 //! ```
+//!
+//! `database = "sqlite://.data/auth-service/auth.db"` (or `postgres://user@host/db`) is a
+//! top-level key too: the users and the outbox.
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;
@@ -39,7 +42,13 @@ pub struct Config {
     /// stopping the admin server.
     #[serde(with = "humantime_serde")]
     pub shutdown_timeout: Duration,
+    /// The users and the outbox: `sqlite://PATH` (created if missing) or `postgres://...`
+    /// (`--database` / `AUTH_SERVICE_DATABASE` override it).
+    pub database: String,
 }
+
+/// Where the users live unless told otherwise.
+pub const DEFAULT_DATABASE: &str = "sqlite://.data/auth-service/auth.db";
 
 impl Default for Config {
     fn default() -> Self {
@@ -52,6 +61,7 @@ impl Default for Config {
             admin_listen: SocketAddr::from((Ipv4Addr::LOCALHOST, 9091)),
             publisher: PublisherConfig::new(SOURCE),
             shutdown_timeout: Duration::from_secs(10),
+            database: DEFAULT_DATABASE.to_owned(),
         }
     }
 }
