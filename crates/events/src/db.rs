@@ -128,6 +128,26 @@ impl Database {
         Ok(Self { pool, backend })
     }
 
+    /// Connects (as [`Database::connect`]) and migrates: the library's tables, then the
+    /// caller's migrations for this backend (as [`Database::run_migrations`]).
+    ///
+    /// # Errors
+    /// As [`Database::connect`] and [`Database::migrate`].
+    pub async fn open(url: &str, sqlite: Migrator, postgres: Migrator) -> Result<Self, DbError> {
+        let db = Self::connect(url).await?;
+        db.migrate().await?;
+        db.run_migrations(sqlite, postgres).await?;
+        Ok(db)
+    }
+
+    /// Checks that the database answers (`SELECT 1`), e.g. for `/readyz`.
+    ///
+    /// # Errors
+    /// The driver's error.
+    pub async fn ping(&self) -> Result<(), sqlx::Error> {
+        self.pool.execute("SELECT 1").await.map(|_| ())
+    }
+
     /// The server kind.
     pub fn backend(&self) -> Backend {
         self.backend

@@ -175,13 +175,7 @@ async fn start_admin(
     let db = db.clone();
     let db_check = ReadyCheck(Arc::new(move || {
         let db = db.clone();
-        Box::pin(async move {
-            sqlx::query("SELECT 1")
-                .execute(db.pool())
-                .await
-                .map(|_| ())
-                .map_err(|e| format!("database: {e}"))
-        })
+        Box::pin(async move { db.ping().await.map_err(|e| format!("database: {e}")) })
     }));
     let state = AdminState::new(conn.client().clone())
         .with_prometheus(prometheus)

@@ -13,14 +13,12 @@ use crate::users::User;
 /// # Errors
 /// If the database cannot be reached or a migration fails.
 pub async fn open(url: &str) -> Result<Database, DbError> {
-    let db = Database::connect(url).await?;
-    db.migrate().await?;
-    db.run_migrations(
+    Database::open(
+        url,
         sqlx::migrate!("./migrations/sqlite"),
         sqlx::migrate!("./migrations/postgres"),
     )
-    .await?;
-    Ok(db)
+    .await
 }
 
 const COLUMNS: &str = "id, organization_id, email, name, roles, revision";
