@@ -1,20 +1,40 @@
 #!/usr/bin/env bash
-# Stops the nats-server started by scripts/dev-up.sh (SIGTERM, then SIGKILL after 10 s).
-# Keeps its store in .data/nats; delete that folder to start from nothing.
+# Stops exactly what scripts/dev-up.sh started, by the pids it wrote under .data/:
+# catalog-service, auth-service, then nats-server (SIGTERM, then SIGKILL after 10 s).
+# Keeps the data (.data/nats, .data/auth-service, .data/catalog-service); delete .data to
+# start from nothing.
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-pidfile="$root/.data/nats.pid"
-if [ ! -f "$pidfile" ] || ! kill -0 "$(cat "$pidfile")" 2>/dev/null; then
-  echo "no nats-server started by dev-up.sh is running"
+data="$root/.data"
+
+# stop NAME: the process in .data/NAME.pid, if it is alive and is NAME.
+stop() {
+  local name=$1 pidfile="$data/$1.pid" pid
+  if [ ! -f "$pidfile" ]; then
+    echo "no $name started by dev-up.sh"
+    return 0
+  fi
+  pid=$(cat "$pidfile")
+  if ! kill -0 "$pid" 2>/dev/null \
+    || ! tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q -- "$name"; then
+    echo "no $name started by dev-up.sh is running"
+    rm -f "$pidfile"
+    return 0
+  fi
+  kill -TERM "$pid"
+  for _ in $(seq 1 100); do
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.1
+  done
+  if kill -0 "$pid" 2>/dev/null; then
+    kill -KILL "$pid"
+    echo "killed $name (pid $pid): it did not stop within 10 s"
+  else
+    echo "stopped $name (pid $pid)"
+  fi
   rm -f "$pidfile"
-  exit 0
-fi
-pid=$(cat "$pidfile")
-kill -TERM "$pid"
-for _ in $(seq 1 100); do
-  kill -0 "$pid" 2>/dev/null || break
-  sleep 0.1
-done
-kill -0 "$pid" 2>/dev/null && kill -KILL "$pid"
-rm -f "$pidfile"
-echo "stopped nats-server (pid $pid)"
+}
+
+stop catalog-service
+stop auth-service
+stop nats

@@ -1,57 +1,163 @@
 #!/usr/bin/env bash
-# Starts the local event backbone: installs the pinned nats-server if missing, starts it
+# The whole demo with one command: installs the pinned nats-server if missing, starts it
 # with deploy/nats.conf (JetStream, sync_interval: always, store in .data/nats), applies the
-# streams of deploy/streams.toml (profile dev) and prints where to look.
-# Idempotent: run it again and it finds the server up and reports that no stream changed.
+# streams of deploy/streams.toml (profile dev), builds and starts auth-service and
+# catalog-service in the background (pids and logs under .data/, databases in
+# .data/<service>/), waits until their /readyz are green and prints where to look.
 #
-# Stop the server with scripts/dev-down.sh.
+#   scripts/dev-up.sh                  # NATS + streams + both services
+#   scripts/dev-up.sh --backbone-only  # NATS + streams only
+#
+# Idempotent: run it again and it finds everything up and says so. Stop everything it
+# started with scripts/dev-down.sh.
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
 data="$root/.data"
-pidfile="$data/nats.pid"
-log="$data/nats.log"
 mkdir -p "$data"
 
-bin=${NATS_SERVER_BIN:-$(scripts/setup-nats.sh | tail -n1)}
+backbone_only=false
 
-healthy() { curl -fsS --max-time 2 "http://127.0.0.1:8222/healthz?js-enabled-only=true" >/dev/null 2>&1; }
+parse_args() {
+  for arg in "$@"; do
+    case "$arg" in
+      --backbone-only) backbone_only=true ;;
+      -h|--help) sed -n '2,13p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+      *) echo "error: unknown argument $arg (try --help)" >&2; exit 2 ;;
+    esac
+  done
+}
 
-if [ -f "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null; then
-  echo "nats-server already running (pid $(cat "$pidfile")), not started again"
-elif healthy; then
-  echo "a NATS server already answers on 127.0.0.1:8222 (not started by this script); using it"
-else
-  "$bin" -c deploy/nats.conf >"$log" 2>&1 &
-  echo $! >"$pidfile"
-  echo "started nats-server (pid $!) with deploy/nats.conf"
-fi
+# True if the pid in $1 (a pid file) is alive and runs a command whose line holds $2.
+running() {
+  local pidfile=$1 name=$2 pid
+  [ -f "$pidfile" ] || return 1
+  pid=$(cat "$pidfile")
+  kill -0 "$pid" 2>/dev/null || return 1
+  tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q -- "$name"
+}
 
-# Wait, bounded, until JetStream answers.
-for _ in $(seq 1 100); do
-  healthy && break
-  if [ -f "$pidfile" ] && ! kill -0 "$(cat "$pidfile")" 2>/dev/null; then
-    echo "error: nats-server exited; last lines of $log:" >&2
-    tail -n 20 "$log" >&2
-    rm -f "$pidfile"
-    exit 1
+nats_healthy() { curl -fsS --max-time 2 "http://127.0.0.1:8222/healthz?js-enabled-only=true" >/dev/null 2>&1; }
+
+start_nats() {
+  local pidfile="$data/nats.pid" log="$data/nats.log" bin
+  bin=${NATS_SERVER_BIN:-$(scripts/setup-nats.sh | tail -n1)}
+  if running "$pidfile" nats-server; then
+    echo "nats-server already running (pid $(cat "$pidfile")), not started again"
+  elif nats_healthy; then
+    echo "a NATS server already answers on 127.0.0.1:8222 (not started by this script); using it"
+  else
+    "$bin" -c deploy/nats.conf >"$log" 2>&1 &
+    echo $! >"$pidfile"
+    echo "started nats-server (pid $!) with deploy/nats.conf"
   fi
-  sleep 0.1
-done
-healthy || { echo "error: JetStream did not answer within 10 s; see $log" >&2; tail -n 20 "$log" >&2; exit 1; }
+  # Wait, bounded, until JetStream answers.
+  for _ in $(seq 1 100); do
+    nats_healthy && return 0
+    if [ -f "$pidfile" ] && ! kill -0 "$(cat "$pidfile")" 2>/dev/null; then
+      echo "error: nats-server exited; last lines of $log:" >&2
+      tail -n 20 "$log" >&2
+      rm -f "$pidfile"
+      exit 1
+    fi
+    sleep 0.1
+  done
+  echo "error: JetStream did not answer within 10 s; see $log" >&2
+  tail -n 20 "$log" >&2
+  exit 1
+}
 
-echo "applying deploy/streams.toml (profile dev):"
-cargo run --quiet --locked -p eventctl -- --server nats://127.0.0.1:4222 \
-  streams apply --file deploy/streams.toml --profile dev
+apply_streams() {
+  echo "applying deploy/streams.toml (profile dev):"
+  "$root/target/debug/eventctl" --server nats://127.0.0.1:4222 \
+    streams apply --file deploy/streams.toml --profile dev
+}
 
-cat <<MSG
+build() {
+  local packages=(-p eventctl)
+  $backbone_only || packages+=(-p auth-service -p catalog-service)
+  echo "building ${packages[*]} (cargo build --locked)"
+  cargo build --quiet --locked "${packages[@]}"
+}
+
+# start_service NAME READY_URL: runs target/debug/NAME in the background unless it runs.
+start_service() {
+  local name=$1 ready=$2 pidfile="$data/$1.pid" log="$data/$1.log"
+  if running "$pidfile" "$name"; then
+    echo "$name already running (pid $(cat "$pidfile")), not started again"
+  else
+    RUST_LOG=${RUST_LOG:-info} EVENTS_NATS_URL=nats://127.0.0.1:4222 \
+      nohup "$root/target/debug/$name" >"$log" 2>&1 &
+    echo $! >"$pidfile"
+    echo "started $name (pid $!), log $log"
+  fi
+  wait_ready "$name" "$ready" "$pidfile" "$log"
+}
+
+# wait_ready NAME URL PIDFILE LOG: bounded wait (60 s) for a 200 from URL.
+wait_ready() {
+  local name=$1 url=$2 pidfile=$3 log=$4
+  for _ in $(seq 1 600); do
+    curl -fsS --max-time 2 "$url" >/dev/null 2>&1 && return 0
+    if ! running "$pidfile" "$name"; then
+      echo "error: $name exited; last lines of $log:" >&2
+      tail -n 20 "$log" >&2
+      rm -f "$pidfile"
+      exit 1
+    fi
+    sleep 0.1
+  done
+  echo "error: $name not ready at $url within 60 s; see $log" >&2
+  tail -n 20 "$log" >&2
+  exit 1
+}
+
+start_services() {
+  start_service auth-service http://127.0.0.1:9091/readyz
+  start_service catalog-service http://127.0.0.1:9092/readyz
+}
+
+print_backbone() {
+  cat <<MSG
 
 Backbone is up.
   NATS:        nats://127.0.0.1:4222
   Monitoring:  http://127.0.0.1:8222  (/healthz, /jsz?streams=true)
-  Server log:  $log
+  Server log:  $data/nats.log
   Store:       $data/nats
   Streams:     cargo run -p eventctl -- streams list
   Stop:        scripts/dev-down.sh
 MSG
+}
+
+print_services() {
+  cat <<'MSG'
+
+Services are up.
+  auth-service     API http://127.0.0.1:8081   admin http://127.0.0.1:9091/metrics
+                   users in .data/auth-service/auth.db, log .data/auth-service.log
+  catalog-service  admin http://127.0.0.1:9092 (/catalogs/{org}, /metrics)
+                   projection in .data/catalog-service/catalog.db, log .data/catalog-service.log
+
+Try:
+  curl -sS -X POST localhost:8081/users -H 'content-type: application/json' \
+       -d '{"email":"ada@acme.example","name":"Ada Lovelace","organization_id":"org-acme"}'
+  curl -sS localhost:9092/catalogs/org-acme
+  scripts/demo-traffic.sh --rate 5 --duration 60   # sign-ups for the dashboard and eventctl lag
+MSG
+}
+
+main() {
+  parse_args "$@"
+  build
+  start_nats
+  apply_streams
+  print_backbone
+  if ! $backbone_only; then
+    start_services
+    print_services
+  fi
+}
+
+main "$@"
