@@ -2,6 +2,8 @@
 //! subscriber in one process, against a real nats-server (test kit) with the streams of
 //! `deploy/streams.toml` (dev), each service on its own SQLite database in a temp dir.
 
+mod convergence;
+
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
