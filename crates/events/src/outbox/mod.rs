@@ -12,7 +12,10 @@
 //!   window (NATS down for longer, then an unconfirmed try) can be stored twice; consumers
 //!   absorb that with their [`Inbox`](crate::inbox::Inbox) (or the KV idempotency helper).
 //! - Order is the order of the outbox's `seq`, i.e. insertion order. On SQLite (one writer at
-//!   a time) that is commit order. On PostgreSQL, two transactions may commit in the other
+//!   a time) that is commit order. It holds across failed tries when the stream takes atomic
+//!   batches (`allow_atomic`, as `deploy/streams.toml` declares): a batch is stored whole or
+//!   not at all. Without them, an event whose try failed can land after a later one whose
+//!   try succeeded (each still once). On PostgreSQL, two transactions may commit in the other
 //!   order than they inserted; changes of one entity keep their order when the transaction
 //!   writes (locks) the entity's row before it enqueues the event.
 //! - One relay per outbox: on PostgreSQL a session advisory lock elects it (other instances

@@ -145,6 +145,8 @@ struct Answers {
     created: BTreeSet<String>,
     /// Sign-ups answered 409 on a retry (committed by an earlier try whose answer was lost).
     conflicts: usize,
+    /// Tries that found auth-service down (or got a 5xx) and were repeated.
+    retries: usize,
 }
 
 /// Signs up users `first..first + n`, each retried until it is answered 201 or 409.
@@ -179,7 +181,10 @@ async fn client(
                 }
                 Some((status, b)) if status < 500 => panic!("sign-up {i}: {status} {b}"),
                 // Down, or 5xx (e.g. the database busy): retry the same request.
-                _ => sleep(Duration::from_millis(50)).await,
+                _ => {
+                    answers.lock().unwrap().retries += 1;
+                    sleep(Duration::from_millis(50)).await;
+                }
             }
         }
         done.fetch_add(1, Ordering::SeqCst);
@@ -318,7 +323,14 @@ async fn converge_under_crashes(auth_db: String, catalog_db: String) {
     }
 
     // Converge: the three sets agree, within a bound.
-    let created = std::mem::take(&mut answers.lock().unwrap().created);
+    let (created, retries) = {
+        let mut a = answers.lock().unwrap();
+        (std::mem::take(&mut a.created), a.retries)
+    };
+    assert!(
+        retries > 0,
+        "the auth-service kill landed in the middle of the traffic"
+    );
     let deadline = Instant::now() + CONVERGE;
     let (mut a, mut s, mut c);
     loop {
