@@ -63,10 +63,21 @@ pub enum DbError {
 }
 
 /// A pool of connections to one SQLite file or PostgreSQL database. Cheap to clone.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Database {
     pool: AnyPool,
     backend: Backend,
+    /// For the PostgreSQL LISTEN connection of the outbox relay.
+    url: String,
+}
+
+impl std::fmt::Debug for Database {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Database")
+            .field("backend", &self.backend)
+            .field("url", &redact(&self.url))
+            .finish_non_exhaustive()
+    }
 }
 
 /// How long a statement waits for SQLite's write lock before failing with "busy".
@@ -125,7 +136,11 @@ impl Database {
                 .await
                 .map_err(connect_err)?;
         }
-        Ok(Self { pool, backend })
+        Ok(Self {
+            pool,
+            backend,
+            url: url.to_owned(),
+        })
     }
 
     /// Connects (as [`Database::connect`]) and migrates: the library's tables, then the
@@ -146,6 +161,10 @@ impl Database {
     /// The driver's error.
     pub async fn ping(&self) -> Result<(), sqlx::Error> {
         self.pool.execute("SELECT 1").await.map(|_| ())
+    }
+
+    pub(crate) fn url(&self) -> &str {
+        &self.url
     }
 
     /// The server kind.

@@ -20,7 +20,10 @@
 //!   writes (locks) the entity's row before it enqueues the event.
 //! - One relay per outbox: on PostgreSQL a session advisory lock elects it (other instances
 //!   wait and take over when it goes); on SQLite the file belongs to one process, which runs
-//!   one relay.
+//!   one relay (do not point two processes at one SQLite outbox).
+//! - The relay wakes on every commit: in-process through [`Outbox::commit`], and on
+//!   PostgreSQL also from other processes (`enqueue` issues a `NOTIFY` the relay `LISTEN`s
+//!   to); a poll ([`RelayConfig::poll_interval`]) catches anything else.
 //!
 //! ```no_run
 //! # async fn run(event: events::Event, publisher: events::Publisher) -> Result<(), Box<dyn std::error::Error>> {
@@ -57,6 +60,11 @@ use crate::event::Event;
 use crate::publisher::{DEFAULT_MAX_PAYLOAD, PublishError, prepare};
 
 pub use relay::{Relay, RelayConfig};
+
+/// The PostgreSQL channel a commit with outbox rows notifies.
+const NOTIFY_CHANNEL: &str = "events_outbox";
+/// sqlx's name of the PostgreSQL backend.
+const POSTGRES_NAME: &str = "PostgreSQL";
 
 /// Enqueueing an event failed.
 #[derive(Debug, thiserror::Error)]
@@ -132,6 +140,13 @@ impl Outbox {
         .bind(now_ms())
         .execute(&mut **tx)
         .await?;
+        if tx.backend_name() == POSTGRES_NAME {
+            // Delivered at commit, to the relays of every process (LISTEN in `relay.rs`).
+            sqlx::query("SELECT pg_notify($1, '')")
+                .bind(NOTIFY_CHANNEL)
+                .execute(&mut **tx)
+                .await?;
+        }
         self.wake.notify_one();
         Ok(done.rows_affected() == 1)
     }

@@ -4,11 +4,12 @@
 use std::time::Duration;
 
 use sqlx::pool::PoolConnection;
+use sqlx::postgres::PgListener;
 use sqlx::{Any, Row};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
-use super::Outbox;
+use super::{NOTIFY_CHANNEL, Outbox};
 use crate::db::{Backend, Database, now_ms};
 use crate::event::Event;
 use crate::metrics::{OUTBOX_OLDEST_AGE_SECONDS, OUTBOX_PENDING, OUTBOX_RELAYED_TOTAL};
@@ -95,9 +96,13 @@ impl Relay {
     /// leaves its rows for the next relay (they are resent with the same ids).
     pub async fn run(self, shutdown: CancellationToken) {
         let mut lease: Option<PoolConnection<Any>> = None;
+        let mut listener: Option<PgListener> = None;
         let mut failures: u32 = 0;
         while !shutdown.is_cancelled() {
             let leading = self.lead(&mut lease).await;
+            if leading && listener.is_none() {
+                listener = self.listen().await;
+            }
             let result = if leading {
                 self.drain(&shutdown).await
             } else {
@@ -121,15 +126,42 @@ impl Relay {
             } else {
                 self.config.poll_interval * 2
             };
+            let woken = wait.is_none() && leading;
             tokio::select! {
                 biased;
                 () = shutdown.cancelled() => break,
-                () = self.outbox.wake().notified(), if wait.is_none() && leading => {}
+                () = self.outbox.wake().notified(), if woken => {}
+                ok = notified(listener.as_mut()), if woken => {
+                    if !ok {
+                        listener = None;
+                    }
+                }
                 () = tokio::time::sleep(wait.unwrap_or(poll)) => {}
             }
         }
         release(lease).await;
         debug!("outbox relay stopped");
+    }
+
+    /// On PostgreSQL, a connection listening for commits of other processes; `None` on
+    /// SQLite or if it cannot be opened (the poll still runs; tried again next round).
+    async fn listen(&self) -> Option<PgListener> {
+        if self.db.backend() != Backend::Postgres {
+            return None;
+        }
+        let opened = async {
+            let mut l = PgListener::connect(self.db.url()).await?;
+            l.listen(NOTIFY_CHANNEL).await?;
+            Ok::<_, sqlx::Error>(l)
+        };
+        match tokio::time::timeout(self.config.max_backoff, opened).await {
+            Ok(Ok(l)) => Some(l),
+            Ok(Err(e)) => {
+                debug!(error = %e, "outbox relay cannot LISTEN; polling");
+                None
+            }
+            Err(_) => None,
+        }
     }
 
     fn backoff(&self, failures: u32) -> Duration {
@@ -292,6 +324,15 @@ impl Relay {
             metrics::gauge!(OUTBOX_OLDEST_AGE_SECONDS, "service" => svc)
                 .set(age_ms as f64 / 1000.0);
         }
+    }
+}
+
+/// Waits for a notification; `false` if the listener failed (it is then dropped). Without
+/// a listener, never returns.
+async fn notified(listener: Option<&mut PgListener>) -> bool {
+    match listener {
+        Some(l) => l.recv().await.is_ok(),
+        None => std::future::pending().await,
     }
 }
 

@@ -339,6 +339,28 @@ async fn outbox_postgres_two_relays_forward_in_order_and_take_over() {
     stop_relay(b).await;
 }
 
+/// On PostgreSQL a commit in another process wakes the relay (NOTIFY), long before its poll.
+#[tokio::test]
+async fn outbox_postgres_a_commit_elsewhere_wakes_the_relay() {
+    let nats = NatsServer::start().await;
+    let js = auth_stream(&nats).await;
+    let (_keep, db) = TestDb::start(true).await;
+    let (here, elsewhere) = (Outbox::new(), Outbox::new());
+    let mut config = relay_config();
+    // Longer than every wait below: an event stored in time was not fetched by the poll.
+    config.poll_interval = BOUND * 2;
+    let stop = CancellationToken::new();
+    let relay = Relay::new(db.clone(), here.clone(), publisher(&nats).await, config);
+    let task = tokio::spawn(relay.run(stop.clone()));
+    // Woken in-process: the relay is up, leading and listening afterwards.
+    let mut ids = enqueue(&db, &here, 0..1).await;
+    wait_stored(&js, 1).await;
+    // `elsewhere` is another process's handle: its in-process wake-up reaches no relay here.
+    ids.extend(enqueue(&db, &elsewhere, 1..2).await);
+    assert_eq!(wait_stored(&js, 2).await, ids, "woken by NOTIFY");
+    stop_relay((stop, task)).await;
+}
+
 async fn inbox_skips_and_sweeps(pg: bool) {
     let (_keep, db) = TestDb::start(pg).await;
     let inbox = Inbox::new("catalog-service");
