@@ -7,16 +7,17 @@ set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 data="$root/.data"
 
-# stop NAME: the process in .data/NAME.pid, if it is alive and is NAME.
+# stop NAME [COMMAND]: the process in .data/NAME.pid, if it is alive and its command line
+# holds COMMAND (default NAME).
 stop() {
-  local name=$1 pidfile="$data/$1.pid" pid
+  local name=$1 pattern=${2:-$1} pidfile="$data/$1.pid" pid
   if [ ! -f "$pidfile" ]; then
     echo "no $name started by dev-up.sh"
     return 0
   fi
   pid=$(cat "$pidfile")
   if ! kill -0 "$pid" 2>/dev/null \
-    || ! tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q -- "$name"; then
+    || ! tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q -- "$pattern"; then
     echo "no $name started by dev-up.sh is running"
     rm -f "$pidfile"
     return 0
@@ -37,4 +38,4 @@ stop() {
 
 stop catalog-service
 stop auth-service
-stop nats
+stop nats nats-server

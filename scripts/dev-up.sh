@@ -18,6 +18,10 @@ data="$root/.data"
 mkdir -p "$data"
 
 backbone_only=false
+# The plain development setup (a --secure mode can replace these).
+nats_conf=deploy/nats.conf
+nats_url=nats://127.0.0.1:4222
+eventctl_conn=(--server "$nats_url")
 
 parse_args() {
   for arg in "$@"; do
@@ -48,9 +52,9 @@ start_nats() {
   elif nats_healthy; then
     echo "a NATS server already answers on 127.0.0.1:8222 (not started by this script); using it"
   else
-    "$bin" -c deploy/nats.conf >"$log" 2>&1 &
+    "$bin" -c "$nats_conf" >"$log" 2>&1 &
     echo $! >"$pidfile"
-    echo "started nats-server (pid $!) with deploy/nats.conf"
+    echo "started nats-server (pid $!) with $nats_conf"
   fi
   # Wait, bounded, until JetStream answers.
   for _ in $(seq 1 100); do
@@ -70,7 +74,7 @@ start_nats() {
 
 apply_streams() {
   echo "applying deploy/streams.toml (profile dev):"
-  "$root/target/debug/eventctl" --server nats://127.0.0.1:4222 \
+  "$root/target/debug/eventctl" "${eventctl_conn[@]}" \
     streams apply --file deploy/streams.toml --profile dev
 }
 
@@ -87,7 +91,8 @@ start_service() {
   if running "$pidfile" "$name"; then
     echo "$name already running (pid $(cat "$pidfile")), not started again"
   else
-    RUST_LOG=${RUST_LOG:-info} EVENTS_NATS_URL=nats://127.0.0.1:4222 \
+    # An exported EVENTS_NATS_URL (or *_SERVICE_CONFIG) wins over the plain default.
+    RUST_LOG=${RUST_LOG:-info} EVENTS_NATS_URL=${EVENTS_NATS_URL:-$nats_url} \
       nohup "$root/target/debug/$name" >"$log" 2>&1 &
     echo $! >"$pidfile"
     echo "started $name (pid $!), log $log"
@@ -122,7 +127,7 @@ print_backbone() {
   cat <<MSG
 
 Backbone is up.
-  NATS:        nats://127.0.0.1:4222
+  NATS:        $nats_url
   Monitoring:  http://127.0.0.1:8222  (/healthz, /jsz?streams=true)
   Server log:  $data/nats.log
   Store:       $data/nats
