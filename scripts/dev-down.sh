@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Stops exactly what scripts/dev-up.sh started, by the pids it wrote under .data/:
-# catalog-service, auth-service, then nats-server (SIGTERM, then SIGKILL after 10 s).
-# Keeps the data (.data/nats, .data/auth-service, .data/catalog-service); delete .data to
-# start from nothing.
+# catalog-service, auth-service, the console (eventctl serve), then nats-server (SIGTERM,
+# then SIGKILL after 10 s). Keeps the data (.data/nats, .data/auth-service,
+# .data/catalog-service, .data/console-token); delete .data to start from nothing.
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 data="$root/.data"
@@ -38,4 +38,6 @@ stop() {
 
 stop catalog-service
 stop auth-service
+stop console eventctl
 stop nats nats-server
+rm -f "$data/nats.mode"

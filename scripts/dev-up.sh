@@ -3,10 +3,15 @@
 # with deploy/nats.conf (JetStream, sync_interval: always, store in .data/nats), applies the
 # streams of deploy/streams.toml (profile dev), builds and starts auth-service and
 # catalog-service in the background (pids and logs under .data/, databases in
-# .data/<service>/), waits until their /readyz are green and prints where to look.
+# .data/<service>/), starts the operator console (`eventctl serve`, token in
+# .data/console-token), waits until the services' /readyz are green and prints where to look.
 #
-#   scripts/dev-up.sh                  # NATS + streams + both services
-#   scripts/dev-up.sh --backbone-only  # NATS + streams only
+#   scripts/dev-up.sh                  # NATS + streams + console + both services
+#   scripts/dev-up.sh --backbone-only  # NATS + streams + console only
+#   scripts/dev-up.sh --secure         # deploy/secure/nats.conf instead (TLS, one nkey
+#                                      # identity per service and tool; docs/SECURITY.md),
+#                                      # identities made by `eventctl auth init` on first
+#                                      # use, services on deploy/secure/<service>.toml
 #
 # Idempotent: run it again and it finds everything up and says so. Stop everything it
 # started with scripts/dev-down.sh.
@@ -18,19 +23,44 @@ data="$root/.data"
 mkdir -p "$data"
 
 backbone_only=false
-# The plain development setup (a --secure mode can replace these).
+secure=false
+# The plain development setup; secure_mode below replaces these.
 nats_conf=deploy/nats.conf
 nats_url=nats://127.0.0.1:4222
 eventctl_conn=(--server "$nats_url")
+serve_conn=(--server "$nats_url")
+mode=plain
 
 parse_args() {
   for arg in "$@"; do
     case "$arg" in
       --backbone-only) backbone_only=true ;;
-      -h|--help) sed -n '2,13p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+      --secure) secure=true ;;
+      -h|--help) sed -n '2,19p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
       *) echo "error: unknown argument $arg (try --help)" >&2; exit 2 ;;
     esac
   done
+}
+
+# --secure: TLS and per-service identities. Sets the server config, the operator's and the
+# console's eventctl options, and exports the services' config files (AUTH_SERVICE_CONFIG,
+# CATALOG_SERVICE_CONFIG) and the URL for everything started from here.
+secure_mode() {
+  local dir=.data/secure
+  if [ ! -f "$dir/auth.conf" ]; then
+    echo "no identities in $dir yet: running eventctl auth init"
+    "$root/target/debug/eventctl" auth init --out "$dir"
+  fi
+  nats_conf=deploy/secure/nats.conf
+  nats_url=tls://127.0.0.1:4222
+  eventctl_conn=(--server "$nats_url" --tls-ca "$dir/tls/ca.pem"
+    --nkey "$dir/operator.nk" --inbox-prefix _INBOX_operator)
+  serve_conn=(--server "$nats_url" --tls-ca "$dir/tls/ca.pem"
+    --nkey "$dir/admin-server.nk" --inbox-prefix _INBOX_admin-server)
+  mode=secure
+  export EVENTS_NATS_URL=$nats_url
+  export AUTH_SERVICE_CONFIG=deploy/secure/auth-service.toml
+  export CATALOG_SERVICE_CONFIG=deploy/secure/catalog-service.toml
 }
 
 # True if the pid in $1 (a pid file) is alive and runs a command whose line holds $2.
@@ -49,11 +79,18 @@ start_nats() {
   bin=${NATS_SERVER_BIN:-$(scripts/setup-nats.sh | tail -n1)}
   if running "$pidfile" nats-server; then
     echo "nats-server already running (pid $(cat "$pidfile")), not started again"
+    local current
+    current=$(cat "$data/nats.mode" 2>/dev/null || echo plain)
+    if [ "$current" != "$mode" ]; then
+      echo "error: it runs the $current setup, not $mode; stop it first: scripts/dev-down.sh" >&2
+      exit 1
+    fi
   elif nats_healthy; then
     echo "a NATS server already answers on 127.0.0.1:8222 (not started by this script); using it"
   else
     "$bin" -c "$nats_conf" >"$log" 2>&1 &
     echo $! >"$pidfile"
+    echo "$mode" >"$data/nats.mode"
     echo "started nats-server (pid $!) with $nats_conf"
   fi
   # Wait, bounded, until JetStream answers.
@@ -76,6 +113,26 @@ apply_streams() {
   echo "applying deploy/streams.toml (profile dev):"
   "$root/target/debug/eventctl" "${eventctl_conn[@]}" \
     streams apply --file deploy/streams.toml --profile dev
+}
+
+# The admin server with the operator console (/ui), behind a development token made once
+# and kept in .data/console-token (0600); in secure mode as the admin-server identity.
+start_console() {
+  local pidfile="$data/console.pid" log="$data/console.log" token_file="$data/console-token"
+  if [ ! -s "$token_file" ]; then
+    (umask 077; head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$token_file")
+  fi
+  if running "$pidfile" eventctl; then
+    echo "eventctl serve already running (pid $(cat "$pidfile")), not started again"
+    return 0
+  fi
+  local hash
+  hash=$(sha256sum <"$token_file" | cut -d' ' -f1)
+  EVENTS_ADMIN_TOKEN_HASHES="dev:admin:$hash" nohup "$root/target/debug/eventctl" \
+    "${serve_conn[@]}" serve --listen 127.0.0.1:9090 >"$log" 2>&1 &
+  echo $! >"$pidfile"
+  echo "started eventctl serve (pid $!) on 127.0.0.1:9090, log $log"
+  wait_ready eventctl http://127.0.0.1:9090/healthz "$pidfile" "$log"
 }
 
 build() {
@@ -126,12 +183,13 @@ start_services() {
 print_backbone() {
   cat <<MSG
 
-Backbone is up.
+Backbone is up ($mode).
+  Console:     http://127.0.0.1:9090/ui   (token: $(cat "$data/console-token"))
   NATS:        $nats_url
   Monitoring:  http://127.0.0.1:8222  (/healthz, /jsz?streams=true)
   Server log:  $data/nats.log
   Store:       $data/nats
-  Streams:     cargo run -p eventctl -- streams list
+  Streams:     cargo run -p eventctl -- ${eventctl_conn[*]} streams list
   Stop:        scripts/dev-down.sh
 MSG
 }
@@ -156,8 +214,10 @@ MSG
 main() {
   parse_args "$@"
   build
+  if $secure; then secure_mode; fi
   start_nats
   apply_streams
+  start_console
   print_backbone
   if ! $backbone_only; then
     start_services

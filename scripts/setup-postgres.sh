@@ -27,18 +27,9 @@ if dir=$(find_bin_dir); then
   exit 0
 fi
 
-if [ "$(id -u)" -ne 0 ]; then
-  echo "error: PostgreSQL is not installed; run as root or: sudo apt-get install -y postgresql" >&2
-  exit 1
-fi
-
-export DEBIAN_FRONTEND=noninteractive
 echo "installing PostgreSQL (apt-get install -y postgresql)" >&2
-# The package lists may be missing or stale on a fresh machine: update only when needed.
-if ! apt-get install -y --no-install-recommends postgresql >&2; then
-  apt-get update >&2
-  apt-get install -y --no-install-recommends postgresql >&2
-fi
+# pg_ctlcluster comes with the server package (postgresql-common), not with the client.
+"$(dirname "${BASH_SOURCE[0]}")/apt-ensure.sh" pg_ctlcluster postgresql
 # Debian's package starts a cluster service where systemd runs; the tests start their own.
 
 if ! dir=$(find_bin_dir); then

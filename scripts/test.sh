@@ -10,6 +10,10 @@ cd "$root"
 NATS_SERVER_BIN=${NATS_SERVER_BIN:-$(scripts/setup-nats.sh | tail -n1)}
 export NATS_SERVER_BIN
 "$NATS_SERVER_BIN" --version
+# The console's browser tests (chromium + chromedriver) and the alert rules' checks and
+# metrics test (promtool + prometheus): Debian packages, installed when missing.
+scripts/setup-browser.sh
+scripts/setup-prometheus.sh
 
 # PostgreSQL for the outbox/inbox and service tests on it (apt-get install when missing).
 PG_BIN_DIR=${PG_BIN_DIR:-$(scripts/setup-postgres.sh | tail -n1)}
@@ -32,6 +36,10 @@ RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked --quiet
 step "eventctl schema check, schema catalog --check"
 cargo run --quiet --locked -p eventctl -- schema check --base "${SCHEMA_BASE_REF:-origin/main}"
 cargo run --quiet --locked -p eventctl -- schema catalog --check
+
+step "promtool check rules, promtool test rules"
+promtool check rules deploy/prometheus/alerts.yml
+promtool test rules deploy/prometheus/alerts.test.yml
 
 if cargo nextest --version >/dev/null 2>&1; then
   step "cargo nextest run (unit + integration)"

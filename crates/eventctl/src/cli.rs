@@ -74,6 +74,15 @@ pub(crate) struct ConnArgs {
     /// PEM private key of --tls-cert.
     #[arg(long, global = true, value_name = "FILE")]
     pub(crate) tls_key: Option<PathBuf>,
+    /// Prefix of the client's reply subjects; an identity made by `auth init` may
+    /// subscribe only under `_INBOX_<identity>` [default: _INBOX].
+    #[arg(
+        long,
+        global = true,
+        env = "EVENTS_NATS_INBOX_PREFIX",
+        value_name = "PREFIX"
+    )]
+    pub(crate) inbox_prefix: Option<String>,
     /// Give up connecting after this long (e.g. 500ms, 5s).
     #[arg(long, global = true, default_value = "5s", value_parser = parse_duration, value_name = "DURATION")]
     pub(crate) connect_timeout: Duration,
@@ -108,6 +117,7 @@ impl ConnArgs {
                 require_tls: false,
             },
             connect_timeout: self.connect_timeout,
+            inbox_prefix: self.inbox_prefix.clone(),
             // A tool gives up quickly instead of reconnecting forever.
             reconnect: events::connection::ReconnectPolicy {
                 max_reconnects: Some(3),
@@ -168,6 +178,8 @@ pub(crate) enum Command {
     Auth(crate::cmd::auth::AuthCommand),
     /// Check a deployment: server, durability, streams, peers, consumers, an identity.
     Doctor(crate::cmd::doctor::DoctorArgs),
+    /// The admin audit trail: every replay, delete and purge made through the admin API.
+    Audit(crate::cmd::audit::AuditArgs),
 }
 
 /// `eventctl streams ...`

@@ -31,7 +31,9 @@ use clap::Parser as _;
 fn main() -> ExitCode {
     // Usage errors exit with 2 here (clap's default); --help and --version with 0.
     let cli = cli::Cli::parse();
-    init_tracing();
+    // The doctor's probes are denied on purpose; its report says so, the log need not.
+    let quiet_denials = matches!(cli.command, cli::Command::Doctor(_));
+    init_tracing(quiet_denials);
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
@@ -51,11 +53,17 @@ async fn run(cli: cli::Cli) -> anyhow::Result<()> {
     cmd::run(cli).await
 }
 
-/// Logs to stderr; `RUST_LOG` overrides the default (warnings and errors only).
-fn init_tracing() {
+/// Logs to stderr; `RUST_LOG` overrides the default (warnings and errors only; with
+/// `quiet_denials`, not the connection's permission-denied warnings).
+fn init_tracing(quiet_denials: bool) {
     use std::io::IsTerminal as _;
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn"));
+    let default = if quiet_denials {
+        "warn,events::connection=error"
+    } else {
+        "warn"
+    };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

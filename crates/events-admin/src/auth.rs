@@ -1,5 +1,6 @@
-//! Admin tokens: configured as SHA-256 hashes, checked in constant time (see the crate
-//! docs for how to make one).
+//! Admin tokens: an id, a [`Role`] and the SHA-256 of the secret, checked in constant
+//! time (see the crate docs for how to make one). The middleware authenticates; each
+//! handler then checks its action against the role ([`Admin::require`]).
 
 use axum::extract::{Request, State};
 use axum::http::header::{AUTHORIZATION, WWW_AUTHENTICATE};
@@ -11,6 +12,7 @@ use subtle::ConstantTimeEq;
 
 use crate::AdminState;
 use crate::error::ApiError;
+use crate::roles::{Role, UnknownRole};
 
 /// A token failed to parse from the configuration.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -25,15 +27,26 @@ pub enum TokenError {
         /// The token's id.
         id: String,
     },
-    /// The configuration entry is not `<id>:<sha256 hex>`.
-    #[error("invalid token entry: expected <id>:<sha256 hex>")]
+    /// The configuration entry is not `<id>:<role>:<sha256 hex>` (or `<id>:<sha256 hex>`).
+    #[error("invalid token entry: expected <id>:<role>:<sha256 hex>")]
     InvalidEntry,
+    /// The role is not `viewer`, `operator` or `admin`.
+    #[error("token {id}")]
+    InvalidRole {
+        /// The token's id.
+        id: String,
+        /// The role given.
+        #[source]
+        source: UnknownRole,
+    },
 }
 
-/// One admin token: an id (who it is, for the audit log) and the SHA-256 of its secret.
+/// One admin token: an id (who it is, for the audit trail), a role (what it may do) and
+/// the SHA-256 of its secret.
 #[derive(Clone, PartialEq, Eq)]
 pub struct AdminToken {
     id: String,
+    role: Role,
     sha256: [u8; 32],
 }
 
@@ -42,12 +55,13 @@ impl std::fmt::Debug for AdminToken {
         // The hash is not secret, but there is no reason to print it either.
         f.debug_struct("AdminToken")
             .field("id", &self.id)
+            .field("role", &self.role)
             .finish_non_exhaustive()
     }
 }
 
 impl AdminToken {
-    /// A token from its id and the hex SHA-256 of its secret.
+    /// A token of role `admin` from its id and the hex SHA-256 of its secret.
     ///
     /// # Errors
     /// [`TokenError::InvalidId`], [`TokenError::InvalidHash`].
@@ -56,11 +70,15 @@ impl AdminToken {
         check_id(&id)?;
         let sha256 =
             parse_hex32(hex.trim()).ok_or_else(|| TokenError::InvalidHash { id: id.clone() })?;
-        Ok(Self { id, sha256 })
+        Ok(Self {
+            id,
+            role: Role::Admin,
+            sha256,
+        })
     }
 
-    /// A token from its id and its secret (hashed here; the secret is not kept). For tests
-    /// and tools; configurations should hold the hash.
+    /// A token of role `admin` from its id and its secret (hashed here; the secret is not
+    /// kept). For tests and tools; configurations should hold the hash.
     ///
     /// # Errors
     /// [`TokenError::InvalidId`].
@@ -69,22 +87,50 @@ impl AdminToken {
         check_id(&id)?;
         Ok(Self {
             id,
+            role: Role::Admin,
             sha256: Sha256::digest(secret.as_bytes()).into(),
         })
     }
 
-    /// Parses a configuration entry `<id>:<sha256 hex>`.
+    /// The same token with `role`.
+    #[must_use]
+    pub fn with_role(mut self, role: Role) -> Self {
+        self.role = role;
+        self
+    }
+
+    /// Parses a configuration entry `<id>:<role>:<sha256 hex>`; the older
+    /// `<id>:<sha256 hex>` is a token of role `admin` (what every token could do before
+    /// roles existed).
     ///
     /// # Errors
     /// [`TokenError`] naming the bad part.
     pub fn parse(entry: &str) -> Result<Self, TokenError> {
-        let (id, hex) = entry.split_once(':').ok_or(TokenError::InvalidEntry)?;
-        Self::from_sha256_hex(id, hex)
+        let mut parts = entry.split(':');
+        match (parts.next(), parts.next(), parts.next(), parts.next()) {
+            (Some(id), Some(hex), None, None) => Self::from_sha256_hex(id, hex),
+            (Some(id), Some(role), Some(hex), None) => {
+                let role = role
+                    .trim()
+                    .parse()
+                    .map_err(|source| TokenError::InvalidRole {
+                        id: id.to_owned(),
+                        source,
+                    })?;
+                Ok(Self::from_sha256_hex(id, hex)?.with_role(role))
+            }
+            _ => Err(TokenError::InvalidEntry),
+        }
     }
 
-    /// The token's id, logged with every change it makes.
+    /// The token's id, recorded with every change it makes.
     pub fn id(&self) -> &str {
         &self.id
+    }
+
+    /// What the token may do.
+    pub fn role(&self) -> Role {
+        self.role
     }
 }
 
@@ -129,6 +175,8 @@ fn parse_hex32(hex: &str) -> Option<[u8; 32]> {
 pub struct Admin {
     /// The id of the token used.
     pub token_id: String,
+    /// The token's role.
+    pub role: Role,
 }
 
 /// Finds the token whose hash matches `secret`, comparing against every configured token in
@@ -179,6 +227,7 @@ pub(crate) async fn require_admin(
     };
     request.extensions_mut().insert(Admin {
         token_id: token.id().to_owned(),
+        role: token.role(),
     });
     next.run(request).await
 }
@@ -230,5 +279,19 @@ mod tests {
             AdminToken::parse(&format!("a b:{}", hash_token("x"))),
             Err(TokenError::InvalidId(_))
         ));
+        assert!(matches!(
+            AdminToken::parse(&format!("ops:root:{}", hash_token("x"))),
+            Err(TokenError::InvalidRole { .. })
+        ));
+        assert_eq!(AdminToken::parse("a:b:c:d"), Err(TokenError::InvalidEntry));
+    }
+
+    #[test]
+    fn roles_are_parsed_and_the_old_format_is_admin() {
+        let hash = hash_token("x");
+        let viewer = AdminToken::parse(&format!("ci:viewer:{hash}")).unwrap();
+        assert_eq!((viewer.id(), viewer.role()), ("ci", Role::Viewer));
+        let old = AdminToken::parse(&format!("ops:{hash}")).unwrap();
+        assert_eq!(old.role(), Role::Admin);
     }
 }

@@ -1,4 +1,6 @@
-//! `/api/v1/events/dlq`: the dead-letter API (admin only).
+//! `/api/v1/events/dlq`: the dead-letter API. Reads need role `viewer`, replays
+//! `operator`, delete and purge `admin` ([`crate::roles`]); every replay, delete and
+//! purge is rate limited per token and recorded in the audit trail ([`crate::audit`]).
 
 use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{Extension, Path, Query, State};
@@ -13,8 +15,10 @@ use serde_json::json;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
+use crate::audit::AuditRecord;
 use crate::auth::Admin;
 use crate::error::ApiError;
+use crate::roles::Action;
 use crate::{AdminState, metric_names};
 
 /// Largest page the list endpoint returns.
@@ -31,6 +35,7 @@ pub(crate) fn routes() -> Router<AdminState> {
     Router::new()
         .route("/", get(list))
         .route("/replay", post(replay_many))
+        .route("/purge", post(purge))
         .route("/{seq}", get(show).delete(delete))
         .route("/{seq}/replay", post(replay_one))
         .fallback(bad_path)
@@ -40,7 +45,7 @@ pub(crate) fn routes() -> Router<AdminState> {
 async fn bad_path() -> ApiError {
     ApiError::bad_request(
         "invalid_path",
-        "expected /api/v1/events/dlq, /dlq/{seq}, /dlq/{seq}/replay or /dlq/replay",
+        "expected /api/v1/events/dlq, /dlq/{seq}, /dlq/{seq}/replay, /dlq/replay or /dlq/purge",
     )
 }
 
@@ -146,8 +151,10 @@ fn query_error(e: QueryRejection) -> ApiError {
 
 async fn list(
     State(state): State<AdminState>,
+    Extension(admin): Extension<Admin>,
     params: Result<Query<ListParams>, QueryRejection>,
 ) -> Result<Response, ApiError> {
+    state.admit(&admin, Action::Read).await?;
     let Query(params) = params.map_err(query_error)?;
     let page = params.page()?;
     let filter = params.filter()?;
@@ -157,8 +164,10 @@ async fn list(
 
 async fn show(
     State(state): State<AdminState>,
+    Extension(admin): Extension<Admin>,
     Path(seq): Path<String>,
 ) -> Result<Response, ApiError> {
+    state.admit(&admin, Action::Read).await?;
     let seq = parse_seq(&seq)?;
     match state.dead_letters().get(seq).await? {
         Some(dl) => Ok(Json(dl).into_response()),
@@ -194,6 +203,7 @@ async fn replay_one(
     Path(seq): Path<String>,
     params: Result<Query<DryRunParam>, QueryRejection>,
 ) -> Result<Response, ApiError> {
+    state.admit(&admin, Action::Replay).await?;
     let seq = parse_seq(&seq)?;
     let Query(params) = params.map_err(query_error)?;
     let dry_run = parse_bool("dry_run", params.dry_run.as_deref())?;
@@ -221,12 +231,20 @@ async fn replay_one(
             "admin replay of a dead letter failed"
         ),
     }
+    let mut record = AuditRecord::new(&admin, Action::Replay, format!("dlq/{seq}"));
+    record.dry_run = dry_run;
+    record.count = u64::from(matches!(
+        &result,
+        Ok(item) if matches!(item.outcome, ReplayOutcome::Replayed { .. } | ReplayOutcome::WouldReplay { .. })
+    ));
+    record.outcome = outcome.to_owned();
+    state.audit(&record).await;
     Ok(Json(result?).into_response())
 }
 
 /// The `outcome` label of `admin_dlq_actions_total` for one replayed dead letter. The
 /// losers of concurrent replays of one dead letter count as `already_replayed`.
-fn outcome_label(outcome: &ReplayOutcome) -> &'static str {
+pub(crate) fn outcome_label(outcome: &ReplayOutcome) -> &'static str {
     match outcome {
         ReplayOutcome::WouldReplay { .. } => "dry_run",
         ReplayOutcome::Replayed { .. } => "ok",
@@ -271,6 +289,7 @@ async fn replay_many(
     Extension(admin): Extension<Admin>,
     body: Result<Json<ReplayManyBody>, JsonRejection>,
 ) -> Result<Response, ApiError> {
+    state.admit(&admin, Action::Replay).await?;
     let Json(body) = body.map_err(json_error)?;
     let max_count = body.max_count.unwrap_or(DEFAULT_REPLAY_BATCH);
     if max_count == 0 || max_count > MAX_REPLAY_BATCH {
@@ -284,10 +303,18 @@ async fn replay_many(
     } else {
         ReplayOptions::execute()
     };
-    let report = state
+    let result = state
         .dead_letters()
         .replay_many(&body.filter, max_count, options)
-        .await?;
+        .await;
+    let mut record = AuditRecord::new(&admin, Action::Replay, filter_target(&body.filter));
+    record.dry_run = body.dry_run;
+    match &result {
+        Ok(report) => record.count = report.replayed,
+        Err(e) => record.outcome = crate::error::dlq_code(e).to_owned(),
+    }
+    state.audit(&record).await;
+    let report = result?;
     for item in &report.items {
         let outcome = outcome_label(&item.outcome);
         metrics::counter!(metric_names::ADMIN_DLQ_ACTIONS_TOTAL, "action" => "replay", "outcome" => outcome)
@@ -311,6 +338,7 @@ async fn delete(
     Extension(admin): Extension<Admin>,
     Path(seq): Path<String>,
 ) -> Result<Response, ApiError> {
+    state.admit(&admin, Action::Delete).await?;
     let seq = parse_seq(&seq)?;
     let result = state.dead_letters().delete(seq).await;
     let outcome = match &result {
@@ -329,8 +357,62 @@ async fn delete(
             "admin delete of a dead letter failed"
         ),
     }
+    let mut record = AuditRecord::new(&admin, Action::Delete, format!("dlq/{seq}"));
+    record.count = u64::from(result.is_ok());
+    record.outcome = outcome.to_owned();
+    state.audit(&record).await;
     result?;
     Ok(Json(json!({ "deleted": seq })).into_response())
+}
+
+/// The audit target of a filtered action: `all`, or the filter's set fields as JSON.
+fn filter_target(filter: &DeadLetterFilter) -> String {
+    if filter.is_empty() {
+        return "all".to_owned();
+    }
+    let mut json = serde_json::to_value(filter).unwrap_or_default();
+    if let Some(fields) = json.as_object_mut() {
+        fields.retain(|_, v| !v.is_null());
+    }
+    format!("filter {json}")
+}
+
+/// Body of `POST /api/v1/events/dlq/purge`: a filter, or `all: true` for every dead
+/// letter (an empty filter alone is refused, so that nobody purges all by omission).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PurgeBody {
+    #[serde(default)]
+    filter: DeadLetterFilter,
+    #[serde(default)]
+    all: bool,
+}
+
+async fn purge(
+    State(state): State<AdminState>,
+    Extension(admin): Extension<Admin>,
+    body: Result<Json<PurgeBody>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    state.admit(&admin, Action::Purge).await?;
+    let Json(body) = body.map_err(json_error)?;
+    if body.filter.is_empty() != body.all {
+        return Err(ApiError::bad_request(
+            "invalid_purge",
+            "give a non-empty filter, or all: true (and no filter) to purge every dead letter",
+        ));
+    }
+    let result = state.dead_letters().purge(&body.filter).await;
+    let mut record = AuditRecord::new(&admin, Action::Purge, filter_target(&body.filter));
+    match &result {
+        Ok(n) => record.count = *n,
+        Err(e) => record.outcome = crate::error::dlq_code(e).to_owned(),
+    }
+    state.audit(&record).await;
+    let purged = result?;
+    metrics::counter!(metric_names::ADMIN_DLQ_ACTIONS_TOTAL, "action" => "purge", "outcome" => "ok")
+        .increment(1);
+    tracing::info!(token_id = %admin.token_id, filter = ?body.filter, purged, "admin purged dead letters");
+    Ok(Json(json!({ "purged": purged })).into_response())
 }
 
 #[cfg(test)]

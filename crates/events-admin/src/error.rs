@@ -15,6 +15,8 @@ pub struct ApiError {
     pub code: &'static str,
     /// Human-readable detail.
     pub message: String,
+    /// Seconds for a `Retry-After` header (429).
+    pub retry_after: Option<u64>,
 }
 
 impl ApiError {
@@ -24,7 +26,15 @@ impl ApiError {
             status,
             code,
             message: message.into(),
+            retry_after: None,
         }
+    }
+
+    /// The same error with a `Retry-After` of `secs` seconds.
+    #[must_use]
+    pub fn with_retry_after(mut self, secs: u64) -> Self {
+        self.retry_after = Some(secs);
+        self
     }
 
     /// 400 with `code`.
@@ -36,14 +46,31 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = json!({ "error": { "code": self.code, "message": self.message } });
-        (self.status, Json(body)).into_response()
+        let mut response = (self.status, Json(body)).into_response();
+        if let Some(secs) = self.retry_after {
+            response
+                .headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, secs.into());
+        }
+        response
     }
 }
 
 impl From<DlqError> for ApiError {
     fn from(e: DlqError) -> Self {
-        let message = events::error_chain(&e);
-        let (status, code) = match &e {
+        let (status, code) = dlq_status(&e);
+        Self::new(status, code, events::error_chain(&e))
+    }
+}
+
+/// The stable error code a [`DlqError`] is answered with (for the audit trail).
+pub(crate) fn dlq_code(e: &DlqError) -> &'static str {
+    dlq_status(e).1
+}
+
+fn dlq_status(e: &DlqError) -> (StatusCode, &'static str) {
+    {
+        match e {
             DlqError::InvalidSequence => (StatusCode::BAD_REQUEST, "invalid_sequence"),
             DlqError::InvalidPageLimit { .. } => (StatusCode::BAD_REQUEST, "invalid_limit"),
             DlqError::InvalidCount { .. } => (StatusCode::BAD_REQUEST, "invalid_max_count"),
@@ -68,7 +95,6 @@ impl From<DlqError> for ApiError {
             }
             DlqError::Timeout { .. } => (StatusCode::GATEWAY_TIMEOUT, "timeout"),
             _ => (StatusCode::BAD_GATEWAY, "nats_error"),
-        };
-        Self::new(status, code, message)
+        }
     }
 }

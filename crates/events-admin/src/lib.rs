@@ -1,30 +1,39 @@
-//! Admin HTTP server for the `events` library (axum): the dead-letter API, admin only, and
-//! the operational endpoints. Mounted by `eventctl serve`; embeddable in any service.
+//! Admin HTTP server for the `events` library (axum): the dead-letter API and the audit
+//! trail, by token role, and the operational endpoints. Mounted by `eventctl serve`;
+//! embeddable in any service.
 //!
-//! | route | access |
+//! | route | least role |
 //! | --- | --- |
-//! | `GET /api/v1/events/dlq` (filters and `after`/`limit` as query parameters) | admin |
-//! | `GET /api/v1/events/dlq/{seq}` | admin |
-//! | `POST /api/v1/events/dlq/{seq}/replay` (`?dry_run=true`) | admin |
-//! | `POST /api/v1/events/dlq/replay` (JSON `{ filter, max_count, dry_run }`) | admin |
+//! | `GET /api/v1/events/dlq` (filters and `after`/`limit` as query parameters) | viewer |
+//! | `GET /api/v1/events/dlq/{seq}` | viewer |
+//! | `GET /api/v1/audit` (`?limit=N`) | viewer |
+//! | `POST /api/v1/events/dlq/{seq}/replay` (`?dry_run=true`) | operator |
+//! | `POST /api/v1/events/dlq/replay` (JSON `{ filter, max_count, dry_run }`) | operator |
 //! | `DELETE /api/v1/events/dlq/{seq}` | admin |
+//! | `POST /api/v1/events/dlq/purge` (JSON `{ filter }` or `{ "all": true }`) | admin |
+//! | `GET /api/v1/events/schemas` (discovery document), `GET /api/v1/events/schemas/{type}/{version}` | open |
 //! | `GET /metrics`, `GET /healthz`, `GET /readyz` | open |
+//! | `/ui` and below: the operator console (docs/CONSOLE.md) | a session from an admin token |
 //!
-//! Admin requests carry `Authorization: Bearer <token>`. Tokens are configured as
-//! SHA-256 hashes with an id ([`AdminToken`], [`hash_token`]) and compared in constant
-//! time. With no token configured every DLQ request is refused (403, fail closed); a
-//! missing or wrong token is 401. Errors are JSON: `{ "error": { "code", "message" } }`.
-//! Each replay and delete is logged with the token id and the dead letter.
+//! Token requests carry `Authorization: Bearer <token>`. Tokens are configured as
+//! SHA-256 hashes with an id and a [`Role`] ([`AdminToken`], [`hash_token`]) and compared
+//! in constant time. With no token configured every DLQ request is refused (403, fail
+//! closed); a missing or wrong token is 401; a request beyond the token's role is 403
+//! ([`roles`](Role)). Replays, deletes and purges are rate limited per token ([`RateLimit`],
+//! 429 with `Retry-After`) and each is recorded in the durable audit trail ([`AuditLog`],
+//! stream `ADMIN_AUDIT`). Errors are JSON: `{ "error": { "code", "message" } }`.
 //!
 //! # Configuring admin tokens
 //!
-//! Only the SHA-256 of a token is configured, as `<id>:<hex>` ([`AdminToken::parse`]); the
-//! id names who acted in the audit log. To make one:
+//! Only the SHA-256 of a token is configured, as `<id>:<role>:<hex>`
+//! ([`AdminToken::parse`]; `<id>:<hex>` is an `admin`), one per line in a token file
+//! readable by its owner only ([`load_token_file`]); the id names who acted in the audit
+//! trail. To make one:
 //!
 //! ```text
 //! $ TOKEN=$(openssl rand -hex 32)     # give this to the operator, store it nowhere else
 //! $ printf %s "$TOKEN" | sha256sum | cut -d' ' -f1
-//! # or: printf %s "$TOKEN" | cargo run -q -p events-admin --example hash_token -- ops
+//! # or: printf %s "$TOKEN" | cargo run -q -p events-admin --example hash_token -- ops admin
 //! ```
 //!
 //! [`hash_token`] computes the same value in code.
@@ -44,10 +53,17 @@
 //! # }
 //! ```
 
+mod audit;
+mod audit_api;
 mod auth;
 mod dlq;
 mod error;
 mod ops;
+mod rate_limit;
+mod roles;
+mod schemas;
+mod token_file;
+mod ui;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -69,9 +85,19 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tower::ServiceExt as _;
 
+pub use audit::{
+    AUDIT_STREAM, AUDIT_SUBJECT, AuditEntry, AuditError, AuditLog, AuditRecord, MAX_AUDIT_READ,
+};
 pub use auth::{Admin, AdminToken, TokenError, hash_token};
 pub use dlq::{DEFAULT_PAGE_SIZE, DEFAULT_REPLAY_BATCH, MAX_PAGE_SIZE, MAX_REPLAY_BATCH};
 pub use error::ApiError;
+pub use rate_limit::RateLimit;
+pub use roles::{Action, Role, UnknownRole};
+pub use schemas::{
+    DiscoveredType, DiscoveredVersion, Discovery, SCHEMAS_PATH, SchemaDirectory, TypeParties,
+};
+pub use token_file::{TokenFileError, load_token_file, parse_tokens};
+pub use ui::{MAX_LIVE_TAILS, MAX_RUNNING_REPLAYS};
 
 /// Largest request body accepted, in bytes; larger is 413.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -84,6 +110,9 @@ pub mod metric_names {
     /// Counter `events_admin_dlq_actions_total{action,outcome}`: action `replay` or
     /// `delete`; outcome `ok`, `dry_run`, `not_found` or `error`.
     pub const ADMIN_DLQ_ACTIONS_TOTAL: &str = "events_admin_dlq_actions_total";
+    /// Counter `events_admin_audit_failures_total`: audit records that could not be
+    /// stored (each also logged at `error` with its fields).
+    pub const ADMIN_AUDIT_FAILURES_TOTAL: &str = "events_admin_audit_failures_total";
 }
 
 /// What the handlers share. Cheap to clone.
@@ -100,6 +129,9 @@ struct Inner {
     tokens: Vec<AdminToken>,
     prometheus: Option<PrometheusHandle>,
     required_streams: Vec<String>,
+    audit: AuditLog,
+    limiter: rate_limit::RateLimiter,
+    schemas: Option<SchemaDirectory>,
     /// False for a service that keeps serving while NATS is down (an outbox producer).
     nats_required: bool,
     ready_checks: Vec<ReadyCheck>,
@@ -130,6 +162,7 @@ impl AdminState {
         Self {
             inner: Arc::new(Inner {
                 dead_letters: DeadLetters::new(js.clone()),
+                audit: AuditLog::new(js.clone()),
                 client,
                 js,
                 tokens: Vec::new(),
@@ -137,6 +170,8 @@ impl AdminState {
                 required_streams: vec![DLQ_STREAM.to_owned()],
                 nats_required: true,
                 ready_checks: Vec::new(),
+                limiter: rate_limit::RateLimiter::new(RateLimit::default()),
+                schemas: None,
             }),
         }
     }
@@ -173,6 +208,56 @@ impl AdminState {
         self
     }
 
+    /// Limits each token's mutating requests (default [`RateLimit::default`]).
+    pub fn with_rate_limit(mut self, limit: RateLimit) -> Self {
+        self.inner_mut().limiter = rate_limit::RateLimiter::new(limit);
+        self
+    }
+
+    /// The audit trail actions are recorded in.
+    pub fn audit_log(&self) -> &AuditLog {
+        &self.inner.audit
+    }
+
+    /// Lets `admin` do `action`: its role must allow it (403 otherwise); a mutating action
+    /// takes one request from the token's rate limit (429 with `Retry-After`) and needs
+    /// the audit trail to be reachable (503 `audit_unavailable` otherwise: nothing is done
+    /// that could not be recorded). Every admin surface calls this before acting.
+    ///
+    /// # Errors
+    /// The [`ApiError`] to answer with.
+    pub async fn admit(&self, admin: &Admin, action: Action) -> Result<(), ApiError> {
+        admin.require(action)?;
+        if !action.is_mutating() {
+            return Ok(());
+        }
+        self.inner.limiter.check(&admin.token_id)?;
+        self.inner.audit.check().await.map_err(|e| {
+            tracing::error!(error = %events::error_chain(&e), action = action.as_str(), "audit trail unreachable: admin action refused");
+            ApiError::new(
+                axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                "audit_unavailable",
+                format!(
+                    "the audit trail ({AUDIT_STREAM}) cannot be reached, so nothing was changed: {}",
+                    events::error_chain(&e)
+                ),
+            )
+        })
+    }
+
+    /// Stores `record` in the audit trail; false (logged at `error` with every field,
+    /// counted) if it could not be stored.
+    pub async fn audit(&self, record: &AuditRecord) -> bool {
+        match self.inner.audit.record(record).await {
+            Ok(_) => true,
+            Err(e) => {
+                tracing::error!(error = %events::error_chain(&e), ?record, "admin action NOT recorded in the audit trail");
+                metrics::counter!(metric_names::ADMIN_AUDIT_FAILURES_TOTAL).increment(1);
+                false
+            }
+        }
+    }
+
     /// `/readyz` no longer requires NATS or the streams, only the extra checks: for a
     /// service that keeps working while NATS is down (a producer with a transactional
     /// outbox, whose relay catches up when NATS is back).
@@ -191,6 +276,17 @@ impl AdminState {
     pub fn with_dead_letters(mut self, dead_letters: DeadLetters) -> Self {
         self.inner_mut().dead_letters = dead_letters;
         self
+    }
+
+    /// Serves `schemas` at `/api/v1/events/schemas` (discovery document and schema
+    /// documents); without it those routes answer 404.
+    pub fn with_schemas(mut self, schemas: SchemaDirectory) -> Self {
+        self.inner_mut().schemas = Some(schemas);
+        self
+    }
+
+    pub(crate) fn schemas(&self) -> Option<&SchemaDirectory> {
+        self.inner.schemas.as_ref()
     }
 
     pub(crate) fn client(&self) -> &async_nats::Client {
@@ -226,9 +322,14 @@ impl AdminState {
     }
 }
 
-/// The admin router: DLQ API (admin only) and the open operational routes.
+/// The admin router: DLQ API (admin only), the schema discovery routes and the open
+/// operational routes.
 pub fn router(state: AdminState) -> Router {
     let dlq = dlq::routes().layer(middleware::from_fn_with_state(
+        state.clone(),
+        auth::require_admin,
+    ));
+    let audit = audit_api::routes().layer(middleware::from_fn_with_state(
         state.clone(),
         auth::require_admin,
     ));
@@ -237,6 +338,10 @@ pub fn router(state: AdminState) -> Router {
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))
         .nest("/api/v1/events/dlq", dlq)
+        .nest("/api/v1/audit", audit)
+        .nest(SCHEMAS_PATH, schemas::routes())
+        // The operator console (issue #15): its own session check on every page.
+        .merge(ui::routes())
         .fallback(ops::not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .route_layer(middleware::from_fn(tag_route))

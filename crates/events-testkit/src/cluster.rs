@@ -324,6 +324,38 @@ impl NatsCluster {
     ///
     /// If no leader is reported within 15 s.
     pub async fn stream_leader(&self, stream: &str) -> usize {
+        self.leader(&format!("stream {stream}"), async |js| {
+            let found = js.get_stream(stream).await.map_err(|e| e.to_string())?;
+            let cluster = found.cached_info().cluster.as_ref();
+            Ok(cluster.and_then(|c| c.leader.clone()))
+        })
+        .await
+    }
+
+    /// Index of the node that leads the durable `consumer` of `stream`, from the consumer
+    /// info's `cluster.leader`; waits like [`stream_leader`](Self::stream_leader).
+    ///
+    /// # Panics
+    ///
+    /// If no leader is reported within 15 s.
+    pub async fn consumer_leader(&self, stream: &str, consumer: &str) -> usize {
+        self.leader(&format!("consumer {stream}/{consumer}"), async |js| {
+            let found = js.get_stream(stream).await.map_err(|e| e.to_string())?;
+            let info = found
+                .consumer_info(consumer)
+                .await
+                .map_err(|e| e.to_string())?;
+            Ok(info.cluster.and_then(|c| c.leader))
+        })
+        .await
+    }
+
+    /// Polls `ask` on the running nodes until it names a leader; that node's index.
+    async fn leader(
+        &self,
+        what: &str,
+        ask: impl AsyncFn(&jetstream::Context) -> Result<Option<String>, String>,
+    ) -> usize {
         let running: Vec<String> = self
             .nodes
             .iter()
@@ -334,33 +366,51 @@ impl NatsCluster {
         let client = connect(running).await.unwrap_or_else(|e| self.fail(&e));
         let js = jetstream::new(client);
         loop {
-            let last = match timeout(Duration::from_secs(3), js.get_stream(stream)).await {
-                Ok(Ok(found)) => {
-                    let leader = found
-                        .cached_info()
-                        .cluster
-                        .as_ref()
-                        .and_then(|c| c.leader.clone());
-                    match leader {
-                        Some(leader) => match self.nodes.iter().position(|n| n.name() == leader) {
-                            Some(i) => return i,
-                            None => self.fail(&format!(
-                                "stream {stream}: leader {leader:?} is not a node of this cluster"
-                            )),
-                        },
-                        None => "stream info names no leader".to_owned(),
-                    }
-                }
-                Ok(Err(e)) => format!("stream info: {e}"),
-                Err(_) => "stream info: no answer within 3s".to_owned(),
+            let last = match timeout(Duration::from_secs(3), ask(&js)).await {
+                Ok(Ok(Some(leader))) => match self.nodes.iter().position(|n| n.name() == leader) {
+                    Some(i) => return i,
+                    None => self.fail(&format!(
+                        "{what}: leader {leader:?} is not a node of this cluster"
+                    )),
+                },
+                Ok(Ok(None)) => "the info names no leader".to_owned(),
+                Ok(Err(e)) => format!("info: {e}"),
+                Err(_) => "info: no answer within 3s".to_owned(),
             };
             if Instant::now() >= deadline {
                 self.fail(&format!(
-                    "stream {stream}: no leader within {LEADER_TIMEOUT:?}; last: {last}"
+                    "{what}: no leader within {LEADER_TIMEOUT:?}; last: {last}"
                 ));
             }
             sleep(Duration::from_millis(100)).await;
         }
+    }
+
+    /// What each running node's replica of `stream` holds, `(node index, messages, last
+    /// sequence)`, from its `/jsz`; a node without a replica reports `(i, 0, 0)`. After a
+    /// fault heals, every replica of an R3 stream should report the same.
+    ///
+    /// # Panics
+    ///
+    /// If a running node's monitoring port does not answer with JSON within 5 s.
+    pub async fn replica_states(&self, stream: &str) -> Vec<(usize, u64, u64)> {
+        let mut out = Vec::new();
+        for (i, node) in self.nodes.iter().enumerate() {
+            if node.pid().is_none() {
+                continue;
+            }
+            let jsz = node.monitor_json("/jsz?accounts=true&streams=true").await;
+            let state = jsz["account_details"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .flat_map(|a| a["stream_detail"].as_array().into_iter().flatten())
+                .find(|s| s["name"] == stream)
+                .map(|s| &s["state"]);
+            let field = |name: &str| state.and_then(|s| s[name].as_u64()).unwrap_or(0);
+            out.push((i, field("messages"), field("last_seq")));
+        }
+        out
     }
 
     /// The last `n_lines` lines of node `i`'s log.

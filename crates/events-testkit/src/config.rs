@@ -10,6 +10,8 @@ use crate::server::SyncMode;
 pub(crate) struct Options {
     pub(crate) sync: SyncMode,
     pub(crate) max_payload: Option<u32>,
+    /// `jetstream.max_file_store` in bytes; `None` means 1 TB (see `render`).
+    pub(crate) max_file_store: Option<u64>,
     pub(crate) extra_config: Option<String>,
     /// Ready on `/healthz` alone: a client without credentials or TLS cannot ask
     /// `$JS.API.INFO` on a secured server (`secure.rs`).
@@ -70,7 +72,10 @@ impl Spec {
         // not refused for "insufficient storage" on a machine whose disk is nearly full:
         // tests store little, but the server reserves each stream's max_bytes up front
         // against a default limit derived from free disk space.
-        line("  max_file_store: 1TB".into());
+        match self.options.max_file_store {
+            Some(bytes) => line(format!("  max_file_store: {bytes}")),
+            None => line("  max_file_store: 1TB".into()),
+        }
         match self.options.sync {
             SyncMode::Always => line("  sync_interval: always".into()),
             SyncMode::Default => {}
@@ -133,12 +138,14 @@ mod tests {
         spec.options = Options {
             sync: SyncMode::Default,
             max_payload: Some(8 << 20),
+            max_file_store: Some(1 << 20),
             extra_config: Some("max_connections: 100".into()),
             healthz_only: false,
         };
         let text = spec.render();
         assert!(!text.contains("sync_interval"));
         assert!(text.contains("max_payload: 8388608"));
+        assert!(text.contains("max_file_store: 1048576"));
         assert!(text.ends_with("max_connections: 100\n"));
     }
 

@@ -60,26 +60,44 @@
 //! - [`SecureNatsServer`], [`TestPki`]: TLS from a test CA and nkey users with
 //!   permissions (`secure.rs`).
 //! - [`PgServer`], [`pg_bin_dir`]: a PostgreSQL server from `initdb` in a temp dir (`pg.rs`).
+//! - [`Chromedriver`]: a headless chromium for console tests (`browser.rs`).
+//! - [`PrometheusServer`]: a real Prometheus scraping test targets (`prometheus.rs`).
+//! - [`Checker`], [`read_stream`]: the loss checker of the fault matrix (`checker.rs`).
+//! - [`NatsServer::pause`], [`NatsServer::resume`], [`NatsServer::lame_duck`],
+//!   [`FAST_LAME_DUCK`]: faults by signal (`signals.rs`).
+//! - [`TcpProxy`]: cut or stall a client's connection (`proxy.rs`).
 //! - [`unique_name`]: collision-free stream/consumer names for fixtures (`names.rs`).
 //! - private: free ports (`ports.rs`), a tiny HTTP/1.0 client for the monitoring port
 //!   (`http.rs`), config rendering (`config.rs`).
 
 mod bin;
+mod browser;
+mod checker;
 mod cluster;
 mod config;
 mod http;
 mod names;
 mod pg;
 mod ports;
+mod prometheus;
+mod proxy;
 mod raw;
 mod secure;
 mod server;
+mod signals;
+mod wait;
 
 pub use bin::{NATS_SERVER_BIN_ENV, nats_server_bin};
+pub use browser::{CHROMEDRIVER_BIN_ENV, CHROMIUM_BIN_ENV, Chromedriver};
+pub use checker::{Checker, Report, StoredMessage, read_stream};
 pub use cluster::{NatsCluster, NatsClusterBuilder};
 pub use names::unique_name;
 pub use pg::{PG_BIN_DIR_ENV, PgServer, pg_bin_dir};
 pub use ports::free_loopback_addr;
+pub use prometheus::{PROMETHEUS_BIN_ENV, PrometheusServer};
+pub use proxy::TcpProxy;
 pub use raw::{RawMessage, publish_raw};
 pub use secure::{SecureNatsServer, SecureNatsServerBuilder, TestPki};
 pub use server::{NatsServer, NatsServerBuilder, SyncMode};
+pub use signals::FAST_LAME_DUCK;
+pub use wait::wait_for_stream_messages;

@@ -64,8 +64,9 @@ impl RawMessage {
 }
 
 /// Publishes `messages` in order on a fresh plain connection to `host:port` (no auth, no
-/// TLS), then waits for the server's `PONG`, so that every message was processed (and, on a
-/// JetStream subject, stored) before it returns.
+/// TLS), then waits for the server's `PONG`, so that every message was read by the server
+/// before it returns. A JetStream stream stores them a moment later: await
+/// [`crate::wait_for_stream_messages`] before reading the stream.
 ///
 /// # Panics
 /// If the server cannot be reached, refuses a frame (`-ERR`), or does not answer in time.

@@ -70,6 +70,13 @@ impl NatsServerBuilder {
         self
     }
 
+    /// JetStream's file storage limit in bytes (`max_file_store`; 1 TB unless set), for
+    /// tests of a full store. Streams must then set `max_bytes` below it (or none).
+    pub fn max_file_store(mut self, bytes: u64) -> Self {
+        self.options.max_file_store = Some(bytes);
+        self
+    }
+
     /// Config text appended verbatim to the generated config file, e.g. `accounts { ... }`
     /// or `max_connections: 10`. A second call appends to the first.
     ///

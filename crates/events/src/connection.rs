@@ -12,7 +12,9 @@
 //! is down uses [`connect_in_background`] instead, which returns at once and connects (by
 //! the same policy) when a server answers. Connection-state events (connected,
 //! disconnected, reconnecting, lame duck, slow consumer, server and client errors) are logged
-//! through `tracing` with the client name as a field.
+//! through `tracing` with the client name as a field; a server's `Permissions Violation`
+//! is also recorded in the connection's [`Denials`], so that what waits on the denied
+//! subject fails at once with [`PermissionDenied`] (see the [`denials`] module).
 //!
 //! ```no_run
 //! use events::connection::{ConnectConfig, connect};
@@ -38,6 +40,10 @@ use std::time::Duration;
 use async_nats::jetstream;
 use serde::{Deserialize, Deserializer, Serialize};
 
+pub mod denials;
+
+pub use denials::{Denial, Denials, DeniedOperation, PermissionDenied};
+
 /// The URL used when none is configured: a local dev server.
 pub const DEFAULT_URL: &str = "nats://127.0.0.1:4222";
 
@@ -51,6 +57,7 @@ pub const DEFAULT_URL: &str = "nats://127.0.0.1:4222";
 /// connect_timeout = "5s"
 /// auth = { credentials_file = "/etc/nats/service.creds" }
 /// tls = { ca_file = "/etc/nats/ca.pem" }
+/// inbox_prefix = "_INBOX_catalog-service"
 /// reconnect = { max_reconnects = 60, max_delay = "5s" }
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -78,6 +85,10 @@ pub struct ConnectConfig {
     /// Bound on a request and on a JetStream API call (default 10 s).
     #[serde(with = "humantime_serde")]
     pub request_timeout: Duration,
+    /// Prefix of the client's reply subjects (default `_INBOX`). An identity made by
+    /// `eventctl auth init` may subscribe only under `_INBOX_<identity>`, so its clients
+    /// must set that (see [`crate::security::inbox_prefix`]).
+    pub inbox_prefix: Option<String>,
 }
 
 impl Default for ConnectConfig {
@@ -91,6 +102,7 @@ impl Default for ConnectConfig {
             reconnect: ReconnectPolicy::default(),
             ping_interval: Duration::from_secs(60),
             request_timeout: Duration::from_secs(10),
+            inbox_prefix: None,
         }
     }
 }
@@ -325,7 +337,7 @@ impl ConnectConfig {
     /// [`ConnectError::InvalidConfig`] listing each problem with its field: no URL or one
     /// that does not parse, more than one auth method, user without password (or the
     /// reverse), an empty token, name or user, a client cert without key (or the reverse),
-    /// a zero timeout, interval or delay.
+    /// a zero timeout, interval or delay, an inbox prefix that is not subject tokens.
     pub fn validate(&self) -> Result<(), ConnectError> {
         let mut problems = Vec::new();
         let mut bad = |field: &'static str, reason: String| {
@@ -343,6 +355,11 @@ impl ConnectConfig {
         }
         if self.name.as_deref() == Some("") {
             bad("name", "must not be empty when set".into());
+        }
+        if let Some(prefix) = &self.inbox_prefix
+            && let Err(reason) = check_inbox_prefix(prefix)
+        {
+            bad("inbox_prefix", reason);
         }
         let methods = self.auth.methods();
         if methods.len() > 1 {
@@ -392,12 +409,37 @@ impl ConnectConfig {
     }
 }
 
+/// An inbox prefix is one or more subject tokens: no wildcard, no empty token, no
+/// whitespace (the client appends `.<id>` to it).
+fn check_inbox_prefix(prefix: &str) -> Result<(), String> {
+    if prefix.is_empty() {
+        return Err("must not be empty when set".into());
+    }
+    for token in prefix.split('.') {
+        if token.is_empty() {
+            return Err(format!(
+                "{prefix:?} has an empty token (a leading, trailing or double dot)"
+            ));
+        }
+        if token == "*" || token == ">" || token.contains(['*', '>']) {
+            return Err(format!(
+                "{prefix:?} has a wildcard; write plain tokens like _INBOX_auth-service"
+            ));
+        }
+        if token.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err(format!("{prefix:?} has whitespace or a control character"));
+        }
+    }
+    Ok(())
+}
+
 /// A connected client with its JetStream context.
 #[derive(Debug, Clone)]
 pub struct Connection {
     client: async_nats::Client,
     jetstream: jetstream::Context,
     urls: String,
+    denials: Denials,
 }
 
 impl Connection {
@@ -425,6 +467,13 @@ impl Connection {
     pub fn into_client(self) -> async_nats::Client {
         self.client
     }
+
+    /// The permission denials the server reported on this connection: hand them to a
+    /// [`Publisher`](crate::Publisher) or [`Subscriber`](crate::Subscriber) so that a
+    /// denial fails fast and typed, or [`Denials::guard`] a request.
+    pub fn denials(&self) -> &Denials {
+        &self.denials
+    }
 }
 
 fn check_readable(what: &'static str, path: &Path) -> Result<(), ConnectError> {
@@ -448,7 +497,8 @@ fn check_readable(what: &'static str, path: &Path) -> Result<(), ConnectError> {
 /// connect failure, each naming the URLs tried.
 pub async fn connect(config: &ConnectConfig) -> Result<Connection, ConnectError> {
     let urls = config.urls_display();
-    let options = options(config).await?;
+    let denials = Denials::new();
+    let options = options(config, &denials).await?;
     let attempt = options.connect(config.urls.clone());
     let client = match tokio::time::timeout(config.connect_timeout, attempt).await {
         Err(_) => {
@@ -461,7 +511,7 @@ pub async fn connect(config: &ConnectConfig) -> Result<Connection, ConnectError>
         Ok(Ok(client)) => client,
     };
     tracing::debug!(client = %config.name.as_deref().unwrap_or_default(), %urls, "connected to NATS");
-    Ok(Connection::new(client, config, urls))
+    Ok(Connection::new(client, config, urls, denials))
 }
 
 /// Connects by `config` without waiting for a server: returns at once with a client that
@@ -475,7 +525,8 @@ pub async fn connect(config: &ConnectConfig) -> Result<Connection, ConnectError>
 /// credentials, seed or TLS file. Refused credentials show later, in the logs.
 pub async fn connect_in_background(config: &ConnectConfig) -> Result<Connection, ConnectError> {
     let urls = config.urls_display();
-    let options = options(config).await?.retry_on_initial_connect();
+    let denials = Denials::new();
+    let options = options(config, &denials).await?.retry_on_initial_connect();
     // With retry_on_initial_connect, async-nats returns before any network I/O; the bound
     // only guards against that changing.
     let attempt = options.connect(config.urls.clone());
@@ -490,7 +541,7 @@ pub async fn connect_in_background(config: &ConnectConfig) -> Result<Connection,
         Ok(Ok(client)) => client,
     };
     tracing::info!(client = %config.name.as_deref().unwrap_or_default(), %urls, "connecting to NATS in the background");
-    Ok(Connection::new(client, config, urls))
+    Ok(Connection::new(client, config, urls, denials))
 }
 
 /// Sorts a failed initial connect.
@@ -502,12 +553,39 @@ fn connect_error(err: async_nats::ConnectError, urls: String, timeout: Duration)
         K::AuthorizationViolation | K::Authentication => ConnectError::Auth { urls, source },
         K::Tls => ConnectError::Tls { urls, source },
         K::TimedOut => ConnectError::Timeout { urls, timeout },
+        // A failed handshake (e.g. "invalid peer certificate") comes back as an I/O
+        // error wrapping the rustls error.
+        K::Io if is_tls_failure(&source) => ConnectError::Tls { urls, source },
         _ => ConnectError::Nats { urls, source },
     }
 }
 
+/// True if a rustls error is somewhere in `err`'s chain (also inside an `io::Error`).
+fn is_tls_failure(err: &(dyn std::error::Error + 'static)) -> bool {
+    let mut next = Some(err);
+    while let Some(e) = next {
+        if e.is::<async_nats::rustls::Error>() {
+            return true;
+        }
+        if let Some(io) = e.downcast_ref::<std::io::Error>()
+            && io
+                .get_ref()
+                .is_some_and(|inner| inner.is::<async_nats::rustls::Error>())
+        {
+            return true;
+        }
+        next = e.source();
+    }
+    false
+}
+
 impl Connection {
-    fn new(client: async_nats::Client, config: &ConnectConfig, urls: String) -> Self {
+    fn new(
+        client: async_nats::Client,
+        config: &ConnectConfig,
+        urls: String,
+        denials: Denials,
+    ) -> Self {
         let jetstream = jetstream::ContextBuilder::new()
             .timeout(config.request_timeout)
             .build(client.clone());
@@ -515,12 +593,16 @@ impl Connection {
             client,
             jetstream,
             urls,
+            denials,
         }
     }
 }
 
 /// The async-nats options of `config` (validated; named files read).
-async fn options(config: &ConnectConfig) -> Result<async_nats::ConnectOptions, ConnectError> {
+async fn options(
+    config: &ConnectConfig,
+    denials: &Denials,
+) -> Result<async_nats::ConnectOptions, ConnectError> {
     config.validate()?;
     let name = config.name.clone().unwrap_or_default();
     let mut options = async_nats::ConnectOptions::new();
@@ -566,6 +648,10 @@ async fn options(config: &ConnectConfig) -> Result<async_nats::ConnectOptions, C
     if let Some(n) = &config.name {
         options = options.name(n);
     }
+    if let Some(prefix) = &config.inbox_prefix {
+        options = options.custom_inbox_prefix(prefix);
+    }
+    let denials = denials.clone();
     let policy = config.reconnect.clone();
     let delay_name = name.clone();
     let event_name = name.clone();
@@ -583,7 +669,18 @@ async fn options(config: &ConnectConfig) -> Result<async_nats::ConnectOptions, C
         })
         .event_callback(move |event| {
             let name = event_name.clone();
-            async move { log_event(&name, &event) }
+            let denied = match &event {
+                async_nats::Event::ServerError(async_nats::ServerError::Other(text)) => {
+                    denials.record_server_error(text)
+                }
+                _ => None,
+            };
+            async move {
+                match denied {
+                    Some(d) => tracing::warn!(client = %name, operation = ?d.operation, subject = %d.subject, "NATS denied this for lack of permission"),
+                    None => log_event(&name, &event),
+                }
+            }
         });
 
     Ok(options)
@@ -686,6 +783,25 @@ mod tests {
         let text = toml::to_string(&config).unwrap();
         assert_eq!(toml::from_str::<ConnectConfig>(&text).unwrap(), config);
         assert!(toml::from_str::<ConnectConfig>("nope = 1").is_err());
+    }
+
+    #[test]
+    fn inbox_prefix_must_be_plain_tokens() {
+        for good in ["_INBOX_auth-service", "a.b"] {
+            let config = ConnectConfig {
+                inbox_prefix: Some(good.into()),
+                ..Default::default()
+            };
+            config.validate().unwrap();
+        }
+        for bad in ["", "a..b", ".a", "a.*", "_INBOX.>", "a b"] {
+            let config = ConnectConfig {
+                inbox_prefix: Some(bad.into()),
+                ..Default::default()
+            };
+            let err = config.validate().unwrap_err().to_string();
+            assert!(err.contains("inbox_prefix: "), "{bad:?}: {err}");
+        }
     }
 
     #[test]

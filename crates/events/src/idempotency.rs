@@ -42,7 +42,8 @@ use bytes::Bytes;
 use tracing::{debug, warn};
 
 use crate::Event;
-use crate::subscriber::{BoxError, DeliveryContext, Handler, HandlerError};
+use crate::error::BoxError;
+use crate::subscriber::{DeliveryContext, Handler, HandlerError};
 
 /// Default bucket of [`KvIdempotencyStore`].
 pub const DEFAULT_BUCKET: &str = "EVENTS_IDEMPOTENCY";

@@ -66,11 +66,12 @@
 //! | [`idempotency`] | [`Idempotent`]: run a handler's effect once per event id (JetStream KV by default) |
 //! | [`dlq`] | [`DeadLetters`]: list, get, replay and purge dead letters |
 //! | [`replay`] | [`WindowReplay`]: replay what a stream stored in a time window |
+//! | [`scan`] | the bounded, read-only stream scan under [`dlq`] and [`replay`], and its [`scan::ScanError`] |
 //! | [`raw_headers`] | messages whose header block could not be parsed, and [`raw_headers::decode_message`], which every reader uses |
 //! | [`security`] | least privilege: an nkey identity per service and tool, its permissions as a nats-server include |
 //! | [`metrics`] | the metric names of the contract |
 //! | `db`, `outbox`, `inbox` | (feature `outbox`) one `Database` over SQLite or PostgreSQL; the transactional `Outbox` and its `Relay`; the consumer's `Inbox` (exactly-once effect) |
-//! | `schema` | (feature `schema`) JSON Schemas per event type and version: `SchemaSet` validation, compatibility check, KV registry |
+//! | `schema` | (feature `schema`) JSON Schemas per event type and version: `SchemaSet` validation (given to the publisher and subscriber config, it enforces the contracts on both ends), `SchemaSource` (a service's `[schemas]`), compatibility check, KV registry |
 //!
 //! The library logs through `tracing` and records through the `metrics` facade; it never
 //! installs a subscriber or recorder, reads no file and no environment variable.
@@ -81,6 +82,7 @@ pub mod db;
 pub mod dlq;
 pub mod error;
 pub mod event;
+mod headers;
 pub mod idempotency;
 #[cfg(feature = "outbox")]
 pub mod inbox;
@@ -91,6 +93,7 @@ pub mod outbox;
 pub mod publisher;
 pub mod raw_headers;
 pub mod replay;
+pub mod scan;
 #[cfg(feature = "schema")]
 pub mod schema;
 pub mod security;

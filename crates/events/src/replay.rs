@@ -35,14 +35,11 @@
 //! # }
 //! ```
 
-mod scan;
-
 use std::collections::VecDeque;
 use std::future::Future;
 use std::time::{Duration, Instant};
 
 use async_nats::HeaderMap;
-use async_nats::header::HeaderValue;
 use async_nats::jetstream;
 use async_nats::jetstream::context::PublishAckFuture;
 use bytes::Bytes;
@@ -53,8 +50,9 @@ use crate::event::{DecodeError, Event, MSG_ID_HEADER, REPLAY_ORIGINAL_SUBJECT};
 use crate::names::{StreamName, Subject, SubjectFilter};
 use crate::raw_headers;
 
-pub use scan::{BoxError, ScanError};
-pub(crate) use scan::{ScanSpec, ScanStart, Scanned, Scanner};
+use crate::error::BoxError;
+use crate::headers;
+use crate::scan::{ScanError, ScanSpec, ScanStart, Scanned, Scanner};
 
 /// Default bound on every server request and on each wait for a message.
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
@@ -515,10 +513,8 @@ async fn await_ack(
 /// subject the event was first stored under (the one a copy of a copy already carries).
 fn copy_headers(original: &HeaderMap, stored_under: &str) -> HeaderMap {
     let mut out = fresh_headers(original, false);
-    if out.get(REPLAY_ORIGINAL_SUBJECT).is_none()
-        && let Ok(v) = stored_under.parse::<HeaderValue>()
-    {
-        out.insert(REPLAY_ORIGINAL_SUBJECT, v);
+    if out.get(REPLAY_ORIGINAL_SUBJECT).is_none() {
+        out.insert(REPLAY_ORIGINAL_SUBJECT, headers::value(stored_under));
     }
     out
 }
@@ -528,22 +524,16 @@ fn copy_headers(original: &HeaderMap, stored_under: &str) -> HeaderMap {
 /// markers) and, if `drop_dlq`, without the `Dlq-*` failure record; plus a fresh
 /// `Nats-Msg-Id` (UUID v7).
 pub(crate) fn fresh_headers(original: &HeaderMap, drop_dlq: bool) -> HeaderMap {
-    let mut out = HeaderMap::new();
-    for (name, values) in original.iter() {
-        let n: &str = name.as_ref();
-        let lower = n.to_ascii_lowercase();
-        if lower.starts_with("nats-") || (drop_dlq && lower.starts_with("dlq-")) {
-            continue;
-        }
-        for v in values {
-            out.append(name.clone(), v.clone());
-        }
-    }
-    let id = uuid::Uuid::now_v7().to_string();
-    // A UUID has no CR/LF, so the value always parses; `From<String>` is avoided as policy.
-    if let Ok(v) = id.parse::<HeaderValue>() {
-        out.insert(MSG_ID_HEADER, v);
-    }
+    let skip: &[&str] = if drop_dlq {
+        &[headers::PUBLISH_CONTROLS, crate::dlq::headers::PREFIX]
+    } else {
+        &[headers::PUBLISH_CONTROLS]
+    };
+    let mut out = headers::copy_except(original, skip);
+    out.insert(
+        MSG_ID_HEADER,
+        headers::value(&uuid::Uuid::now_v7().to_string()),
+    );
     out
 }
 

@@ -8,9 +8,19 @@
 //!
 //! [nats]                           # events::connection::ConnectConfig
 //! urls = ["nats://127.0.0.1:4222"]
+//! # With an identity of `eventctl auth init` over TLS (deploy/secure/auth-service.toml):
+//! # urls = ["tls://127.0.0.1:4222"]
+//! # inbox_prefix = "_INBOX_auth-service"
+//! # auth = { nkey_seed_file = ".data/secure/auth-service.nk" }   # or credentials_file
+//! # tls = { ca_file = ".data/secure/tls/ca.pem", require_tls = true }  # + cert_file, key_file
 //!
 //! [publisher]                      # events::publisher::PublisherConfig
 //! deadline = "20s"
+//!
+//! [schemas]                        # events::schema::SchemaSource
+//! from = "dir"                     # or "registry" (bucket EVENT_SCHEMAS), or "off"
+//! dir = "schemas"                  # default: the repository's schemas/
+//! unknown = "refuse"               # a type or version without a schema is not published
 //! ```
 //!
 //! `database = "sqlite://.data/auth-service/auth.db"` (or `postgres://user@host/db`) is a
@@ -21,6 +31,7 @@ use std::time::Duration;
 
 use events::connection::ConnectConfig;
 use events::publisher::PublisherConfig;
+use events::schema::{SchemaSource, UnknownSchema};
 use serde::{Deserialize, Serialize};
 
 use crate::schema::SOURCE;
@@ -38,6 +49,9 @@ pub struct Config {
     pub admin_listen: SocketAddr,
     /// Publisher tuning (deadline, retries, optional durable spool).
     pub publisher: PublisherConfig,
+    /// The event contracts every published event is validated against: by default the
+    /// repository's `schemas/`, unknown types refused ([`default_schemas`]).
+    pub schemas: SchemaSource,
     /// Bound on each shutdown step: finishing in-flight requests, flushing the publisher,
     /// stopping the admin server.
     #[serde(with = "humantime_serde")]
@@ -60,10 +74,21 @@ impl Default for Config {
             listen: SocketAddr::from((Ipv4Addr::LOCALHOST, 8081)),
             admin_listen: SocketAddr::from((Ipv4Addr::LOCALHOST, 9091)),
             publisher: PublisherConfig::new(SOURCE),
+            schemas: default_schemas(),
             shutdown_timeout: Duration::from_secs(10),
             database: DEFAULT_DATABASE.to_owned(),
         }
     }
+}
+
+/// Without a `[schemas]` table: the repository's `schemas/` (the path is fixed when the
+/// binary is built, so that it is found from any working directory; a `[schemas]` table
+/// starts from `dir = "schemas"`, relative to the working directory), and a type or
+/// version without a schema refused: an example service publishes only what has a
+/// contract.
+pub fn default_schemas() -> SchemaSource {
+    SchemaSource::dir(concat!(env!("CARGO_MANIFEST_DIR"), "/../../schemas"))
+        .with_unknown(UnknownSchema::Refuse)
 }
 
 impl Config {
@@ -119,10 +144,35 @@ mod tests {
     }
 
     #[test]
+    fn the_shipped_secure_file_names_an_identity_and_tls() {
+        let text = include_str!("../../../deploy/secure/auth-service.toml");
+        let cfg = Config::from_toml(text, "auth-service.toml").unwrap();
+        cfg.nats.validate().unwrap();
+        assert_eq!(
+            cfg.nats.inbox_prefix.as_deref(),
+            Some("_INBOX_auth-service")
+        );
+        assert!(cfg.nats.auth.nkey_seed_file.is_some());
+        assert!(cfg.nats.tls.require_tls && cfg.nats.tls.ca_file.is_some());
+    }
+
+    #[test]
     fn the_shipped_example_file_parses() {
         let text = include_str!("../auth-service.toml");
         let cfg = Config::from_toml(text, "auth-service.toml").unwrap();
         cfg.publisher.validate().unwrap();
         cfg.nats.validate().unwrap();
+        assert_eq!(cfg.schemas.unknown, UnknownSchema::Refuse);
+    }
+
+    #[test]
+    fn schemas_default_to_the_repository_and_refuse_unknown_types() {
+        let schemas = Config::default().schemas;
+        assert_eq!(schemas.from, events::schema::SchemaOrigin::Dir);
+        assert!(schemas.dir.join("auth.user.created/1.0.json").is_file());
+        let cfg = Config::from_toml("[schemas]\nfrom = \"registry\"\n", "t").unwrap();
+        assert_eq!(cfg.schemas.from, events::schema::SchemaOrigin::Registry);
+        assert_eq!(cfg.schemas.bucket, "EVENT_SCHEMAS");
+        assert_eq!(cfg.schemas.unknown, UnknownSchema::Refuse);
     }
 }

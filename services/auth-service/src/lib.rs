@@ -68,9 +68,12 @@ use crate::users::UserService;
 /// service starts and serves while NATS is down: `/readyz` requires only the database.
 /// Both servers run under [`events_admin::HttpLimits`].
 ///
+/// Every event is validated against `config.schemas` before it is published (loaded at
+/// start: from the registry, NATS must answer then).
+///
 /// # Errors
-/// If the database cannot be opened, the NATS configuration is invalid, a port cannot be
-/// bound, or the API server fails.
+/// If the database cannot be opened, the NATS configuration is invalid, the schemas cannot
+/// be loaded, a port cannot be bound, or the API server fails.
 pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
     let db = store::open(&config.database)
         .await
@@ -156,7 +159,13 @@ async fn connect_and_publisher(config: &Config) -> anyhow::Result<(Connection, P
         .context("cannot connect to NATS")?;
     let mut pc = config.publisher.clone();
     pc.source = SOURCE.to_owned();
-    let publisher = Publisher::new(conn.client().clone(), pc)
+    pc.schemas = config
+        .schemas
+        .load(conn.jetstream())
+        .await
+        .context("cannot load the event schemas")?
+        .map(Arc::new);
+    let publisher = Publisher::on_connection(&conn, pc)
         .await
         .context("cannot create the publisher")?;
     Ok((conn, publisher))

@@ -1,10 +1,13 @@
 //! The events auth-service publishes, exactly as `docs/EVENT_CATALOG.md` describes them:
 //! `data` payload types and the functions that build the envelopes.
 //!
-//! Every event sets `schemaversion`, `dataschema` (`urn:events:schema:<type>:<major>`) and
-//! `subject` (the user id) explicitly, as SCHEMA_VERSIONING.md asks: the library's default
-//! `schemaversion` is only right until the first change.
+//! Every event sets `schemaversion`, `dataschema` (`urn:events:schema:<type>:<major>.<minor>`,
+//! the `$id` of `schemas/<type>/<major>.<minor>.json`) and `subject` (the user id)
+//! explicitly, as SCHEMA_VERSIONING.md asks: the library's default `schemaversion` is only
+//! right until the first change. The service's publisher validates every event against
+//! that schema before sending it (see [`crate::config::Config::schemas`]).
 
+use events::schema::URI_PREFIX;
 use events::{Event, EventError};
 use serde::Serialize;
 
@@ -23,11 +26,10 @@ pub const USER_DELETED: &str = "auth.user.deleted";
 /// The `data` schema version of every type above (EVENT_CATALOG.md).
 pub const SCHEMA_VERSION: &str = "1.0";
 
-/// `urn:events:schema:<type>:<major>`: names the JSON Schema of `data`; it changes only with
-/// the major version.
+/// `urn:events:schema:<type>:<major>.<minor>`: the `$id` of the JSON Schema of `data` at
+/// [`SCHEMA_VERSION`], what a publisher with the schema set expects in `dataschema`.
 pub fn data_schema(event_type: &str) -> String {
-    let major = SCHEMA_VERSION.split('.').next().unwrap_or(SCHEMA_VERSION);
-    format!("urn:events:schema:{event_type}:{major}")
+    format!("{URI_PREFIX}{event_type}:{SCHEMA_VERSION}")
 }
 
 /// `data` of `auth.user.created` 1.x.

@@ -421,7 +421,7 @@ mod tests {
         assert_eq!(ev.schema_version(), "1.0");
         assert_eq!(
             ev.data_schema(),
-            Some("urn:events:schema:auth.user.created:1")
+            Some("urn:events:schema:auth.user.created:1.0")
         );
         assert_eq!(ev.subject(), Some(user.id.as_str()));
         assert_eq!(
@@ -537,6 +537,10 @@ mod tests {
         assert_eq!(enqueued.id, ev.id());
         assert_eq!(ev.subject(), Some(user.id.as_str()));
         assert_eq!(
+            ev.data_schema(),
+            Some("urn:events:schema:auth.user.updated:1.0")
+        );
+        assert_eq!(
             serde_json::Value::Object(ev.data().clone()),
             json!({
                 "user_id": user.id,
@@ -585,7 +589,7 @@ mod tests {
         assert_eq!(enqueued.id, ev.id());
         assert_eq!(
             ev.data_schema(),
-            Some("urn:events:schema:auth.user.deleted:1")
+            Some("urn:events:schema:auth.user.deleted:1.0")
         );
         assert_eq!(
             serde_json::Value::Object(ev.data().clone()),

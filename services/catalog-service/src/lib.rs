@@ -39,10 +39,10 @@ use anyhow::Context as _;
 use async_nats::jetstream;
 use axum::Router;
 use events::SubjectFilter;
-use events::connection::connect_in_background;
+use events::connection::{Connection, connect_in_background};
 use events::dlq::DLQ_STREAM;
 use events::names::StreamName;
-use events::subscriber::{SubscribeError, Subscriber, SubscriberConfig};
+use events::subscriber::{SubscribeError, Subscriber, SubscriberBuilder, SubscriberConfig};
 use events_admin::{AdminState, HttpLimits, ReadyCheck, install_prometheus, serve_router};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
@@ -71,14 +71,32 @@ pub async fn subscribe(
     js: &jetstream::Context,
     config: SubscriberConfig,
 ) -> Result<Subscriber, SubscribeError> {
+    builder(js, config).build().await
+}
+
+/// [`subscribe`] on a connection, watching its permission denials: with an identity
+/// that may not use the group's consumer it fails at once with
+/// [`SubscribeError::PermissionDenied`].
+///
+/// # Errors
+/// As [`subscribe`].
+pub async fn subscribe_on(
+    conn: &Connection,
+    config: SubscriberConfig,
+) -> Result<Subscriber, SubscribeError> {
+    builder(conn.jetstream(), config)
+        .denials(conn.denials().clone())
+        .build()
+        .await
+}
+
+fn builder(js: &jetstream::Context, config: SubscriberConfig) -> SubscriberBuilder {
     // Invariant: FILTER is a constant, valid filter (a unit test checks it).
     let filter = SubjectFilter::new(FILTER).expect("FILTER is a valid subject filter");
     Subscriber::builder(js.clone(), filter)
         .group(GROUP)
         .stream(STREAM)
         .config(config)
-        .build()
-        .await
 }
 
 /// How long inbox records are kept: longer than the stream's max age (7 days), so that
@@ -107,10 +125,14 @@ const SETUP_RETRY: Duration = Duration::from_secs(1);
 /// says not ready; the client connects in the background and the subscription is set up
 /// (retried every second) once NATS and `AUTH_EVENTS` are there.
 ///
+/// Events are validated against `config.schemas` before the handler runs (loaded at
+/// start: from the registry, NATS must answer then).
+///
 /// # Errors
-/// If the database cannot be opened, the NATS configuration is invalid, or the admin port
-/// cannot be bound.
-pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
+/// If the database cannot be opened, the NATS configuration is invalid, the schemas cannot
+/// be read, the admin port cannot be bound, or the server denies the group's consumer to
+/// this identity.
+pub async fn run(mut config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
     let db = store::open(&config.database)
         .await
         .context("cannot open the catalog database")?;
@@ -121,6 +143,12 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         .await
         .context("cannot connect to NATS")?;
     let js = conn.jetstream().clone();
+    config.subscriber.schemas = config
+        .schemas
+        .load(&js)
+        .await
+        .context("cannot load the event schemas")?
+        .map(Arc::new);
 
     let prometheus = install_prometheus().context("cannot install the metrics recorder")?;
     let required = [STREAM, DLQ_STREAM]
@@ -144,7 +172,11 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     ));
 
     let sweeper = tokio::spawn(sweep_inbox(projection.clone(), shutdown.clone()));
-    if let Some(subscriber) = set_up(&js, &config, &shutdown).await {
+    let (ready, mut result) = match set_up(&conn, &config, &shutdown).await {
+        Ok(ready) => (ready, Ok(())),
+        Err(e) => (None, Err(e)),
+    };
+    if let Some(subscriber) = ready {
         info!(
             group = GROUP,
             filter = FILTER,
@@ -155,7 +187,12 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         let drain_timeout = config.subscriber.drain_timeout;
         let handler = CatalogHandler::new(projection.clone());
         let consumer = tokio::spawn(subscriber.run(handler, shutdown.clone()));
-        consume(consumer, &shutdown, drain_timeout).await;
+        if consume(consumer, &shutdown, drain_timeout).await {
+            result = Err(anyhow::anyhow!(
+                "the server denies this identity's pulls on consumer {}; fix its permissions",
+                events::subscriber::durable_name(GROUP, &SubjectFilter::new(FILTER)?)?
+            ));
+        }
     }
     shutdown.cancel();
     if timeout(config.shutdown_timeout, sweeper).await.is_err() {
@@ -168,7 +205,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     }
     db.close().await;
     info!("catalog-service stopped");
-    Ok(())
+    result
 }
 
 /// `/readyz` also requires the database.
@@ -202,43 +239,54 @@ async fn sweep_inbox(projection: Projection, shutdown: CancellationToken) {
 }
 
 /// The subscription, retried until it is set up (NATS may not be there yet); `None` if
-/// `shutdown` comes first.
+/// `shutdown` comes first; an error, not a retry, when the server denies the consumer to
+/// this identity.
 async fn set_up(
-    js: &jetstream::Context,
+    conn: &Connection,
     config: &Config,
     shutdown: &CancellationToken,
-) -> Option<Subscriber> {
+) -> anyhow::Result<Option<Subscriber>> {
     let bound = config.nats.request_timeout;
     loop {
         let attempt = async {
-            subscribe(js, config.subscriber.clone())
+            subscribe_on(conn, config.subscriber.clone())
                 .await
                 .context("cannot subscribe")
         };
         let res = tokio::select! {
             biased;
-            () = shutdown.cancelled() => return None,
+            () = shutdown.cancelled() => return Ok(None),
             res = timeout(bound, attempt) => res,
         };
         match res {
-            Ok(Ok(ready)) => return Some(ready),
+            Ok(Ok(ready)) => return Ok(Some(ready)),
+            Ok(Err(e)) if is_denied(&e) => return Err(e),
             Ok(Err(e)) => warn!(error = %format!("{e:#}"), "not consuming yet; retrying"),
             Err(_) => warn!(timeout = ?bound, "NATS did not answer the setup; retrying"),
         }
         tokio::select! {
             biased;
-            () = shutdown.cancelled() => return None,
+            () = shutdown.cancelled() => return Ok(None),
             () = tokio::time::sleep(SETUP_RETRY) => {}
         }
     }
 }
 
-/// Waits for `shutdown` (or the subscriber ending on its own), then drains it.
+/// True if the server refused the subscription's setup for permissions: no retry helps.
+fn is_denied(e: &anyhow::Error) -> bool {
+    matches!(
+        e.downcast_ref::<SubscribeError>(),
+        Some(SubscribeError::PermissionDenied { .. })
+    )
+}
+
+/// Waits for `shutdown` (or the subscriber ending on its own), then drains it; true if the
+/// subscriber stopped because the server denied its pulls.
 async fn consume(
     mut consumer: JoinHandle<events::subscriber::DrainReport>,
     shutdown: &CancellationToken,
     drain_timeout: Duration,
-) {
+) -> bool {
     // `run` returns only after `shutdown` is cancelled; a panic would end it earlier.
     let ended_early = tokio::select! {
         biased;
@@ -258,11 +306,18 @@ async fn consume(
         }
     };
     match drained {
-        Ok(Ok(report)) => info!(?report, "subscriber drained"),
-        Ok(Err(e)) => warn!(error = %e, "subscriber task failed"),
+        Ok(Ok(report)) => {
+            info!(?report, "subscriber drained");
+            report.denied
+        }
+        Ok(Err(e)) => {
+            warn!(error = %e, "subscriber task failed");
+            false
+        }
         Err(_) => {
             warn!("subscriber did not drain in time; aborted (unsettled messages are redelivered)");
             consumer.abort();
+            false
         }
     }
 }
@@ -270,6 +325,22 @@ async fn consume(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_denied_setup_is_not_retried() {
+        let denial = events::connection::Denial {
+            operation: events::connection::DeniedOperation::Publish,
+            subject: "$JS.API.CONSUMER.CREATE.AUTH_EVENTS.x".into(),
+            at: std::time::Instant::now(),
+        };
+        let denied = anyhow::Error::new(SubscribeError::PermissionDenied {
+            consumer: "x".into(),
+            source: denial.into(),
+        })
+        .context("cannot subscribe");
+        assert!(is_denied(&denied));
+        assert!(!is_denied(&anyhow::anyhow!("NATS is not there yet")));
+    }
 
     #[test]
     fn the_filter_is_valid_and_matches_the_user_events() {

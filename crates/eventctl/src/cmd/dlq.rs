@@ -327,16 +327,7 @@ fn print_letter(dl: &DeadLetter) {
         println!("{:<13} {e}", "Decode error:");
     }
     println!("Headers:");
-    let mut headers: Vec<(String, String)> = dl
-        .headers
-        .iter()
-        .flat_map(|(k, vs)| {
-            vs.iter()
-                .map(move |v| (k.to_string(), v.as_str().to_owned()))
-        })
-        .collect();
-    headers.sort();
-    for (k, v) in headers {
+    for (k, v) in dl.header_pairs() {
         println!("  {k}: {v}");
     }
     println!("Body ({} bytes):", dl.body.len());

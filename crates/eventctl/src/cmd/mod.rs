@@ -1,5 +1,6 @@
 //! One module per command group; [`run`] dispatches.
 
+pub(crate) mod audit;
 pub(crate) mod auth;
 pub(crate) mod bench;
 pub(crate) mod dlq;
@@ -30,6 +31,7 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Schema(cmd) => schema::run(&cli.conn, cmd).await,
         Command::Auth(cmd) => auth::run(cmd),
         Command::Doctor(args) => doctor::run(&cli.conn, args).await,
+        Command::Audit(args) => audit::run(&cli.conn, args).await,
     }
 }
 

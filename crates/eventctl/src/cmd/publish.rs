@@ -1,11 +1,14 @@
 //! `eventctl publish`: one event through the library's confirmed publisher.
 
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::Args;
 use events::Event;
 use events::publisher::{PublishOutcome, Publisher, PublisherConfig};
+use events::schema::{SchemaSet, UnknownSchema};
 use serde_json::json;
 
 use super::connect;
@@ -17,10 +20,13 @@ use crate::cli::ConnArgs;
     eventctl publish --type auth.user.created --org org-1 --source ops \\\n    \
     --data '{\"user_id\":\"u1\",\"email\":\"a@example.com\"}'\n  \
     eventctl publish --type catalog.product.updated --org acme --source ops --data @product.json --json\n  \
-    eventctl publish --type auth.user.created --org org-1 --source ops --data @- < user.json\n\n\
+    eventctl publish --type auth.user.created --org org-1 --source ops --data @- < user.json\n  \
+    eventctl publish --schemas schemas --type auth.user.created --org org-1 --source ops --data @user.json\n\n\
 The event is built and checked before connecting: a bad type (or one in the reserved dlq. \
 domain of dead letters), organization, source, id (not a UUID) or data fails with exit 1 and \
-a message naming the attribute. Publishing the same --id again within the stream's duplicate \
+a message naming the attribute; with --schemas, so does data that breaks the schema of its \
+type and --schema-version (naming the JSON pointer and the rule), and a type or version \
+without a schema. Publishing the same --id again within the stream's duplicate \
 window stores it once and prints \"duplicate\".")]
 pub(crate) struct PublishArgs {
     /// The event type, which is also the subject (e.g. auth.user.created).
@@ -41,6 +47,10 @@ pub(crate) struct PublishArgs {
     /// Version of the data schema (`schemaversion`).
     #[arg(long, value_name = "V", default_value = events::event::DEFAULT_SCHEMA_VERSION)]
     pub(crate) schema_version: String,
+    /// Validate the data against the schemas of this directory before sending, and set
+    /// `dataschema` (a type or version without a schema is refused).
+    #[arg(long, value_name = "DIR")]
+    pub(crate) schemas: Option<PathBuf>,
     /// The event id, a UUID (default: a new UUID v7); the same id is stored once.
     #[arg(long, value_name = "ID")]
     pub(crate) id: Option<String>,
@@ -52,13 +62,18 @@ pub(crate) struct PublishArgs {
 pub(crate) async fn run(conn: &ConnArgs, args: PublishArgs) -> anyhow::Result<()> {
     // Checked before connecting: bad input needs no server.
     let event = build_event(&args)?;
+    let schemas = match &args.schemas {
+        Some(dir) => Some(contract(dir, &event)?),
+        None => None,
+    };
     let nats = connect(conn).await?;
     let config = PublisherConfig {
         // A tool reports within seconds rather than the services' 30 s deadline.
         deadline: Duration::from_secs(15),
+        schemas,
         ..PublisherConfig::new(args.source.clone())
     };
-    let publisher = Publisher::new(nats.client().clone(), config)
+    let publisher = Publisher::on_connection(&nats, config)
         .await
         .context("starting the publisher")?;
     let outcome = publisher.publish(&event).await.with_context(|| {
@@ -99,6 +114,17 @@ pub(crate) async fn run(conn: &ConnArgs, args: PublishArgs) -> anyhow::Result<()
         ack.sequence
     );
     Ok(())
+}
+
+/// The schemas of `dir`, unknown types refused, after checking `event` against them (so
+/// that a refusal needs no server); the publisher checks again and sets `dataschema`.
+fn contract(dir: &Path, event: &Event) -> anyhow::Result<Arc<SchemaSet>> {
+    let set = SchemaSet::from_dir(dir)
+        .with_context(|| format!("loading the schemas of {}", dir.display()))?
+        .with_unknown(UnknownSchema::Refuse);
+    set.validate(event)
+        .with_context(|| format!("event refused by the schemas of {}", dir.display()))?;
+    Ok(Arc::new(set))
 }
 
 fn build_event(args: &PublishArgs) -> anyhow::Result<Event> {

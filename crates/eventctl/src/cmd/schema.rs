@@ -15,6 +15,7 @@ use clap::{Args, Subcommand};
 use events::schema::compat::{self, Problem};
 use events::schema::registry::{DEFAULT_BUCKET, PushOutcome, SchemaRegistry};
 use events::schema::{SchemaKey, SchemaSet};
+use events_admin::SchemaDirectory;
 use serde_json::json;
 
 use super::{connect, usage};
@@ -139,6 +140,22 @@ pub(crate) async fn run(conn: &ConnArgs, cmd: SchemaCommand) -> anyhow::Result<(
         SchemaCommand::Show(args) => show(conn, args).await,
         SchemaCommand::Catalog(args) => catalog::run(&args),
     }
+}
+
+/// The schemas of `dir` with the producers and consumers of `dir/catalog.toml` (when there
+/// is one), for `eventctl serve --schemas`.
+///
+/// # Errors
+/// If a schema or the catalog metadata cannot be read.
+pub(crate) fn directory(dir: &Path) -> anyhow::Result<SchemaDirectory> {
+    let mut directory = SchemaDirectory::new(load(dir)?);
+    let meta = dir.join("catalog.toml");
+    if meta.is_file() {
+        for (event_type, parties) in catalog::parties(&meta)? {
+            directory = directory.with_parties(event_type, parties);
+        }
+    }
+    Ok(directory)
 }
 
 fn load(dir: &Path) -> anyhow::Result<SchemaSet> {

@@ -18,17 +18,20 @@ use crate::cli::{ConnArgs, parse_duration};
 #[command(after_help = "Examples:\n  \
     eventctl serve\n  \
     eventctl serve --listen 0.0.0.0:9090 --admin-tokens-file /etc/events/admin-tokens\n  \
+    eventctl serve --schemas schemas   # + GET /api/v1/events/schemas (discovery)\n  \
     EVENTS_ADMIN_TOKEN_HASHES=ops:3f2a...e9 eventctl serve\n\n\
-Admin tokens are configured as <id>:<sha256 hex of the token> (make one with \
-`printf %s \"$TOKEN\" | sha256sum`); requests send `Authorization: Bearer <token>`. With no \
-token configured every DLQ request is refused (fail closed); /healthz, /readyz and /metrics \
-are open. The tokens file holds one <id>:<hex> per line (# comments allowed).\n\n\
+Admin tokens are configured as <id>:<role>:<sha256 hex of the token> (make one with \
+`printf %s \"$TOKEN\" | sha256sum`); role is viewer (list, show), operator (+ replay) or \
+admin (+ delete, purge); <id>:<hex> alone is an admin. Requests send `Authorization: Bearer \
+<token>`. With no token configured every DLQ request is refused (fail closed); /healthz, \
+/readyz and /metrics are open. The tokens file holds one entry per line (# comments \
+allowed) and is refused unless only its owner may read it (chmod 600).\n\n\
 Stops on SIGTERM or ctrl-c: in-flight requests finish within --shutdown-timeout, exit 0.")]
 pub(crate) struct ServeArgs {
     /// Address to listen on (port 0 picks a free port; the address is printed).
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:9090")]
     pub(crate) listen: SocketAddr,
-    /// An admin token as ID:SHA256HEX (repeatable; the env variable holds a comma-separated
+    /// An admin token as ID:ROLE:SHA256HEX or ID:SHA256HEX (an admin) (repeatable; the env variable holds a comma-separated
     /// list, used when the flag is not given).
     #[arg(
         long = "admin-token-hash",
@@ -39,9 +42,15 @@ pub(crate) struct ServeArgs {
         value_parser = |s: &str| AdminToken::parse(s.trim()).map_err(|e| e.to_string())
     )]
     pub(crate) admin_token_hash: Vec<AdminToken>,
-    /// A file of admin tokens, one ID:SHA256HEX per line (added to the others).
+    /// A file of admin tokens, one ID:ROLE:SHA256HEX per line, mode 0600 (added to the
+    /// others).
     #[arg(long, value_name = "FILE")]
     pub(crate) admin_tokens_file: Option<PathBuf>,
+    /// Serve the event schemas of this directory (and the producers and consumers of its
+    /// catalog.toml) at /api/v1/events/schemas: a discovery document of every type and
+    /// version, and each schema document.
+    #[arg(long, value_name = "DIR")]
+    pub(crate) schemas: Option<PathBuf>,
     /// Longest wait for in-flight requests on shutdown.
     #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
     pub(crate) shutdown_timeout: Duration,
@@ -54,7 +63,7 @@ pub(crate) async fn run(conn: &ConnArgs, args: ServeArgs) -> anyhow::Result<()> 
     }
     let mut tokens = args.admin_token_hash.clone();
     if let Some(path) = &args.admin_tokens_file {
-        tokens.extend(read_tokens_file(path)?);
+        tokens.extend(events_admin::load_token_file(path)?);
     }
     let prometheus = events_admin::install_prometheus()
         .map_err(|e| anyhow::anyhow!("{e}"))
@@ -78,9 +87,12 @@ pub(crate) async fn run(conn: &ConnArgs, args: ServeArgs) -> anyhow::Result<()> 
         tracing::info!(tokens = %ids.join(", "), "admin tokens configured");
         eprintln!("{} admin token(s) configured", tokens.len());
     }
-    let state = AdminState::new(nats.client().clone())
+    let mut state = AdminState::new(nats.client().clone())
         .with_tokens(tokens)
         .with_prometheus(prometheus);
+    if let Some(dir) = &args.schemas {
+        state = state.with_schemas(super::schema::directory(dir)?);
+    }
     eprintln!(
         "eventctl serve: listening on http://{addr} (NATS {})",
         nats.urls()
@@ -112,22 +124,4 @@ pub(crate) async fn run(conn: &ConnArgs, args: ServeArgs) -> anyhow::Result<()> 
     }
     eprintln!("eventctl serve: stopped");
     Ok(())
-}
-
-/// Reads `<id>:<sha256 hex>` lines; blank lines and `#` comments are skipped.
-fn read_tokens_file(path: &std::path::Path) -> anyhow::Result<Vec<AdminToken>> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("cannot read admin tokens file {}", path.display()))?;
-    let mut tokens = Vec::new();
-    for (i, line) in text.lines().enumerate() {
-        let line = line.trim();
-        if line.is_empty() || line.starts_with('#') {
-            continue;
-        }
-        tokens.push(
-            AdminToken::parse(line)
-                .with_context(|| format!("{}, line {}", path.display(), i + 1))?,
-        );
-    }
-    Ok(tokens)
 }

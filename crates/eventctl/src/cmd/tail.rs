@@ -95,7 +95,7 @@ pub(crate) async fn run(conn: &ConnArgs, args: TailArgs) -> anyhow::Result<()> {
         }
     };
     let shown = match &args.group {
-        Some(group) => tail_group(&js, &stream, filter, group, &args, deadline).await?,
+        Some(group) => tail_group(&nats, &stream, filter, group, &args, deadline).await?,
         None => {
             let printer = Printer {
                 json: args.json,
@@ -195,13 +195,14 @@ async fn tail_plain(
 /// each event. One handler at a time, so output follows delivery order and `--count`
 /// stops at the count.
 async fn tail_group(
-    js: &jetstream::Context,
+    nats: &events::connection::Connection,
     stream: &str,
     filter: SubjectFilter,
     group: &str,
     args: &TailArgs,
     deadline: impl std::future::Future<Output = ()>,
 ) -> anyhow::Result<u64> {
+    let js = nats.jetstream();
     let durable = events::subscriber::durable_name(group, &filter)
         .with_context(|| format!("invalid group {group:?}"))?;
     let mut config = SubscriberConfig {
@@ -239,7 +240,7 @@ async fn tail_group(
             return Err(e).with_context(|| format!("reading consumer {durable} on {stream}"));
         }
     }
-    let subscriber = Subscriber::builder(js.clone(), filter.clone())
+    let subscriber = Subscriber::on_connection(nats, filter.clone())
         .group(group)
         .stream(stream)
         .config(config)

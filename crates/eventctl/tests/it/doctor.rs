@@ -46,7 +46,7 @@ async fn doctor_flags_nothing_on_a_durable_server_with_the_streams_applied() {
     assert_eq!(report["problems"], 0, "{report:#}");
     assert_eq!(checks(&report, "durability")[0]["status"], "ok");
     let streams = checks(&report, "streams");
-    assert_eq!(streams.len(), 7, "{report:#}");
+    assert_eq!(streams.len(), crate::declared_streams().len(), "{report:#}");
     assert!(streams.iter().all(|c| c["status"] == "ok"));
     assert_eq!(checks(&report, "server")[0]["status"], "ok");
 }
@@ -118,13 +118,13 @@ async fn doctor_as(nats: &SecureNatsServer, seeds: &Path, identity: &str) -> ser
         ca.to_str().unwrap(),
         "--nkey",
         operator.to_str().unwrap(),
+        "--inbox-prefix",
+        "_INBOX_operator",
         "doctor",
         "--file",
         file.to_str().unwrap(),
         "--monitor-url",
         &monitor,
-        "--inbox-prefix",
-        "_INBOX_operator",
         "--identity",
         identity,
         "--identity-nkey",

@@ -1,6 +1,7 @@
 //! CLI tests: the real `eventctl` binary against a test-kit nats-server, one module per
 //! command group. Helpers shared by the modules live here.
 
+mod audit;
 mod auth;
 mod bench;
 mod dlq;

@@ -321,3 +321,49 @@ async fn tail_as_a_group_dead_letters_what_it_cannot_read() {
     assert_eq!(items[0]["original_sequence"], 1);
     assert_eq!(items[0]["body"], "junk");
 }
+
+#[tokio::test]
+async fn publish_with_schemas_refuses_data_breaking_its_schema_and_sets_dataschema() {
+    let nats = server_with_topology().await;
+    let url = nats.url();
+    let schemas = concat!(env!("CARGO_MANIFEST_DIR"), "/../../schemas");
+    let user = r#"{"user_id":"5b0f2a64-31c8-4d3e-9a57-0c2b8e1d7f10","email":"ada@acme.example","display_name":"Ada","roles":[],"revision":1}"#;
+    let no_email = r#"{"user_id":"5b0f2a64-31c8-4d3e-9a57-0c2b8e1d7f10","display_name":"Ada","roles":[],"revision":1}"#;
+
+    let out = publish(&url, "org-1", no_email, &["--schemas", schemas]).await;
+    assert_code(&out, 1);
+    let err = stderr(&out);
+    assert!(
+        err.contains("at /email: required"),
+        "names the pointer and the rule: {err}"
+    );
+    // Another version has no schema: refused too.
+    let out = publish(
+        &url,
+        "org-1",
+        user,
+        &["--schemas", schemas, "--schema-version", "3.0"],
+    )
+    .await;
+    assert_code(&out, 1);
+    assert!(
+        stderr(&out).contains("no schema for auth.user.created 3.0"),
+        "{}",
+        stderr(&out)
+    );
+
+    let out = publish(&url, "org-1", user, &["--schemas", schemas, "--json"]).await;
+    assert_code(&out, 0);
+    assert_eq!(json(&out)["sequence"], 1, "only the valid event was stored");
+    let tail = eventctl(
+        &url,
+        &["tail", TYPE, "--from", "-1h", "--count", "1", "--json"],
+    )
+    .await;
+    assert_code(&tail, 0);
+    let events = json_lines(&tail);
+    assert_eq!(
+        events[0]["event"]["dataschema"], "urn:events:schema:auth.user.created:1.0",
+        "{events:?}"
+    );
+}

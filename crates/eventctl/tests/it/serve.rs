@@ -165,6 +165,7 @@ async fn tokens_from_the_environment_and_a_file() {
         ),
     )
     .unwrap();
+    owner_only(&file);
     let env = format!(
         "ci:{}, oncall:{}",
         events_admin::hash_token("from-env"),
@@ -195,13 +196,8 @@ async fn bad_token_config_and_flags() {
     let dir = crate::tempfile_dir();
     let file = dir.join("tokens");
     std::fs::write(&file, "# ops team\n\nops:abc\n").unwrap();
-    let out = eventctl(
-        "nats://127.0.0.1:1",
-        &["serve", "--admin-tokens-file", file.to_str().unwrap()],
-    )
-    .await;
-    assert_code(&out, 1);
-    let err = stderr(&out);
+    owner_only(&file);
+    let err = refused_token_file(&file).await;
     assert!(
         err.contains(&format!("{}, line 3", file.display())),
         "{err}"
@@ -217,4 +213,72 @@ async fn bad_token_config_and_flags() {
     assert_code(&out, 2);
     crate::assert_unreachable_fails(&["serve", "--listen", "127.0.0.1:0"]).await;
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `serve` with the token file `file` must stop at start (exit 1); returns its stderr.
+async fn refused_token_file(file: &std::path::Path) -> String {
+    let out = eventctl(
+        "nats://127.0.0.1:1",
+        &["serve", "--admin-tokens-file", file.to_str().unwrap()],
+    )
+    .await;
+    assert_code(&out, 1);
+    stderr(&out)
+}
+
+fn owner_only(file: &std::path::Path) {
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::set_permissions(file, std::fs::Permissions::from_mode(0o600)).unwrap();
+}
+
+#[tokio::test]
+async fn a_token_file_others_can_read_is_refused() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = crate::tempfile_dir();
+    let file = dir.join("tokens");
+    let hash = events_admin::hash_token("x");
+    std::fs::write(&file, format!("ops:admin:{hash}\n")).unwrap();
+    for mode in [0o640, 0o604, 0o660] {
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(mode)).unwrap();
+        let err = refused_token_file(&file).await;
+        assert!(err.contains(&format!("mode {mode:04o}")), "{err}");
+        assert!(err.contains("chmod 600"), "{err}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn serves_the_schema_discovery_document_with_producers_and_consumers() {
+    let nats = NatsServer::start().await;
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../schemas");
+    let set = events::schema::SchemaSet::from_dir(std::path::Path::new(dir)).unwrap();
+    let served = serve(&nats.url(), &["--schemas", dir], None).await;
+    let addr = served.addr.clone();
+
+    let (status, body) = get(&addr, "/api/v1/events/schemas", None).await;
+    assert_eq!(status, 200, "{body}");
+    let doc: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let types = doc["types"].as_array().unwrap();
+    assert_eq!(types.len(), set.latest().count(), "{doc}");
+    // From schemas/catalog.toml: producer and consumed_by.
+    let created = types
+        .iter()
+        .find(|t| t["type"] == "auth.user.created")
+        .unwrap();
+    assert_eq!(created["producers"], serde_json::json!(["auth-service"]));
+    assert_eq!(created["consumers"], serde_json::json!(["catalog-service"]));
+    let org = types
+        .iter()
+        .find(|t| t["type"] == "auth.organization.created")
+        .unwrap();
+    assert_eq!(org["consumers"], serde_json::json!([]));
+    // The schema by its URL.
+    let url = created["versions"][0]["schemaurl"].as_str().unwrap();
+    let (status, body) = get(&addr, url, None).await;
+    assert_eq!(status, 200, "{body}");
+    let schema: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(schema["$id"], "urn:events:schema:auth.user.created:1.0");
+
+    let (code, _) = terminate(served).await;
+    assert_eq!(code, Some(0));
 }

@@ -20,8 +20,14 @@ use tokio::time::timeout;
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 
+mod browser;
+mod console;
+mod group;
 mod hostile;
 mod limits;
+mod prometheus;
+mod roles;
+mod schemas;
 
 const SECRET: &str = "4f1c2d6e-admin-secret-for-tests";
 const WAIT: Duration = Duration::from_secs(30);
@@ -53,6 +59,14 @@ async fn fixture() -> Fixture {
     })
     .await
     .expect("create AUTH_EVENTS");
+    // Mutating requests need the audit trail.
+    js.create_stream(stream::Config {
+        name: events_admin::AUDIT_STREAM.into(),
+        subjects: vec![events_admin::AUDIT_SUBJECT.into()],
+        ..Default::default()
+    })
+    .await
+    .expect("create ADMIN_AUDIT");
     Fixture {
         port: nats.port(),
         _nats: nats,
@@ -64,7 +78,15 @@ async fn fixture() -> Fixture {
 fn admin_state(f: &Fixture) -> AdminState {
     // Configured the way an operator would: id plus the hash, never the secret.
     let token = AdminToken::parse(&format!("ops:{}", hash_token(SECRET))).expect("token");
-    AdminState::new(f.client.clone()).with_token(token)
+    // These tests send many mutating requests (most of them malformed, which count too);
+    // the rate limit has its own test in `roles`.
+    let generous = events_admin::RateLimit {
+        burst: 10_000,
+        per_minute: 60_000,
+    };
+    AdminState::new(f.client.clone())
+        .with_token(token)
+        .with_rate_limit(generous)
 }
 
 /// Writes a dead letter as the consumer would (CONTRACT.md §4); returns (seq, body).

@@ -1,8 +1,10 @@
 //! Tests of the test kit itself, against real nats-server processes.
 
 mod cluster;
+mod proxy;
 mod raw;
 mod server;
+mod signals;
 
 use std::time::Duration;
 

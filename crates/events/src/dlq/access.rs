@@ -12,7 +12,7 @@ pub use super::replay_letter::{ReplayItem, ReplayOptions, ReplayOutcome, ReplayR
 use super::stored::{GetFailure, get_stored};
 use super::{DLQ_STREAM, DeadLetter, DeadLetterFilter};
 use crate::names::StreamName;
-use crate::replay::{ScanError, ScanSpec, ScanStart, Scanner};
+use crate::scan::{ScanError, ScanSpec, ScanStart, Scanner};
 
 /// Page size when none is given.
 pub const DEFAULT_PAGE_LIMIT: usize = 100;
@@ -276,7 +276,7 @@ impl DeadLetters {
     /// (replayed, deleted or purged by someone else since it was read).
     pub(super) async fn delete_if_present(&self, sequence: u64) -> Result<bool, DlqError> {
         let t = self.request_timeout;
-        let source: crate::replay::BoxError =
+        let source: crate::error::BoxError =
             match timeout(t, self.stream().await?.delete_message(sequence)).await {
                 Err(_) => {
                     return Err(DlqError::Timeout {

@@ -2,8 +2,9 @@
 
 use std::time::Duration;
 
+use crate::error::BoxError;
 use crate::names::NameError;
-use crate::replay::{BoxError, ScanError};
+use crate::scan::ScanError;
 
 /// Why a dead-letter operation failed.
 #[derive(Debug, thiserror::Error)]

@@ -26,6 +26,7 @@ mod filter;
 mod record;
 mod replay_letter;
 mod stored;
+mod write;
 
 pub use access::{
     DEFAULT_PAGE_LIMIT, DEFAULT_REQUEST_TIMEOUT, DEFAULT_SCAN_BUDGET, DeadLetterPage, DeadLetters,
@@ -34,6 +35,8 @@ pub use access::{
 };
 pub use filter::DeadLetterFilter;
 pub use record::DeadLetter;
+pub use write::DeadLetterError;
+pub(crate) use write::{FailureRecord, publish_dead_letter};
 
 /// The dead-letter stream.
 pub const DLQ_STREAM: &str = "DLQ_EVENTS";
@@ -42,6 +45,8 @@ pub const DLQ_SUBJECT_PREFIX: &str = "dlq.";
 
 /// Header names of the failure record.
 pub mod headers {
+    /// Prefix shared by every header of the failure record.
+    pub const PREFIX: &str = "Dlq-";
     /// Subject the message was consumed from.
     pub const ORIGINAL_SUBJECT: &str = "Dlq-Original-Subject";
     /// Stream the message was stored in.

@@ -106,6 +106,20 @@ impl DeadLetter {
         }
     }
 
+    /// Every header as `(name, value)`, one pair per value, sorted: how tools show them.
+    pub fn header_pairs(&self) -> Vec<(String, String)> {
+        let mut pairs: Vec<(String, String)> = self
+            .headers
+            .iter()
+            .flat_map(|(k, vs)| {
+                vs.iter()
+                    .map(move |v| (k.to_string(), v.as_str().to_owned()))
+            })
+            .collect();
+        pairs.sort();
+        pairs
+    }
+
     /// The body as UTF-8 text, if it is.
     pub fn body_text(&self) -> Option<&str> {
         std::str::from_utf8(&self.body).ok()

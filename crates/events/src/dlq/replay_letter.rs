@@ -12,9 +12,10 @@ use super::access::{DeadLetters, MAX_REPLAY_COUNT};
 use super::error::DlqError;
 use super::stored::{GetFailure, get_stored};
 use super::{DeadLetter, DeadLetterFilter, headers, replay_msg_id};
+use crate::error::BoxError;
 use crate::error::error_chain;
 use crate::names::{StreamName, Subject};
-use crate::replay::{BoxError, fresh_headers, publish};
+use crate::replay::{fresh_headers, publish};
 
 /// What happened to one dead letter in a replay.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

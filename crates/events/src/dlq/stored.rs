@@ -13,7 +13,7 @@ use async_nats::jetstream::{self, ErrorCode};
 use serde::{Deserialize, Serialize};
 use tokio::time::timeout;
 
-use crate::replay::BoxError;
+use crate::error::BoxError;
 
 /// Why [`get_stored`] could not read a message.
 #[derive(Debug)]

@@ -1,7 +1,9 @@
+use super::rules::format_time;
 use super::*;
 use proptest::prelude::*;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::json;
+use uuid::Uuid;
 
 #[derive(Debug, Serialize, Deserialize, PartialEq)]
 struct UserCreated {

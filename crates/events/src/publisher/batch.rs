@@ -326,6 +326,12 @@ async fn await_commit(inner: &Arc<Inner>, items: Vec<Item>, mut sub: Subscriber,
         biased;
         () = inner.cancel.cancelled() => None,
         r = tokio::time::timeout(inner.config.ack_timeout, sub.next()) => r.ok().flatten(),
+        () = batch_denied(inner, &items) => {
+            // Nothing of a denied batch is stored; each event settles on its own (a
+            // denied one at once, typed).
+            debug!(events = n, "atomic batch denied for permissions; publishing its events one by one");
+            return fallback(inner, items, false);
+        }
     };
     let Some(msg) = reply else {
         warn!(
@@ -366,6 +372,25 @@ async fn await_commit(inner: &Arc<Inner>, items: Vec<Item>, mut sub: Subscriber,
             fallback(inner, items, true);
         }
     }
+}
+
+/// Resolves when the server denies a publish to a subject of the batch (never without
+/// the connection's denials).
+async fn batch_denied(inner: &Inner, items: &[Item]) {
+    let Some(denials) = &inner.denials else {
+        return std::future::pending().await;
+    };
+    let since = items
+        .iter()
+        .map(|i| i.started)
+        .min()
+        .unwrap_or_else(Instant::now);
+    denials
+        .wait_for(since, |d| {
+            d.operation == crate::connection::DeniedOperation::Publish
+                && items.iter().any(|i| *i.wire.subject == *d.subject)
+        })
+        .await;
 }
 
 /// Per-message publishing of a batch's events, each with its own deadline and outcome.

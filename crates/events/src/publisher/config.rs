@@ -7,6 +7,9 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+#[cfg(feature = "schema")]
+use crate::schema::SchemaSet;
+
 /// Where the publisher gets the W3C trace context (`traceparent`, optional `tracestate`) of
 /// the caller's current span.
 ///
@@ -215,11 +218,22 @@ pub struct PublisherConfig {
     /// Opt-in hook giving the current trace context (not serialized; set it in code).
     #[serde(skip)]
     pub trace_context: Option<TraceContextHook>,
+    /// Opt-in event contracts (feature `schema`; not serialized: load the set from files or
+    /// the registry and set it with [`Self::with_schemas`]). With a set, an event whose
+    /// `data` does not validate is refused with [`PublishError::Schema`](super::PublishError::Schema)
+    /// before anything is sent, a type or version without a schema follows the set's
+    /// [`UnknownSchema`](crate::schema::UnknownSchema) policy, and an event without
+    /// `dataschema` gets the set's URI for its type and version (one naming another URI
+    /// is refused). `None` (the default): no
+    /// schema code runs at all.
+    #[cfg(feature = "schema")]
+    #[serde(skip)]
+    pub schemas: Option<Arc<SchemaSet>>,
 }
 
 impl Default for PublisherConfig {
     /// Source `"unknown"`, ack timeout 5 s, deadline 30 s, duplicate window 2 min, the default
-    /// [`RetryPolicy`], a window of 4,096, batching on, no spool, no trace hook.
+    /// [`RetryPolicy`], a window of 4,096, batching on, no spool, no trace hook, no schemas.
     fn default() -> Self {
         Self {
             source: "unknown".into(),
@@ -231,6 +245,8 @@ impl Default for PublisherConfig {
             batch: BatchConfig::default(),
             spool: None,
             trace_context: None,
+            #[cfg(feature = "schema")]
+            schemas: None,
         }
     }
 }
@@ -242,6 +258,14 @@ impl PublisherConfig {
             source: source.into(),
             ..Self::default()
         }
+    }
+
+    /// Validates every event against `schemas` before publishing it (see
+    /// [`Self::schemas`]).
+    #[cfg(feature = "schema")]
+    pub fn with_schemas(mut self, schemas: impl Into<Arc<SchemaSet>>) -> Self {
+        self.schemas = Some(schemas.into());
+        self
     }
 
     /// Checks every knob and reports all problems at once.

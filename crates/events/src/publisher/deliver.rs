@@ -84,10 +84,33 @@ impl Inner {
         let remaining = Self::remaining(deadline);
         // The ack future times out by itself after `ack_timeout` (the context's timeout);
         // a timer of our own is needed only when the deadline comes first.
-        let res = if remaining >= self.config.ack_timeout {
-            Ok(fut.into_future().await)
-        } else {
-            tokio::time::timeout(remaining, fut.into_future()).await
+        let ack = async {
+            if remaining >= self.config.ack_timeout {
+                Ok(fut.into_future().await)
+            } else {
+                tokio::time::timeout(remaining, fut.into_future()).await
+            }
+        };
+        // A denied publish gets no answer at all: the server's asynchronous permissions
+        // violation (on the connection's denials) settles it at once. The publish started
+        // at `deadline - deadline budget` (every caller sets the deadline that way).
+        let res = match &self.denials {
+            None => ack.await,
+            Some(denials) => {
+                let since = deadline
+                    .checked_sub(self.config.deadline)
+                    .unwrap_or_else(Instant::now);
+                tokio::select! {
+                    biased;
+                    r = ack => r,
+                    d = denials.wait(&wire.subject, since) => {
+                        return Err(Failure::Permanent(PublishError::PermissionDenied {
+                            subject: d.subject,
+                            source: None,
+                        }));
+                    }
+                }
+            }
         };
         match res {
             Ok(Ok(ack)) => Ok(ack),

@@ -8,7 +8,7 @@ use std::time::Duration;
 use crate::event::EventError;
 
 /// A boxed error from the NATS client.
-pub use crate::error::BoxError;
+use crate::error::BoxError;
 
 /// Why one try failed in a way that a retry (with the same `Nats-Msg-Id`) may fix.
 #[derive(Debug, thiserror::Error)]
@@ -41,6 +41,21 @@ pub enum PublishError {
     /// building, e.g. a bad trace context).
     #[error("invalid event")]
     Invalid(#[source] EventError),
+    /// The event's `data` does not validate against the schema of its type and version, or
+    /// the publisher's schema set has no such schema and refuses unknown ones
+    /// ([`PublisherConfig::schemas`](super::PublisherConfig::schemas)). Nothing was sent;
+    /// the cause names the JSON pointer and the rule.
+    #[cfg(feature = "schema")]
+    #[error("event {event_id} refused by its schema")]
+    Schema {
+        /// The event id.
+        event_id: String,
+        /// What failed: [`SchemaError::pointer`](crate::schema::SchemaError::pointer) and
+        /// [`SchemaError::rule`](crate::schema::SchemaError::rule). Boxed: it is large and
+        /// rare, and every publish result carries the error type.
+        #[source]
+        source: Box<crate::schema::SchemaError>,
+    },
     /// The subject cannot be published to (wildcard, reserved prefix, ...).
     #[error("invalid subject {subject:?}: {reason}")]
     InvalidSubject {
@@ -67,14 +82,18 @@ pub enum PublishError {
         /// The subject published to.
         subject: String,
     },
-    /// The server refused for lack of permission.
+    /// The server refused for lack of permission: a JetStream 403 answer, or the
+    /// server's `Permissions Violation` for the subject (a publisher made with
+    /// [`Publisher::on_connection`](super::Publisher::on_connection) sees that at once,
+    /// one over a bare client only as a missing ack).
     #[error("permission denied publishing to {subject:?}")]
     PermissionDenied {
         /// The subject published to.
         subject: String,
-        /// The server's answer.
+        /// The JetStream API answer, when the refusal was one (`None` for the server's
+        /// permissions violation, which names only the subject).
         #[source]
-        source: async_nats::jetstream::Error,
+        source: Option<async_nats::jetstream::Error>,
     },
     /// The stream refused the message with a JetStream API error (e.g. `err_code` 10054
     /// "maximum message size exceeded" for a stream `max_msg_size`).
@@ -180,6 +199,8 @@ impl PublishError {
     pub fn kind(&self) -> &'static str {
         match self {
             Self::Invalid(_) => "invalid",
+            #[cfg(feature = "schema")]
+            Self::Schema { .. } => "schema",
             Self::InvalidSubject { .. } => "invalid_subject",
             Self::PayloadTooLarge { .. } => "payload_too_large",
             Self::NoStream { .. } => "no_stream",

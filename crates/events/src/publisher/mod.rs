@@ -69,6 +69,13 @@
 //!   stream's duplicate window (2 minutes by default); the server stores it once and that
 //!   ack settles the question ([`PublishError::may_be_stored`] is true for this kind).
 //!
+//! # Event contracts (feature `schema`)
+//! With [`PublisherConfig::with_schemas`], every event is validated against the JSON Schema
+//! of its `type` and `schemaversion` before anything is sent: invalid `data` fails with
+//! `PublishError::Schema` (the cause names the JSON pointer and the rule), a type or version
+//! the set lacks follows its `UnknownSchema` policy, and an event without `dataschema` is
+//! sent with the schema's URI. Without a set no schema code runs.
+//!
 //! Nothing can be published into the reserved `dlq.` domain (CONTRACT.md §2): no [`Event`]
 //! carries such a type, since [`Event::builder`] and every decoder refuse it.
 //!
@@ -95,6 +102,8 @@
 mod acker;
 mod batch;
 mod config;
+#[cfg(feature = "schema")]
+mod contract;
 mod deliver;
 mod error;
 mod recording;
@@ -125,7 +134,7 @@ use crate::names::Subject;
 pub use config::{
     BatchConfig, ConfigError, PublisherConfig, RetryPolicy, SpoolConfig, TraceContextHook,
 };
-pub use error::{BoxError, FlushError, NewPublisherError, PublishError, TransientError};
+pub use error::{FlushError, NewPublisherError, PublishError, TransientError};
 pub use recording::{DEFAULT_MAX_PAYLOAD, RecordingPublisher};
 
 use spool::{Spool, SpoolRecord};
@@ -266,13 +275,7 @@ impl Wire {
 
 /// Size of headers plus body as the server counts it against `max_payload`.
 fn wire_size(headers: &HeaderMap, payload_len: usize) -> usize {
-    let mut len = b"NATS/1.0\r\n".len() + b"\r\n".len();
-    for (k, vs) in headers.iter() {
-        for v in vs {
-            len += AsRef::<str>::as_ref(k).len() + 2 + v.as_str().len() + 2;
-        }
-    }
-    len + payload_len
+    crate::headers::block_len(headers) + payload_len
 }
 
 /// Checks what the event type cannot guarantee by itself and builds the wire form: the
@@ -326,6 +329,8 @@ impl std::fmt::Debug for Publisher {
 struct Inner {
     client: Client,
     js: jetstream::Context,
+    /// The connection's permission denials, to fail a denied publish at once.
+    denials: Option<crate::connection::Denials>,
     config: PublisherConfig,
     window: Arc<Semaphore>,
     closed: AtomicBool,
@@ -376,6 +381,28 @@ impl Publisher {
     /// [`NewPublisherError::Config`] if `config.validate()` fails; [`NewPublisherError::Spool`]
     /// if the spool directory cannot be opened or is locked by another publisher.
     pub async fn new(client: Client, config: PublisherConfig) -> Result<Self, NewPublisherError> {
+        Self::build(client, config, None).await
+    }
+
+    /// [`Publisher::new`] over a [`Connection`](crate::connection::Connection), watching
+    /// its [`Denials`](crate::connection::Denials): a publish the server refuses for
+    /// permissions fails at once with [`PublishError::PermissionDenied`] instead of
+    /// waiting out its deadline.
+    ///
+    /// # Errors
+    /// As [`Publisher::new`].
+    pub async fn on_connection(
+        conn: &crate::connection::Connection,
+        config: PublisherConfig,
+    ) -> Result<Self, NewPublisherError> {
+        Self::build(conn.client().clone(), config, Some(conn.denials().clone())).await
+    }
+
+    async fn build(
+        client: Client,
+        config: PublisherConfig,
+        denials: Option<crate::connection::Denials>,
+    ) -> Result<Self, NewPublisherError> {
         config.validate()?;
         let js = jetstream::ContextBuilder::new()
             .timeout(config.ack_timeout)
@@ -410,6 +437,7 @@ impl Publisher {
         let inner = Arc::new(Inner {
             client,
             js,
+            denials,
             window: Arc::new(Semaphore::new(config.window)),
             config,
             closed: AtomicBool::new(false),
@@ -458,7 +486,8 @@ impl Publisher {
     /// already be stored; its id keeps publishing it again idempotent).
     ///
     /// # Errors
-    /// A [`PublishError`] naming the problem; [`PublishError::Unavailable`] (nothing stored)
+    /// A [`PublishError`] naming the problem (with a schema set, `PublishError::Schema` when
+    /// the data breaks its contract: nothing is sent); [`PublishError::Unavailable`] (nothing stored)
     /// or [`PublishError::Unconfirmed`] (outcome unknown) if NATS did not
     /// ack within the deadline and retries.
     pub async fn publish(&self, event: &Event) -> Result<PublishOutcome, PublishError> {
@@ -491,7 +520,8 @@ impl Publisher {
     ///
     /// # Errors
     /// Validation errors ([`PublishError::InvalidSubject`], [`PublishError::PayloadTooLarge`],
-    /// [`PublishError::Invalid`]) and [`PublishError::Closed`] at once; everything else
+    /// [`PublishError::Invalid`], and `PublishError::Schema` with a schema set) and
+    /// [`PublishError::Closed`] at once; everything else
     /// through the handle.
     pub async fn publish_async(&self, event: &Event) -> Result<PublishHandle, PublishError> {
         self.submit(event).await
@@ -657,7 +687,19 @@ impl Publisher {
         flushed
     }
 
+    /// Validates the event (with a schema set: its `data`, and stamps `dataschema`; see
+    /// [`PublisherConfig::schemas`]) and builds its wire form.
     fn check(&self, event: &Event) -> Result<Wire, PublishError> {
+        #[cfg(feature = "schema")]
+        if let Some(schemas) = &self.inner.config.schemas {
+            return self.check_traced(contract::apply(schemas, event)?.as_ref());
+        }
+        self.check_traced(event)
+    }
+
+    /// Adds the trace context of the caller's span if the event has none (see
+    /// [`PublisherConfig::trace_context`]), then builds the wire form.
+    fn check_traced(&self, event: &Event) -> Result<Wire, PublishError> {
         let max = self.inner.max_payload();
         if event.traceparent().is_none()
             && let Some(hook) = &self.inner.config.trace_context

@@ -38,6 +38,9 @@ pub const DEFAULT_MAX_PAYLOAD: usize = 1024 * 1024;
 #[derive(Debug)]
 pub struct RecordingPublisher {
     max_payload: usize,
+    /// Applied as [`PublisherConfig::schemas`](super::PublisherConfig::schemas) is.
+    #[cfg(feature = "schema")]
+    schemas: Option<std::sync::Arc<crate::schema::SchemaSet>>,
     state: Mutex<State>,
 }
 
@@ -66,8 +69,23 @@ impl RecordingPublisher {
     pub fn with_max_payload(max_payload: usize) -> Self {
         Self {
             max_payload,
+            #[cfg(feature = "schema")]
+            schemas: None,
             state: Mutex::new(State::default()),
         }
+    }
+
+    /// Validates and stamps every event with `schemas` first, as a [`Publisher`](super::Publisher)
+    /// with [`PublisherConfig::schemas`](super::PublisherConfig::schemas) does: an invalid
+    /// event is refused with [`PublishError::Schema`] and not recorded; a recorded event
+    /// carries the `dataschema` the publisher would have sent.
+    #[cfg(feature = "schema")]
+    pub fn with_schemas(
+        mut self,
+        schemas: impl Into<std::sync::Arc<crate::schema::SchemaSet>>,
+    ) -> Self {
+        self.schemas = Some(schemas.into());
+        self
     }
 
     fn state(&self) -> MutexGuard<'_, State> {
@@ -119,10 +137,19 @@ impl RecordingPublisher {
     /// Publishes synchronously (the trait method wraps this).
     ///
     /// # Errors
-    /// As [`Publisher::publish`](super::Publisher::publish) for invalid input, and
+    /// As [`Publisher::publish`](super::Publisher::publish) for invalid input (including
+    /// [`PublishError::Schema`] with a schema set), and
     /// [`PublishError::Unavailable`] while failures were requested with
     /// [`RecordingPublisher::fail_next`].
     pub fn record(&self, event: &Event) -> Result<PublishOutcome, PublishError> {
+        #[cfg(feature = "schema")]
+        if let Some(schemas) = &self.schemas {
+            return self.store(super::contract::apply(schemas, event)?.as_ref());
+        }
+        self.store(event)
+    }
+
+    fn store(&self, event: &Event) -> Result<PublishOutcome, PublishError> {
         prepare(event, self.max_payload)?;
         let mut st = self.state();
         if st.fail_next > 0 {
@@ -215,5 +242,23 @@ mod tests {
             Err(PublishError::PayloadTooLarge { limit: 1024, .. })
         ));
         assert!(rec.is_empty());
+    }
+
+    #[cfg(feature = "schema")]
+    #[test]
+    fn with_schemas_refuses_invalid_data_and_records_the_data_schema() {
+        use crate::schema::fixtures::{ada, created, repo_schemas};
+        let rec = RecordingPublisher::new().with_schemas(repo_schemas());
+        rec.record(&created(ada())).unwrap();
+        let mut user = ada();
+        user.as_object_mut().unwrap().remove("email");
+        let err = rec.record(&created(user)).unwrap_err();
+        assert!(matches!(err, PublishError::Schema { .. }), "{err:?}");
+        let recorded = rec.events();
+        assert_eq!(recorded.len(), 1, "the invalid event is not recorded");
+        assert_eq!(
+            recorded[0].data_schema(),
+            Some("urn:events:schema:auth.user.created:1.0")
+        );
     }
 }

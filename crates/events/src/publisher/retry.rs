@@ -61,7 +61,7 @@ pub(crate) fn classify_api_error(err: jetstream::Error, subject: &str) -> Failur
         503 => Failure::Transient(TransientError::Server(err)),
         403 => Failure::Permanent(PublishError::PermissionDenied {
             subject: subject.to_owned(),
-            source: err,
+            source: Some(err),
         }),
         _ => Failure::Permanent(PublishError::Rejected {
             err_code: err.error_code().0,

@@ -10,6 +10,34 @@
 //!   Names the field and the rule when it is not.
 //! - [`registry`]: the schemas in a JetStream key-value bucket ([`registry::DEFAULT_BUCKET`]),
 //!   so that running services can load them without a redeploy.
+//! - [`SchemaSource`] (`source.rs`): a service's `[schemas]` configuration (off, a
+//!   directory or the registry, and the [`UnknownSchema`] policy) and its loading.
+//!
+//! A [`SchemaSet`] given to `PublisherConfig::with_schemas` or
+//! `SubscriberConfig::with_schemas` enforces the contracts on both ends: the publisher
+//! refuses invalid `data` and sets `dataschema`, the subscriber dead-letters invalid `data`
+//! as `invalid` on its first delivery.
+//!
+//! ```no_run
+//! # async fn run(client: async_nats::Client) -> Result<(), Box<dyn std::error::Error>> {
+//! use events::publisher::{PublishError, Publisher, PublisherConfig};
+//! use events::schema::{SchemaSet, UnknownSchema};
+//! use events::subscriber::SubscriberConfig;
+//!
+//! let schemas = SchemaSet::from_dir("schemas".as_ref())?.with_unknown(UnknownSchema::Refuse);
+//! let config = PublisherConfig::new("auth-service").with_schemas(schemas.clone());
+//! let publisher = Publisher::new(client, config).await?;
+//! # let event: events::Event = todo!();
+//! match publisher.publish(&event).await {
+//!     Err(PublishError::Schema { source, .. }) => {
+//!         eprintln!("refused at {:?} ({:?})", source.pointer(), source.rule());
+//!     }
+//!     other => drop(other?),
+//! }
+//! let consumer = SubscriberConfig::default().with_schemas(schemas);
+//! # let _ = consumer;
+//! # Ok(()) }
+//! ```
 //!
 //! # Identifiers
 //!
@@ -48,8 +76,11 @@
 //! ```
 
 pub mod compat;
+#[cfg(test)]
+pub(crate) mod fixtures;
 pub mod registry;
 mod set;
+mod source;
 
 use std::fmt;
 use std::str::FromStr;
@@ -57,6 +88,7 @@ use std::str::FromStr;
 use crate::names::EventType;
 
 pub use set::{LoadError, Schema, SchemaError, SchemaSet, UnknownSchema};
+pub use source::{SchemaOrigin, SchemaSource, SourceError};
 
 /// The `$schema` every document declares: JSON Schema draft 2020-12.
 pub const DRAFT_2020_12: &str = "https://json-schema.org/draft/2020-12/schema";

@@ -18,12 +18,14 @@ use crate::event::Event;
 #[serde(rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum UnknownSchema {
-    /// Refuse it ([`SchemaError::Unknown`]): the default, so that a producer cannot
-    /// publish a type nobody wrote a contract for, and a typo in `schemaversion` is caught.
-    #[default]
+    /// Refuse it ([`SchemaError::Unknown`]), so that a producer cannot publish a type
+    /// nobody wrote a contract for, and a typo in `schemaversion` is caught. The example
+    /// services choose it.
     Refuse,
-    /// Let it through unvalidated: for a consumer that reads types it has no schema for,
-    /// or while schemas are being written.
+    /// Let it through unvalidated: the library's default, so that adding a set to a
+    /// publisher or subscriber changes nothing for the types it has no schema for (a
+    /// consumer reading types nobody wrote a schema for yet, schemas still being written).
+    #[default]
     AcceptUnvalidated,
 }
 
@@ -59,6 +61,19 @@ pub enum SchemaError {
         /// The event's `schemaversion`.
         version: String,
     },
+    /// The event's `dataschema` is not the URI of the schema of its type and version (a
+    /// publisher with a set refuses it rather than send a URI naming another contract).
+    #[error("dataschema {found:?} of {event_type} {version} is not {expected}")]
+    DataSchema {
+        /// The event type.
+        event_type: String,
+        /// The event's `schemaversion`.
+        version: String,
+        /// The event's `dataschema`.
+        found: String,
+        /// The schema's `$id`.
+        expected: String,
+    },
 }
 
 fn shown(pointer: &str) -> &str {
@@ -70,7 +85,7 @@ impl SchemaError {
     pub fn pointer(&self) -> Option<&str> {
         match self {
             Self::Invalid { pointer, .. } => Some(pointer),
-            Self::Unknown { .. } => None,
+            Self::Unknown { .. } | Self::DataSchema { .. } => None,
         }
     }
 
@@ -78,7 +93,7 @@ impl SchemaError {
     pub fn rule(&self) -> Option<&str> {
         match self {
             Self::Invalid { rule, .. } => Some(rule),
-            Self::Unknown { .. } => None,
+            Self::Unknown { .. } | Self::DataSchema { .. } => None,
         }
     }
 }
@@ -255,6 +270,10 @@ impl Schema {
 }
 
 /// Schemas by event type and version, each compiled once; cheap to clone (shared).
+///
+/// Two sets are equal when they hold the same documents under the same keys and the same
+/// [`UnknownSchema`] policy (compiling is deterministic), so that configurations holding a
+/// set can still be compared.
 #[derive(Debug, Clone, Default)]
 pub struct SchemaSet {
     /// type -> version -> schema; keyed by the type's string so that a lookup for an
@@ -263,8 +282,21 @@ pub struct SchemaSet {
     unknown: UnknownSchema,
 }
 
+impl PartialEq for Schema {
+    fn eq(&self, other: &Self) -> bool {
+        self.key == other.key && self.document == other.document
+    }
+}
+
+impl PartialEq for SchemaSet {
+    fn eq(&self, other: &Self) -> bool {
+        self.unknown == other.unknown && self.types == other.types
+    }
+}
+
 impl SchemaSet {
-    /// An empty set that refuses every event ([`UnknownSchema::Refuse`]).
+    /// An empty set that lets every event through ([`UnknownSchema::AcceptUnvalidated`],
+    /// the default policy; see [`Self::with_unknown`]).
     pub fn new() -> Self {
         Self::default()
     }
@@ -388,6 +420,34 @@ impl SchemaSet {
         }
     }
 
+    /// As [`Self::validate`], for a consumer (the subscriber uses it): an event of a minor
+    /// the set lacks is checked against the newest older minor of its major that the set
+    /// has, since a later minor only adds to it (SCHEMA_VERSIONING.md), so that a producer's
+    /// new minor does not reach the consumers as unknown before their schemas are updated.
+    /// A major or type the set lacks follows the [`UnknownSchema`] policy.
+    ///
+    /// # Errors
+    /// As [`Self::validate`]; an [`SchemaError::Invalid`] from an older minor names that
+    /// minor.
+    pub fn validate_received(&self, event: &Event) -> Result<(), SchemaError> {
+        let event_type = event.event_type().as_str();
+        let version = event.schema_version();
+        if self.get(event_type, version).is_none()
+            && let Ok(v) = version.parse::<Version>()
+            && let Some(older) = self.newest_older_minor(event_type, v)
+        {
+            return older.validate_data(event.data());
+        }
+        self.validate(event)
+    }
+
+    /// The newest schema of `event_type` with the major of `v` and a lower minor.
+    fn newest_older_minor(&self, event_type: &str, v: Version) -> Option<&Schema> {
+        let versions = self.types.get(event_type)?;
+        let (_, schema) = versions.range(Version::new(v.major, 0)..v).next_back()?;
+        Some(schema)
+    }
+
     /// Every schema, by type then version (oldest first).
     pub fn iter(&self) -> impl Iterator<Item = &Schema> {
         self.types
@@ -455,32 +515,7 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-
-    const ADA: &str = "5b0f2a64-31c8-4d3e-9a57-0c2b8e1d7f10";
-
-    fn repo_schemas() -> SchemaSet {
-        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../schemas");
-        SchemaSet::from_dir(&dir).unwrap()
-    }
-
-    fn event(ty: &str, version: &str, data: Value) -> Event {
-        Event::builder(ty)
-            .source("auth-service")
-            .organization("org-acme")
-            .schema_version(version)
-            .data_json(data)
-            .build()
-            .unwrap()
-    }
-
-    fn created(data: Value) -> Event {
-        event("auth.user.created", "1.0", data)
-    }
-
-    fn ada() -> Value {
-        json!({"user_id": ADA, "email": "ada@acme.example", "display_name": "Ada",
-               "roles": ["member"], "revision": 1})
-    }
+    use crate::schema::fixtures::{ada, created, event, repo_schemas};
 
     #[test]
     fn the_repository_schemas_load_and_accept_their_examples() {
@@ -545,7 +580,9 @@ mod tests {
 
     #[test]
     fn an_unknown_type_or_version_follows_the_policy() {
-        let set = repo_schemas();
+        let lenient = repo_schemas();
+        assert_eq!(lenient.unknown_policy(), UnknownSchema::AcceptUnvalidated);
+        let set = lenient.with_unknown(UnknownSchema::Refuse);
         let v9 = event("auth.user.created", "1.9", ada());
         let other = event("auth.user.suspended", "1.0", ada());
         for e in [&v9, &other] {
@@ -560,6 +597,30 @@ mod tests {
         lenient.validate(&other).unwrap();
         // Known schemas are still enforced.
         assert!(lenient.validate(&created(json!({}))).is_err());
+    }
+
+    #[test]
+    fn a_received_newer_minor_is_checked_against_the_newest_older_one() {
+        let set = repo_schemas().with_unknown(UnknownSchema::Refuse);
+        set.validate_received(&event("auth.user.created", "1.3", ada()))
+            .unwrap();
+        let mut data = ada();
+        data.as_object_mut().unwrap().remove("email");
+        let err = set
+            .validate_received(&event("auth.user.created", "1.3", data))
+            .unwrap_err();
+        assert_eq!(err.pointer(), Some("/email"), "{err}");
+        assert!(err.to_string().contains("auth.user.created 1.0"), "{err}");
+        // Another major, or a type without schemas, is unknown.
+        for (ty, v) in [("auth.user.created", "2.0"), ("auth.user.suspended", "1.1")] {
+            let err = set.validate_received(&event(ty, v, ada())).unwrap_err();
+            assert!(matches!(err, SchemaError::Unknown { .. }), "{err}");
+        }
+        // The publisher's check stays strict: 1.3 has no schema.
+        assert!(
+            set.validate(&event("auth.user.created", "1.3", ada()))
+                .is_err()
+        );
     }
 
     #[test]

@@ -97,7 +97,7 @@ fn consumer_group(
     let filter = c.filter.as_str();
     let stream = stream_holding(t, filter)
         .ok_or_else(|| format!("identity {who:?} consumes {filter} but no stream holds it"))?;
-    dlq_stream(t).ok_or_else(|| {
+    let dlq = dlq_stream(t).ok_or_else(|| {
         format!("identity {who:?} consumes, but the topology has no dead-letter stream (dlq.>)")
     })?;
     let durable =
@@ -105,6 +105,8 @@ fn consumer_group(
     let (s, d) = (stream.name.as_str(), durable.as_str());
     p.allow_pub(format!("{API}.STREAM.NAMES"));
     p.allow_pub(format!("{API}.STREAM.INFO.{s}"));
+    // Read-only: a service's `/readyz` checks that its dead letters have somewhere to go.
+    p.allow_pub(format!("{API}.STREAM.INFO.{}", dlq.name));
     p.allow_pub(format!("{API}.CONSUMER.CREATE.{s}.{d}.{filter}"));
     p.allow_pub(format!("{API}.CONSUMER.INFO.{s}.{d}"));
     p.allow_pub(format!("{API}.CONSUMER.MSG.NEXT.{s}.{d}"));

@@ -1,8 +1,13 @@
 //! Subscriber configuration: plain serde data with defaults and [`SubscriberConfig::validate`].
 
+#[cfg(feature = "schema")]
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
+
+#[cfg(feature = "schema")]
+use crate::schema::SchemaSet;
 
 /// How failed deliveries are retried (CONTRACT.md §3).
 ///
@@ -121,6 +126,18 @@ pub struct SubscriberConfig {
     /// How often the `subscription_lag` gauge is refreshed from the consumer's info.
     #[serde(with = "humantime_serde")]
     pub lag_interval: Duration,
+    /// Opt-in event contracts (feature `schema`; not serialized: load the set from files or
+    /// the registry and set it with [`Self::with_schemas`]). With a set, an event whose
+    /// `data` does not validate against the schema of its type and version is dead-lettered
+    /// as `invalid` on its first delivery, the validation error (JSON pointer and rule) in
+    /// `Dlq-Error`, and the handler never sees it. A newer minor than the set has is
+    /// checked against the newest older minor of its major
+    /// ([`SchemaSet::validate_received`]); a type or major without a schema follows the
+    /// set's [`UnknownSchema`](crate::schema::UnknownSchema) policy. `None` (the default):
+    /// no schema code runs at all.
+    #[cfg(feature = "schema")]
+    #[serde(skip)]
+    pub schemas: Option<Arc<SchemaSet>>,
 }
 
 impl Default for SubscriberConfig {
@@ -137,11 +154,21 @@ impl Default for SubscriberConfig {
             fetch_expires: Duration::from_secs(5),
             request_timeout: Duration::from_secs(5),
             lag_interval: Duration::from_secs(10),
+            #[cfg(feature = "schema")]
+            schemas: None,
         }
     }
 }
 
 impl SubscriberConfig {
+    /// Validates every event against `schemas` before its handler runs (see
+    /// [`Self::schemas`]).
+    #[cfg(feature = "schema")]
+    pub fn with_schemas(mut self, schemas: impl Into<Arc<SchemaSet>>) -> Self {
+        self.schemas = Some(schemas.into());
+        self
+    }
+
     /// Checks every field.
     ///
     /// # Errors

@@ -9,7 +9,7 @@ use tokio_util::sync::CancellationToken;
 use crate::Event;
 
 /// A boxed error, as handlers produce them.
-pub use crate::error::BoxError;
+use crate::error::BoxError;
 
 /// Why a handler failed, which decides what happens to the message (CONTRACT.md §3).
 ///

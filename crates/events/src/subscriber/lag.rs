@@ -1,6 +1,9 @@
 //! How far a consumer group is behind its stream.
 
+use std::time::Duration;
+
 use async_nats::jetstream;
+use time::OffsetDateTime;
 
 /// A consumer group's backlog, from the server's consumer info.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -51,7 +54,7 @@ pub enum LagError {
         consumer: String,
         /// The cause.
         #[source]
-        source: super::handler::BoxError,
+        source: crate::error::BoxError,
     },
 }
 
@@ -62,7 +65,7 @@ pub enum LagError {
 /// # Errors
 /// [`LagError::Info`] if the stream or consumer does not exist or the server fails.
 pub async fn lag(js: &jetstream::Context, stream: &str, consumer: &str) -> Result<Lag, LagError> {
-    let err = |source: super::handler::BoxError| LagError::Info {
+    let err = |source: crate::error::BoxError| LagError::Info {
         stream: stream.to_owned(),
         consumer: consumer.to_owned(),
         source,
@@ -88,7 +91,7 @@ pub async fn group_lag(
     group: &str,
 ) -> Result<Option<Lag>, LagError> {
     use futures::TryStreamExt;
-    let err = |source: super::handler::BoxError| LagError::Info {
+    let err = |source: crate::error::BoxError| LagError::Info {
         stream: stream.to_owned(),
         consumer: format!("{group}{}*", super::DURABLE_SEPARATOR),
         source,
@@ -122,4 +125,30 @@ pub async fn group_lag(
         });
     }
     Ok(total)
+}
+
+/// Age of the oldest message durable consumer `info` has not finished: the stream's stored
+/// time of the first message after its ack floor that matches its filter (the
+/// `subscription_lag_seconds` of CONTRACT.md §5). Zero when nothing is pending; `None` when
+/// the message cannot be read (retention removed it, or the server did not answer).
+pub async fn oldest_unfinished_age(
+    stream: &jetstream::stream::Stream<()>,
+    info: &jetstream::consumer::Info,
+) -> Option<Duration> {
+    if info.num_pending + info.num_ack_pending as u64 == 0 {
+        return Some(Duration::ZERO);
+    }
+    let filter = match info.config.filter_subject.as_str() {
+        "" => ">".to_owned(),
+        f => f.to_owned(),
+    };
+    let msg = stream
+        .raw_message_builder()
+        .sequence(info.ack_floor.stream_sequence + 1)
+        .next_by_subject(filter)
+        .send()
+        .await
+        .ok()?;
+    let age = OffsetDateTime::now_utc() - msg.time;
+    Some(age.try_into().unwrap_or(Duration::ZERO))
 }

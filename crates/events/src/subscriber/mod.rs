@@ -56,7 +56,10 @@
 //! A message whose header block the client could not parse (not UTF-8: see
 //! [`crate::raw_headers`]) is undecodable: its dead letter carries none of the original
 //! headers and the raw block, base64, in `Dlq-Original-Headers-Base64`. An event whose
-//! `type` is not the subject it was stored under is invalid (CONTRACT.md §2). When the
+//! `type` is not the subject it was stored under is invalid (CONTRACT.md §2), and so is,
+//! with a schema set (`SubscriberConfig::with_schemas`, feature `schema`), one whose `data`
+//! breaks the schema of its type and `schemaversion`: dead-lettered on its first delivery
+//! with the JSON pointer and the rule in `Dlq-Error`, the handler not run. When the
 //! original body plus the record would not fit the server's `max_payload`, the dead
 //! letter's body is empty and `Dlq-Body-Omitted` holds the body's length; the terminated
 //! original stays in its stream for replay to read.
@@ -120,7 +123,6 @@
 
 mod backoff;
 mod config;
-mod dead_letter;
 mod handler;
 mod lag;
 pub mod outcome;
@@ -131,13 +133,13 @@ use async_nats::jetstream::{self, consumer::pull};
 
 pub use backoff::backoff;
 pub use config::{ConfigError, RetryPolicy, SubscriberConfig};
-pub use dead_letter::DeadLetterError;
-pub use handler::{BoxError, DeliveryContext, Handler, HandlerError, ResultExt, handler_fn};
-pub use lag::{Lag, LagError, group_lag, lag};
+pub use handler::{DeliveryContext, Handler, HandlerError, ResultExt, handler_fn};
+pub use lag::{Lag, LagError, group_lag, lag, oldest_unfinished_age};
 pub use outcome::Outcome;
 pub use run::DrainReport;
 pub use service::{Delivery, Permanent, ServiceHandler, service_handler};
 
+use crate::error::BoxError;
 use crate::names::{ConsumerName, NameError, SubjectFilter};
 
 /// Separator between group and filter fragment in a durable name.
@@ -178,6 +180,17 @@ pub enum SubscribeError {
         #[source]
         source: BoxError,
     },
+    /// The server refused a JetStream API request of the setup (stream lookup, consumer
+    /// create or info) for lack of permission: the identity may not read through this
+    /// consumer. Only seen this fast with [`SubscriberBuilder::denials`].
+    #[error("permission denied setting up consumer {consumer}")]
+    PermissionDenied {
+        /// The durable name.
+        consumer: String,
+        /// The subject the server refused.
+        #[source]
+        source: crate::connection::PermissionDenied,
+    },
     /// The durable consumer could not be created or updated.
     #[error("cannot create consumer {consumer} on stream {stream}")]
     CreateConsumer {
@@ -201,9 +214,20 @@ pub struct SubscriberBuilder {
     group: Option<String>,
     stream: Option<String>,
     config: SubscriberConfig,
+    denials: Option<crate::connection::Denials>,
 }
 
 impl SubscriberBuilder {
+    /// The connection's permission denials ([`Connection::denials`]): a setup request the
+    /// server refuses then fails [`build`](Self::build) at once with
+    /// [`SubscribeError::PermissionDenied`] instead of after the request timeout.
+    ///
+    /// [`Connection::denials`]: crate::connection::Connection::denials
+    pub fn denials(mut self, denials: crate::connection::Denials) -> Self {
+        self.denials = Some(denials);
+        self
+    }
+
     /// The service name: the group when no [`group`](Self::group) is given.
     pub fn service(mut self, service: impl Into<String>) -> Self {
         self.service = Some(service.into());
@@ -251,13 +275,42 @@ impl SubscriberBuilder {
     ///
     /// # Errors
     /// [`SubscribeError`] naming what is wrong.
-    pub async fn build(self) -> Result<Subscriber, SubscribeError> {
+    pub async fn build(mut self) -> Result<Subscriber, SubscribeError> {
         self.config.validate().map_err(SubscribeError::Config)?;
         let group = self
             .group
-            .or(self.service)
+            .clone()
+            .or(self.service.clone())
             .ok_or(SubscribeError::MissingGroup)?;
         let durable = durable_name(&group, &self.filter).map_err(SubscribeError::Name)?;
+        let Some(denials) = self.denials.take() else {
+            return self.set_up(group, durable).await;
+        };
+        let since = std::time::Instant::now();
+        let consumer = durable.as_str().to_owned();
+        let denied = denials.wait_for(since, |d| {
+            d.operation == crate::connection::DeniedOperation::Publish
+                && (d.subject.starts_with("$JS.API.STREAM.")
+                    || (d.subject.starts_with("$JS.API.CONSUMER.")
+                        && d.subject.contains(consumer.as_str())))
+        });
+        let res = tokio::select! {
+            biased;
+            res = self.set_up(group, durable) => res,
+            d = denied => Err(SubscribeError::PermissionDenied { consumer, source: d.into() }),
+        };
+        res.map(|mut sub| {
+            sub.denials = Some(denials);
+            sub
+        })
+    }
+
+    /// Finds the stream and creates (or updates) the durable consumer.
+    async fn set_up(
+        self,
+        group: String,
+        durable: ConsumerName,
+    ) -> Result<Subscriber, SubscribeError> {
         let timeout = self.config.request_timeout;
         let stream = match self.stream {
             Some(s) => s,
@@ -283,6 +336,7 @@ impl SubscriberBuilder {
             config: self.config,
             consumer_config,
             consumer,
+            denials: None,
         })
     }
 }
@@ -299,6 +353,8 @@ pub struct Subscriber {
     config: SubscriberConfig,
     consumer_config: pull::Config,
     consumer: jetstream::consumer::PullConsumer,
+    /// The connection's denials, when built with them: a denied pull stops `run`.
+    denials: Option<crate::connection::Denials>,
 }
 
 impl Subscriber {
@@ -311,7 +367,17 @@ impl Subscriber {
             group: None,
             stream: None,
             config: SubscriberConfig::default(),
+            denials: None,
         }
+    }
+
+    /// [`builder`](Self::builder) on a connection's JetStream context, watching its
+    /// permission denials (see [`SubscriberBuilder::denials`]).
+    pub fn on_connection(
+        conn: &crate::connection::Connection,
+        filter: SubjectFilter,
+    ) -> SubscriberBuilder {
+        Self::builder(conn.jetstream().clone(), filter).denials(conn.denials().clone())
     }
 
     /// The stream consumed from.
@@ -349,7 +415,9 @@ impl Subscriber {
 
     /// Runs `handler` on every delivery until `shutdown` is cancelled, then drains (see the
     /// module doc) and returns within about `drain_timeout`. Connection problems never end
-    /// it: it logs them and re-establishes its pull loop.
+    /// it: it logs them and re-establishes its pull loop. Built with the connection's
+    /// denials ([`SubscriberBuilder::denials`]), it also stops, logged at `error` and with
+    /// [`DrainReport::denied`], when the server denies its pulls (no retry can help).
     pub async fn run<H: Handler>(
         self,
         handler: H,

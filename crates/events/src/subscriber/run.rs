@@ -19,12 +19,13 @@ use tracing::{Instrument, debug, debug_span, error, info, warn};
 
 use super::backoff::{backoff, jittered};
 use super::config::SubscriberConfig;
-use super::dead_letter::{FailureRecord, publish_dead_letter};
 use super::handler::{DeliveryContext, Handler, HandlerError};
 use super::outcome::{Outcome, decide, decide_before};
 use super::{Subscriber, create_consumer};
 use crate::dlq::DeadLetterReason;
+use crate::dlq::{FailureRecord, publish_dead_letter};
 use crate::error::error_chain;
+use crate::event::Event;
 use crate::metrics as m;
 use crate::raw_headers;
 
@@ -45,6 +46,9 @@ pub struct DrainReport {
     pub released: usize,
     /// How long the drain took.
     pub drain_time: Duration,
+    /// True if it stopped because the server denied its pulls on the consumer (this
+    /// identity may not read through it): a configuration problem, not an outage.
+    pub denied: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -113,6 +117,7 @@ pub(super) async fn run<H: Handler>(
         config: cfg,
         consumer_config,
         consumer,
+        denials,
         ..
     } = sub;
     let shared = Arc::new(Shared {
@@ -152,6 +157,8 @@ pub(super) async fn run<H: Handler>(
     let mut failures: u32 = 0;
     let mut released = 0usize;
     let pull_bound = cfg.fetch_expires + Duration::from_secs(10);
+    let next_subject = format!("$JS.API.CONSUMER.MSG.NEXT.{stream}.{durable}");
+    let mut denied = false;
     debug!(consumer = %durable, stream = %stream, "subscriber started");
 
     'pull: loop {
@@ -259,6 +266,8 @@ pub(super) async fn run<H: Handler>(
         // The server ends the request by `fetch_expires`; a request still open well after
         // that was lost (e.g. a server restart) and is abandoned.
         let batch_deadline = pulled_at + pull_bound;
+        let pull_denied = pull_denied(denials.as_ref(), &next_subject, pulled_at);
+        tokio::pin!(pull_denied);
 
         let mut received = 0usize;
         let mut broken = false;
@@ -271,6 +280,12 @@ pub(super) async fn run<H: Handler>(
                 }
                 Some(()) = in_flight.next() => continue,
                 n = timeout_at(batch_deadline, batch.next()) => n,
+                () = &mut pull_denied => {
+                    error!(consumer = %durable, stream = %stream, subject = %next_subject,
+                        "the server denies this identity's pulls on the consumer; stopping (fix its permissions)");
+                    denied = true;
+                    break 'pull;
+                }
             };
             match next {
                 Ok(Some(Ok(msg))) => {
@@ -369,9 +384,19 @@ pub(super) async fn run<H: Handler>(
         abandoned,
         released,
         drain_time: started.elapsed(),
+        denied,
     };
     info!(consumer = %durable, ?report, "subscriber stopped");
     report
+}
+
+/// Resolves when the server denies a pull (`subject`) at or after `since`; never without
+/// denials.
+async fn pull_denied(denials: Option<&crate::connection::Denials>, subject: &str, since: Instant) {
+    match denials {
+        Some(d) => drop(d.wait(subject, since.into_std()).await),
+        None => std::future::pending().await,
+    }
 }
 
 /// On shutdown in the middle of a pull: NAKs at once (no delay) every message of `batch`
@@ -565,47 +590,27 @@ fn deliver<H: Handler>(
                     };
                     (outcome, text, event_type, None)
                 }
-                (None, Ok(event)) => {
-                    let event_type = event.event_type().as_str().to_owned();
-                    let event_time = event.time();
-                    let ctx = DeliveryContext {
-                        delivered,
-                        stream_sequence,
-                        consumer_sequence,
-                        stream: shared.stream.clone(),
-                        consumer: shared.consumer.clone(),
-                        subject: msg.subject.to_string(),
-                        published,
-                        shutdown: shared.shutdown.clone(),
-                    };
-                    let started = Instant::now();
-                    let run = AssertUnwindSafe(shared.handler.handle(event, ctx)).catch_unwind();
-                    let result = Box::pin(with_progress(&msg, run, every, cfg.request_timeout)).await;
-                    shared.handler_duration.record(started.elapsed().as_secs_f64());
-                    let result = match result {
-                        Ok(r) => {
-                            if let Err(e) = &r {
-                                metrics::counter!(m::EVENT_HANDLER_ERRORS_TOTAL,
-                                    "consumer" => shared.consumer.clone(), "kind" => e.kind())
-                                .increment(1);
-                            }
-                            r
-                        }
-                        Err(payload) => {
-                            metrics::counter!(m::EVENT_HANDLER_ERRORS_TOTAL,
-                                "consumer" => shared.consumer.clone(), "kind" => "panic")
-                            .increment(1);
-                            Err(HandlerError::transient(HandlerPanic(panic_message(
-                                payload.as_ref(),
-                            ))))
-                        }
-                    };
-                    let text = match &result {
-                        Ok(()) => String::new(),
-                        Err(e) => e.chain_string(),
-                    };
-                    (decide(&result, delivered, &cfg.retry), text, event_type, Some(event_time))
-                }
+                (None, Ok(event)) => match schema_refusal(&shared, &event) {
+                    Some(text) => (
+                        Outcome::DeadLetter(DeadLetterReason::Invalid),
+                        text,
+                        event.event_type().as_str().to_owned(),
+                        None,
+                    ),
+                    None => {
+                        let ctx = DeliveryContext {
+                            delivered,
+                            stream_sequence,
+                            consumer_sequence,
+                            stream: shared.stream.clone(),
+                            consumer: shared.consumer.clone(),
+                            subject: msg.subject.to_string(),
+                            published,
+                            shutdown: shared.shutdown.clone(),
+                        };
+                        run_handler(&shared, &msg, event, ctx).await
+                    }
+                },
                 (None, Err(e)) => (
                     // Unreachable: decide_before settles every decode error.
                     Outcome::DeadLetter(DeadLetterReason::Undecodable),
@@ -622,6 +627,82 @@ fn deliver<H: Handler>(
     }
     .instrument(span);
     futures::future::Either::Right(delivery)
+}
+
+/// What a delivery came to: outcome, error text (the `Dlq-Error` of a dead letter), event
+/// type (metric label) and the event's time (end-to-end latency, when the handler ran).
+type Verdict = (Outcome, String, String, Option<OffsetDateTime>);
+
+/// Runs the handler on a decoded (and, with a schema set, valid) event, with in-progress
+/// acks while it runs; a panic counts as a transient error.
+async fn run_handler<H: Handler>(
+    shared: &Shared<H>,
+    msg: &jetstream::Message,
+    event: Event,
+    ctx: DeliveryContext,
+) -> Verdict {
+    let cfg = &shared.cfg;
+    let delivered = ctx.delivered;
+    let event_type = event.event_type().as_str().to_owned();
+    let event_time = event.time();
+    let started = Instant::now();
+    let run = AssertUnwindSafe(shared.handler.handle(event, ctx)).catch_unwind();
+    let every = cfg.effective_in_progress_interval();
+    let result = Box::pin(with_progress(msg, run, every, cfg.request_timeout)).await;
+    shared
+        .handler_duration
+        .record(started.elapsed().as_secs_f64());
+    let result = match result {
+        Ok(r) => {
+            if let Err(e) = &r {
+                metrics::counter!(m::EVENT_HANDLER_ERRORS_TOTAL,
+                    "consumer" => shared.consumer.clone(), "kind" => e.kind())
+                .increment(1);
+            }
+            r
+        }
+        Err(payload) => {
+            metrics::counter!(m::EVENT_HANDLER_ERRORS_TOTAL,
+                "consumer" => shared.consumer.clone(), "kind" => "panic")
+            .increment(1);
+            Err(HandlerError::transient(HandlerPanic(panic_message(
+                payload.as_ref(),
+            ))))
+        }
+    };
+    let text = match &result {
+        Ok(()) => String::new(),
+        Err(e) => e.chain_string(),
+    };
+    (
+        decide(&result, delivered, &cfg.retry),
+        text,
+        event_type,
+        Some(event_time),
+    )
+}
+
+/// With a schema set ([`SubscriberConfig::schemas`]): why `event`'s `data` breaks its
+/// contract, as the `Dlq-Error` text (JSON pointer and rule), counted as an `invalid`
+/// handler error. `None` when the data is valid (or the set accepts an unknown type).
+#[cfg(feature = "schema")]
+fn schema_refusal<H>(shared: &Shared<H>, event: &Event) -> Option<String> {
+    let err = shared
+        .cfg
+        .schemas
+        .as_ref()?
+        .validate_received(event)
+        .err()?;
+    metrics::counter!(m::EVENT_HANDLER_ERRORS_TOTAL,
+        "consumer" => shared.consumer.clone(), "kind" => "invalid")
+    .increment(1);
+    Some(error_chain(&err))
+}
+
+/// Without the `schema` feature there is no set: every event goes to its handler.
+#[cfg(not(feature = "schema"))]
+fn schema_refusal<H>(_: &Shared<H>, _: &Event) -> Option<String> {
+    None
 }
 
 /// Creates the consumer's error and dead-letter series at zero, so that `rate()` and

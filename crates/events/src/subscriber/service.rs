@@ -3,8 +3,9 @@
 
 use tower::{Service, ServiceExt};
 
-use super::handler::{BoxError, DeliveryContext, Handler, HandlerError};
+use super::handler::{DeliveryContext, Handler, HandlerError};
 use crate::Event;
+use crate::error::BoxError;
 
 /// One delivery, as a tower request.
 #[derive(Debug, Clone)]

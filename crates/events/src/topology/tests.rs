@@ -29,15 +29,24 @@ fn shipped_file_declares_the_contract_streams() {
             "EXECUTION_EVENTS",
             "ANALYTICS_EVENTS",
             "AI_AGENT_EVENTS",
-            "DLQ_EVENTS"
+            "DLQ_EVENTS",
+            "ADMIN_AUDIT"
         ]
     );
     for s in &dev.streams {
         assert_eq!(s.storage, Storage::File, "{}", s.name);
         assert_eq!(s.retention, Retention::Limits, "{}", s.name);
-        assert_eq!(s.max_bytes, 1 << 30, "{}", s.name);
         assert_eq!(s.duplicate_window, Duration::from_secs(120), "{}", s.name);
         assert_eq!(s.replicas, 1, "{}", s.name);
+        if s.name == "ADMIN_AUDIT" {
+            // The admin audit trail (events-admin): a year, smaller.
+            assert_eq!(s.subjects[0].as_str(), "audit.admin");
+            assert_eq!(s.max_age, Duration::from_secs(365 * 86_400));
+            assert_eq!(s.max_bytes, 256 << 20);
+            assert!(!s.allow_atomic);
+            continue;
+        }
+        assert_eq!(s.max_bytes, 1 << 30, "{}", s.name);
         if s.name == crate::dlq::DLQ_STREAM {
             assert_eq!(s.subjects[0].as_str(), "dlq.>");
             assert_eq!(s.max_age, Duration::from_secs(30 * 86_400));

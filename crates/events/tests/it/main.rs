@@ -3,8 +3,11 @@
 
 mod binary_dlq;
 mod connection;
+#[cfg(feature = "schema")]
+mod contracts;
 mod dashboard;
 mod dlq;
+mod faults;
 mod hostile;
 #[cfg(feature = "outbox")]
 mod outbox;
@@ -13,5 +16,6 @@ mod replay;
 #[cfg(feature = "schema")]
 mod schema;
 mod security;
+mod security_denials;
 mod subscriber;
 mod topology;

@@ -12,7 +12,7 @@ use events::publisher::{
     BatchConfig, PublishError, PublishOutcome, Publisher, PublisherConfig, RetryPolicy,
     SpoolConfig, TraceContextHook,
 };
-use events_testkit::{NatsCluster, NatsServer};
+use events_testkit::{NatsCluster, NatsServer, wait_for_stream_messages};
 
 mod batch;
 mod metrics;
@@ -111,24 +111,6 @@ fn count_ids(stored: &[(String, Bytes)]) -> HashMap<String, usize> {
         *counts.entry(id.clone()).or_insert(0) += 1;
     }
     counts
-}
-
-async fn wait_messages(js: &jetstream::Context, name: &str, n: u64, bound: Duration) {
-    let start = Instant::now();
-    loop {
-        if let Ok(Ok(mut s)) =
-            tokio::time::timeout(Duration::from_secs(2), js.get_stream(name)).await
-            && let Ok(Ok(info)) = tokio::time::timeout(Duration::from_secs(2), s.info()).await
-            && info.state.messages >= n
-        {
-            return;
-        }
-        assert!(
-            start.elapsed() < bound,
-            "stream {name} did not reach {n} messages in {bound:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 #[tokio::test]
@@ -333,7 +315,7 @@ async fn publisher_gives_up_with_unconfirmed_and_a_republish_stores_once() {
     // The buffered try reaches the server once it is back: "unknown" was the truth.
     nats.start_again().await;
     let js = nats.jetstream().await;
-    wait_messages(&js, "AUTH_EVENTS", 1, BOUND).await;
+    wait_for_stream_messages(&js, "AUTH_EVENTS", 1, BOUND).await;
     // Settling: the same event again is acknowledged as the copy already stored.
     let again = tokio::time::timeout(BOUND, publisher.publish(&event))
         .await
@@ -610,7 +592,7 @@ async fn spool_scenario(atomic: bool) {
     assert_eq!(publisher.spooled(), N as u64);
     nats.start_again().await;
     let js = jetstream::new(client);
-    wait_messages(&js, "AUTH_EVENTS", N as u64, BOUND).await;
+    wait_for_stream_messages(&js, "AUTH_EVENTS", N as u64, BOUND).await;
     let start = Instant::now();
     while publisher.spooled() > 0 {
         assert!(start.elapsed() < BOUND, "spool not drained");

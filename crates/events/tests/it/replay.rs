@@ -7,7 +7,7 @@ use async_nats::jetstream::{self, stream};
 use bytes::Bytes;
 use events::replay::{Progress, ReplayError, WindowReplay};
 use events::{Event, StreamName, Subject, SubjectFilter};
-use events_testkit::NatsServer;
+use events_testkit::{NatsServer, wait_for_stream_messages};
 use time::OffsetDateTime;
 use tokio::time::timeout;
 
@@ -124,7 +124,7 @@ async fn replay_window_delivers_exactly_the_messages_stored_inside() {
                         ev.id().to_owned(),
                         m.payload,
                     ));
-                    Ok::<_, events::replay::BoxError>(())
+                    Ok::<_, events::BoxError>(())
                 }
             }),
     )
@@ -305,7 +305,7 @@ async fn replay_stops_at_the_last_sequence_of_a_live_stream() {
                 js.publish(m.subject.clone(), m.payload.clone())
                     .await?
                     .await?;
-                Ok::<_, events::replay::BoxError>(())
+                Ok::<_, events::BoxError>(())
             }
         }),
     )
@@ -355,7 +355,7 @@ async fn replay_handler_error_stops_and_names_the_sequence() {
     assert!(
         matches!(
             err,
-            ReplayError::Scan(events::replay::ScanError::StreamNotFound { .. })
+            ReplayError::Scan(events::scan::ScanError::StreamNotFound { .. })
         ),
         "{err}"
     );
@@ -479,6 +479,13 @@ async fn replay_reads_an_unparsable_header_block_and_copies_decode_on_the_new_su
         })
         .collect();
     publish_raw(nats.port(), &raw).await;
+    wait_for_stream_messages(
+        &js,
+        "AUTH_EVENTS",
+        raw.len() as u64,
+        Duration::from_secs(10),
+    )
+    .await;
     let to = OffsetDateTime::now_utc() + time::Duration::seconds(60);
     let stream = StreamName::new("AUTH_EVENTS").unwrap();
 

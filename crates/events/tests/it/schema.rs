@@ -169,3 +169,56 @@ async fn a_foreign_or_invalid_entry_fails_the_load_naming_it() {
             .is_err()
     );
 }
+
+#[tokio::test]
+async fn a_schema_source_loads_from_files_or_the_registry_with_its_policy() {
+    use events::schema::{SchemaSource, SourceError, UnknownSchema};
+    let nats = NatsServer::start().await;
+    let js = nats.jetstream().await;
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../schemas");
+
+    let off = SchemaSource::off();
+    assert!(
+        timeout(STEP, off.load(&js))
+            .await
+            .unwrap()
+            .unwrap()
+            .is_none()
+    );
+
+    let files = SchemaSource::dir(&dir).with_unknown(UnknownSchema::AcceptUnvalidated);
+    let loaded = timeout(STEP, files.load(&js)).await.unwrap().unwrap();
+    let loaded = loaded.expect("a set from the directory");
+    assert_eq!(
+        loaded,
+        repo_schemas().with_unknown(UnknownSchema::AcceptUnvalidated)
+    );
+
+    // The registry does not exist yet: the error names the bucket.
+    let registry = SchemaSource::registry(DEFAULT_BUCKET);
+    let err = timeout(STEP, registry.load(&js))
+        .await
+        .unwrap()
+        .unwrap_err();
+    assert!(matches!(err, SourceError::Registry { .. }), "{err:?}");
+    assert!(err.to_string().contains(DEFAULT_BUCKET), "{err}");
+
+    let bucket = timeout(STEP, SchemaRegistry::open(&js, DEFAULT_BUCKET))
+        .await
+        .unwrap()
+        .unwrap();
+    timeout(STEP, bucket.push(&repo_schemas(), false))
+        .await
+        .unwrap()
+        .unwrap();
+    let from_registry = timeout(STEP, registry.load(&js)).await.unwrap().unwrap();
+    let from_registry = from_registry.expect("a set from the registry");
+    assert_eq!(
+        from_registry,
+        repo_schemas().with_unknown(UnknownSchema::Refuse)
+    );
+
+    let missing = SchemaSource::dir(dir.join("missing"));
+    let err = timeout(STEP, missing.load(&js)).await.unwrap().unwrap_err();
+    assert!(err.to_string().contains("missing"), "{err}");
+}

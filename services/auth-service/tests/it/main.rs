@@ -110,7 +110,7 @@ async fn post_users_commits_and_the_relay_publishes_user_created() {
     assert_eq!(event.schema_version(), "1.0");
     assert_eq!(
         event.data_schema(),
-        Some("urn:events:schema:auth.user.created:1")
+        Some("urn:events:schema:auth.user.created:1.0")
     );
     assert_eq!(event.subject(), Some(user_id));
     assert_eq!(

@@ -26,6 +26,9 @@ use tokio::time::{sleep, timeout};
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 
+mod contracts;
+mod secure;
+
 /// Upper bound of every wait (the machine is shared and loaded).
 const BOUND: Duration = Duration::from_secs(30);
 const ORG: &str = "org-e2e";

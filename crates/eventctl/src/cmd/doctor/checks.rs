@@ -5,7 +5,6 @@ use std::time::Duration;
 use async_nats::jetstream::{self, consumer, stream};
 use events::topology::{self, Action, ApplyOptions, TopologySpec};
 use futures::TryStreamExt as _;
-use time::OffsetDateTime;
 
 use super::{Check, DoctorArgs, Status, http, probe};
 use crate::cli::ConnArgs;
@@ -20,7 +19,7 @@ pub(super) async fn run_all(
     topology: &TopologySpec,
 ) -> Vec<Check> {
     let mut out = Vec::new();
-    let watched = match probe::connect(conn, None, args.inbox_prefix.as_deref()).await {
+    let watched = match probe::connect(conn, None, None).await {
         Ok(w) => w,
         Err(e) => {
             out.push(Check::new(
@@ -257,7 +256,7 @@ async fn consumer_check(
     threshold: u64,
 ) -> Check {
     let lag = info.num_pending + info.num_ack_pending as u64;
-    let age = oldest_unfinished_age(stream, info, lag).await;
+    let age = events::subscriber::oldest_unfinished_age(stream, info).await;
     let deliveries = info.delivered.consumer_sequence.max(1);
     let redelivered = info.num_redelivered as u64;
     let rate = 100.0 * redelivered as f64 / deliveries as f64;
@@ -282,32 +281,6 @@ async fn consumer_check(
         status,
         message,
     )
-}
-
-/// Age of the first message the consumer has not finished: the first stored after its
-/// ack floor that matches its filter (`subscription_lag_seconds`).
-async fn oldest_unfinished_age(
-    stream: &stream::Stream<()>,
-    info: &consumer::Info,
-    lag: u64,
-) -> Option<Duration> {
-    if lag == 0 {
-        return Some(Duration::ZERO);
-    }
-    let from = info.ack_floor.stream_sequence + 1;
-    let filter = match info.config.filter_subject.as_str() {
-        "" => ">".to_owned(),
-        f => f.to_owned(),
-    };
-    let msg = stream
-        .raw_message_builder()
-        .sequence(from)
-        .next_by_subject(filter)
-        .send()
-        .await
-        .ok()?;
-    let age = OffsetDateTime::now_utc() - msg.time;
-    Some(age.try_into().unwrap_or(Duration::ZERO))
 }
 
 async fn dead_letters(js: &jetstream::Context, topology: &TopologySpec) -> Check {

@@ -5,14 +5,14 @@
 //! store it even when the publish is allowed: probing never writes an event.
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use async_nats::{Client, ConnectOptions, HeaderMap, RequestErrorKind};
+use async_nats::{Client, HeaderMap, RequestErrorKind};
+use events::connection::{AuthConfig, Denials};
 use events::security::{IdentitiesSpec, Permissions, Role, inbox_prefix, permissions};
 use events::topology::TopologySpec;
 use events::{SubjectFilter, security::probe_subject};
-use tokio::sync::mpsc;
 
 use super::{Check, DoctorArgs, Status};
 use crate::cli::ConnArgs;
@@ -21,78 +21,36 @@ use crate::cli::ConnArgs;
 const NO_STREAM: &str = "DOCTOR_PROBE_NO_SUCH_STREAM";
 const AREA: &str = "identity";
 
-/// A client plus the server errors it is told about (permission violations arrive
+/// A client plus the permission denials the server reports on it (they arrive
 /// asynchronously, not as the answer to a request).
 pub(super) struct Watched {
     pub(super) client: Client,
-    errors: mpsc::UnboundedReceiver<String>,
+    denials: Denials,
 }
 
-/// Connects with the global options, `nkey` instead of their credentials when given,
-/// and `prefix` as the inbox prefix.
-///
-/// Until `ConnectConfig` has an inbox prefix (issue #14, phase 2) the doctor builds its
-/// async-nats options here rather than through `events::connection`.
+/// Connects through `events::connection` with the global options, `nkey` instead of
+/// their credentials when given, and `prefix` instead of their inbox prefix.
 pub(super) async fn connect(
     conn: &ConnArgs,
     nkey: Option<&Path>,
     prefix: Option<&str>,
 ) -> anyhow::Result<Watched> {
-    let config = conn.connect_config();
-    config.validate()?;
-    let (tx, errors) = mpsc::unbounded_channel();
-    let mut options = auth(&config.auth, nkey).await?;
-    if let Some(ca) = &config.tls.ca_file {
-        options = options.add_root_certificates(ca.clone());
-    }
-    if let (Some(cert), Some(key)) = (&config.tls.cert_file, &config.tls.key_file) {
-        options = options.add_client_certificate(cert.clone(), key.clone());
+    let mut config = conn.connect_config();
+    config.name = Some("eventctl-doctor".into());
+    config.reconnect.max_reconnects = Some(1);
+    if let Some(seed) = nkey {
+        config.auth = AuthConfig {
+            nkey_seed_file: Some(seed.to_owned()),
+            ..AuthConfig::default()
+        };
     }
     if let Some(prefix) = prefix {
-        options = options.custom_inbox_prefix(prefix);
+        config.inbox_prefix = Some(prefix.to_owned());
     }
-    options = options
-        .name("eventctl-doctor")
-        .connection_timeout(config.connect_timeout)
-        .max_reconnects(Some(1))
-        .event_callback(move |event| {
-            let tx = tx.clone();
-            async move {
-                if let async_nats::Event::ServerError(e) = event {
-                    let _ = tx.send(e.to_string());
-                }
-            }
-        });
-    let urls = config.urls_display();
-    let client = tokio::time::timeout(config.connect_timeout, options.connect(config.urls))
-        .await
-        .map_err(|_| anyhow::anyhow!("no connection to NATS at {urls} within the timeout"))?
-        .with_context(|| format!("cannot connect to NATS at {urls}"))?;
-    Ok(Watched { client, errors })
-}
-
-async fn auth(
-    auth: &events::connection::AuthConfig,
-    nkey: Option<&Path>,
-) -> anyhow::Result<ConnectOptions> {
-    let seed_file = nkey.or(auth.nkey_seed_file.as_deref());
-    if let Some(path) = seed_file {
-        let seed = std::fs::read_to_string(path)
-            .with_context(|| format!("cannot read nkey seed file {}", path.display()))?;
-        return Ok(ConnectOptions::with_nkey(seed.trim().to_owned()));
-    }
-    if let Some(path) = &auth.credentials_file {
-        return ConnectOptions::with_credentials_file(path)
-            .await
-            .with_context(|| format!("cannot read credentials file {}", path.display()));
-    }
-    let options = ConnectOptions::new();
-    Ok(match (&auth.token, &auth.user, &auth.password) {
-        (Some(token), _, _) => options.token(token.clone()),
-        (None, Some(user), Some(password)) => {
-            options.user_and_password(user.clone(), password.clone())
-        }
-        _ => options,
+    let connection = events::connection::connect(&config).await?;
+    Ok(Watched {
+        client: connection.client().clone(),
+        denials: connection.denials().clone(),
     })
 }
 
@@ -108,8 +66,8 @@ enum Seen {
 }
 
 impl Watched {
-    async fn probe(&mut self, subject: &str, guard: bool, limit: Duration) -> Seen {
-        while self.errors.try_recv().is_ok() {}
+    async fn probe(&self, subject: &str, guard: bool, limit: Duration) -> Seen {
+        let since = Instant::now();
         let mut headers = HeaderMap::new();
         if guard {
             headers.insert("Nats-Expected-Stream", NO_STREAM);
@@ -117,18 +75,8 @@ impl Watched {
         let request = self
             .client
             .request_with_headers(subject.to_owned(), headers, "".into());
-        let wanted = format!("\"{subject}\"");
-        let errors = &mut self.errors;
-        let violation = async {
-            while let Some(e) = errors.recv().await {
-                if e.contains("Permissions Violation") && e.contains(&wanted) {
-                    return;
-                }
-            }
-            std::future::pending::<()>().await;
-        };
         tokio::select! {
-            () = violation => Seen::Denied,
+            _ = self.denials.wait(subject, since) => Seen::Denied,
             reply = tokio::time::timeout(limit, request) => match reply {
                 Ok(Ok(_)) => Seen::Answered,
                 Ok(Err(e)) if e.kind() == RequestErrorKind::NoResponders => Seen::Answered,
@@ -230,7 +178,7 @@ pub(super) async fn identity(
         .clone()
         .unwrap_or_else(|| PathBuf::from(format!(".data/secure/{name}.nk")));
     let prefix = inbox_prefix(name);
-    let mut watched = connect(conn, Some(&seed), Some(&prefix))
+    let watched = connect(conn, Some(&seed), Some(&prefix))
         .await
         .with_context(|| format!("connecting as identity {name} ({})", seed.display()))?;
     let mut checks = Vec::new();

@@ -13,6 +13,7 @@ use anyhow::{Context as _, bail};
 use events::Event;
 use events::names::EventType;
 use events::schema::{Schema, SchemaSet};
+use events_admin::TypeParties;
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -66,7 +67,11 @@ struct TypeMeta {
     summary: String,
     /// The service that publishes it (the example's `source`).
     producer: String,
+    /// Who consumes it and why (prose for the catalog).
     consumers: String,
+    /// The consuming services by name, for the admin server's discovery document.
+    #[serde(default)]
+    consumed_by: Vec<String>,
     /// What the `subject` attribute holds.
     subject: String,
     example: ExampleMeta,
@@ -84,6 +89,29 @@ struct ExampleMeta {
     extensions: BTreeMap<String, String>,
 }
 
+/// Reads `meta_path` (`schemas/catalog.toml`).
+fn read_meta(meta_path: &Path) -> anyhow::Result<Meta> {
+    let text = std::fs::read_to_string(meta_path)
+        .with_context(|| format!("cannot read {}", meta_path.display()))?;
+    toml::from_str(&text).with_context(|| format!("{} is not valid", meta_path.display()))
+}
+
+/// The producers and consumers of each type of `meta_path`, for the discovery document.
+pub(super) fn parties(meta_path: &Path) -> anyhow::Result<Vec<(String, TypeParties)>> {
+    let meta = read_meta(meta_path)?;
+    Ok(meta
+        .types
+        .into_iter()
+        .map(|t| {
+            let parties = TypeParties {
+                producers: vec![t.producer],
+                consumers: t.consumed_by,
+            };
+            (t.event_type, parties)
+        })
+        .collect())
+}
+
 /// Runs `schema catalog`.
 pub(super) fn run(args: &CatalogArgs) -> anyhow::Result<()> {
     let set = load(&args.dir)?;
@@ -91,10 +119,7 @@ pub(super) fn run(args: &CatalogArgs) -> anyhow::Result<()> {
         .meta
         .clone()
         .unwrap_or_else(|| args.dir.join("catalog.toml"));
-    let text = std::fs::read_to_string(&meta_path)
-        .with_context(|| format!("cannot read {}", meta_path.display()))?;
-    let meta: Meta =
-        toml::from_str(&text).with_context(|| format!("{} is not valid", meta_path.display()))?;
+    let meta = read_meta(&meta_path)?;
     let generated = generate(&set, &meta, &args.dir, &meta_path)?;
     let out = &args.out;
     if args.check {

@@ -217,7 +217,9 @@ async fn stopping_mid_pull_releases_the_untaken_messages_at_once() {
     let nats = NatsServer::start().await;
     let js = nats.jetstream().await;
     create_streams(&js).await;
-    const BURST: usize = 40;
+    // Large enough that the instance is still mid-burst when the test, on a loaded machine,
+    // gets to stop it (200 × 30 ms = 6 s); the released rest is handled at once after.
+    const BURST: usize = 200;
     let cfg = SubscriberConfig {
         ack_wait: Duration::from_secs(30),
         max_in_flight: BURST as u32,
@@ -226,7 +228,7 @@ async fn stopping_mid_pull_releases_the_untaken_messages_at_once() {
     };
     let ack_wait = cfg.ack_wait;
     publish_range(&js, 0..BURST).await;
-    // A handler that burns CPU on the subscriber's task (as a projection does): one pull
+    // A handler that blocks the subscriber's task (as a CPU-bound projection does): one pull
     // brings the whole burst, and the instance takes its messages one every 30 ms.
     let calls = Arc::new(Calls::default());
     let c = calls.clone();

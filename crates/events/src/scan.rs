@@ -4,7 +4,7 @@
 //! - takes the stream's last sequence when it opens as its upper bound, so a live stream
 //!   does not make it run forever;
 //! - uses an ephemeral consumer with `AckPolicy::None`, memory storage and a short
-//!   `inactive_threshold`, deleted by [`Scanner::close`] (and by the server after the
+//!   `inactive_threshold`, deleted by `Scanner::close` (and by the server after the
 //!   threshold if the scan is dropped midway), so no consumer is left behind;
 //! - bounds every wait and reports a timeout by name;
 //! - never reports "empty" (or short) when it could not read: if the server says it
@@ -27,7 +27,7 @@ use time::OffsetDateTime;
 use tokio::time::timeout;
 
 /// Boxed error from the NATS client.
-pub use crate::error::BoxError;
+use crate::error::BoxError;
 
 /// How long the server keeps a scan consumer that nobody pulls from (cleanup after a crash).
 const INACTIVE_THRESHOLD: Duration = Duration::from_secs(30);

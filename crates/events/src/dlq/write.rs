@@ -3,13 +3,14 @@
 use std::time::Duration;
 
 use async_nats::HeaderMap;
-use async_nats::header::{HeaderValue, NATS_MESSAGE_ID};
+use async_nats::header::NATS_MESSAGE_ID;
 use async_nats::jetstream;
 use bytes::Bytes;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 use crate::dlq::{self, DeadLetterReason, headers as h};
+use crate::headers::{self, value};
 use crate::raw_headers;
 
 /// Where a failed message came from and why it failed.
@@ -48,20 +49,6 @@ pub enum DeadLetterError {
     },
 }
 
-/// Headers that instruct the server (expectations, rollups, batches, TTLs, the message id)
-/// would act on the DLQ stream instead of describing the message, so they are not copied.
-fn is_server_directive(name: &str) -> bool {
-    name.len() >= 5 && name[..5].eq_ignore_ascii_case("nats-")
-}
-
-fn value(s: &str) -> HeaderValue {
-    // `parse` never panics; values with CR/LF (impossible here: every value is built from
-    // validated names, numbers and `error_header_value`, which strips control characters)
-    // fall back to an empty value rather than a panic in `From<&str>`.
-    s.parse::<HeaderValue>()
-        .unwrap_or_else(|_| HeaderValue::new())
-}
-
 /// The dead letter's headers: the original ones (minus server directives), the failure
 /// record, and `Nats-Msg-Id` = `<stream>:<sequence>:<consumer>`.
 pub(crate) fn dead_letter_headers(
@@ -73,15 +60,8 @@ pub(crate) fn dead_letter_headers(
         // The block could not be parsed: none of it is copied, all of it is kept.
         out.insert(h::ORIGINAL_HEADERS_BASE64, value(raw));
     } else if let Some(original) = original {
-        for (name, values) in original.iter() {
-            let n: &str = name.as_ref();
-            if is_server_directive(n) {
-                continue;
-            }
-            for v in values {
-                out.append(name.clone(), v.clone());
-            }
-        }
+        // The server directives of the first publish would act on the DLQ stream.
+        out = headers::copy_except(original, &[headers::PUBLISH_CONTROLS]);
     }
     let failed_at = rec
         .failed_at
@@ -136,26 +116,10 @@ pub(crate) async fn publish_dead_letter(
     }
 }
 
-/// Size of `headers` on the wire: the `NATS/1.0` line, one `name: value` line per value,
-/// and the blank line (what the server counts against `max_payload` with the body).
-fn header_block_len(headers: &HeaderMap) -> usize {
-    let lines: usize = headers
-        .iter()
-        .map(|(name, values)| {
-            let n: &str = name.as_ref();
-            values
-                .iter()
-                .map(|v| n.len() + 2 + v.as_str().len() + 2)
-                .sum::<usize>()
-        })
-        .sum();
-    "NATS/1.0\r\n".len() + lines + 2
-}
-
 /// The dead letter's body: the original one if it fits `max_payload` (0: unknown) with
 /// `headers`, else empty, with `Dlq-Body-Omitted` = the original's length (CONTRACT.md §4).
 fn fit_body(headers: &mut HeaderMap, payload: Bytes, max_payload: usize) -> Bytes {
-    if max_payload == 0 || header_block_len(headers) + payload.len() <= max_payload {
+    if max_payload == 0 || headers::block_len(headers) + payload.len() <= max_payload {
         return payload;
     }
     headers.insert(h::BODY_OMITTED, value(&payload.len().to_string()));
@@ -244,19 +208,10 @@ mod tests {
     }
 
     #[test]
-    fn header_block_len_is_the_wire_size() {
-        let mut hm = HeaderMap::new();
-        hm.insert("A", "bc");
-        hm.append("A", "d");
-        let wire = "NATS/1.0\r\nA: bc\r\nA: d\r\n\r\n";
-        assert_eq!(header_block_len(&hm), wire.len());
-    }
-
-    #[test]
     fn a_body_that_does_not_fit_is_omitted_with_its_length() {
         let base = dead_letter_headers(None, &record());
         let body = Bytes::from(vec![b'x'; 100]);
-        let exact = header_block_len(&base) + body.len();
+        let exact = headers::block_len(&base) + body.len();
         let mut fits = base.clone();
         assert_eq!(fit_body(&mut fits, body.clone(), exact), body);
         assert!(fits.get(h::BODY_OMITTED).is_none());
