@@ -68,8 +68,9 @@ use crate::users::UserService;
 /// service starts and serves while NATS is down: `/readyz` requires only the database.
 /// Both servers run under [`events_admin::HttpLimits`].
 ///
-/// Every event is validated against `config.schemas` before it is published (loaded at
-/// start: from the registry, NATS must answer then).
+/// Every event is validated against `config.schemas` when it is enqueued, in the
+/// request's transaction, so an invalid one never reaches the outbox (loaded at start:
+/// from the registry, NATS must answer then).
 ///
 /// # Errors
 /// If the database cannot be opened, the NATS configuration is invalid, the schemas cannot
@@ -79,7 +80,8 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         .await
         .with_context(|| format!("cannot open the database {}", redacted(&config.database)))?;
     let (conn, publisher) = connect_and_publisher(&config).await?;
-    let outbox = Outbox::new();
+    // The outbox refuses, at enqueue, what the relay's publisher would refuse.
+    let outbox = Outbox::for_publisher(publisher.config());
     let users = Arc::new(UserService::new(db.clone(), outbox.clone()));
     let relay_stop = CancellationToken::new();
     let relay = Relay::new(

@@ -50,6 +50,7 @@
 
 mod relay;
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use sqlx::{Any, Transaction};
@@ -58,6 +59,8 @@ use tokio::sync::Notify;
 use crate::db::now_ms;
 use crate::event::Event;
 use crate::publisher::{DEFAULT_MAX_PAYLOAD, PublishError, prepare};
+#[cfg(feature = "schema")]
+use crate::schema::SchemaSet;
 
 pub use relay::{Relay, RelayConfig};
 
@@ -70,8 +73,8 @@ const POSTGRES_NAME: &str = "PostgreSQL";
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum OutboxError {
-    /// The event would be refused by the publisher (bad subject, too large): nothing was
-    /// written.
+    /// The event would be refused by the publisher (bad subject, too large, or with a schema
+    /// set, `data` breaking its contract: [`PublishError::Schema`]): nothing was written.
     #[error("event {event_id} cannot be published")]
     Invalid {
         /// The event's id.
@@ -91,6 +94,8 @@ pub enum OutboxError {
 pub struct Outbox {
     wake: Arc<Notify>,
     max_payload: usize,
+    #[cfg(feature = "schema")]
+    schemas: Option<Arc<SchemaSet>>,
 }
 
 impl Default for Outbox {
@@ -111,11 +116,40 @@ impl Outbox {
         Self {
             wake: Arc::new(Notify::new()),
             max_payload,
+            #[cfg(feature = "schema")]
+            schemas: None,
         }
     }
 
+    /// An outbox that refuses what a publisher with `config` would: with its schema set
+    /// (feature `schema`), [`with_schemas`](Self::with_schemas) of that set. The relay is
+    /// then best given a publisher with this `config`.
+    pub fn for_publisher(config: &crate::PublisherConfig) -> Self {
+        let outbox = Self::new();
+        #[cfg(feature = "schema")]
+        if let Some(schemas) = &config.schemas {
+            return outbox.with_schemas(schemas.clone());
+        }
+        #[cfg(not(feature = "schema"))]
+        let _ = config;
+        outbox
+    }
+
+    /// Validates every event against `schemas` at [`enqueue`](Self::enqueue), as a
+    /// publisher with [`PublisherConfig::schemas`](crate::PublisherConfig::schemas) does
+    /// (the same code): an invalid event is refused there, in the caller's transaction,
+    /// rather than stored and then refused by the relay's publisher, where it would stop
+    /// the outbox. An event without `dataschema` is stored with its schema's URI. Give it
+    /// the set the relay's publisher has (feature `schema`).
+    #[cfg(feature = "schema")]
+    pub fn with_schemas(mut self, schemas: impl Into<Arc<SchemaSet>>) -> Self {
+        self.schemas = Some(schemas.into());
+        self
+    }
+
     /// Validates and encodes `event` exactly as [`Publisher`](crate::Publisher) does
-    /// (CONTRACT.md §2, structured mode) and inserts it into the outbox inside `tx`.
+    /// (CONTRACT.md §2, structured mode; with [`with_schemas`](Self::with_schemas), its
+    /// `data` against its schema) and inserts it into the outbox inside `tx`.
     /// Returns `false` if an event with this id is already in the outbox (nothing written).
     ///
     /// # Errors
@@ -126,10 +160,12 @@ impl Outbox {
         tx: &mut Transaction<'_, Any>,
         event: &Event,
     ) -> Result<bool, OutboxError> {
-        let wire = prepare(event, self.max_payload).map_err(|source| OutboxError::Invalid {
+        let invalid = |source| OutboxError::Invalid {
             event_id: event.id().to_owned(),
             source,
-        })?;
+        };
+        let checked = self.apply_contract(event).map_err(invalid)?;
+        let wire = prepare(&checked, self.max_payload).map_err(invalid)?;
         let done = sqlx::query(
             "INSERT INTO events_outbox (event_id, subject, body, created_ms) \
              VALUES ($1, $2, $3, $4) ON CONFLICT (event_id) DO NOTHING",
@@ -149,6 +185,16 @@ impl Outbox {
         }
         self.wake.notify_one();
         Ok(done.rows_affected() == 1)
+    }
+
+    /// The event as it is to be stored: checked against the schema set, if any, and
+    /// carrying its `dataschema` (see [`with_schemas`](Self::with_schemas)).
+    fn apply_contract<'e>(&self, event: &'e Event) -> Result<Cow<'e, Event>, PublishError> {
+        #[cfg(feature = "schema")]
+        if let Some(schemas) = &self.schemas {
+            return crate::publisher::contract::apply(schemas, event);
+        }
+        Ok(Cow::Borrowed(event))
     }
 
     /// Commits `tx` and wakes the relay, so that the events enqueued in it leave at once

@@ -103,7 +103,7 @@ mod acker;
 mod batch;
 mod config;
 #[cfg(feature = "schema")]
-mod contract;
+pub(crate) mod contract;
 mod deliver;
 mod error;
 mod recording;

@@ -417,3 +417,73 @@ async fn inbox_sqlite_skips_a_recorded_event_and_sweeps_by_age() {
 async fn inbox_postgres_skips_a_recorded_event_and_sweeps_by_age() {
     inbox_skips_and_sweeps(true).await;
 }
+
+/// With the publisher's schema set, `enqueue` refuses an event whose `data` breaks its
+/// schema (typed, naming the pointer and rule; nothing written), and stores a valid one
+/// with its `dataschema`, which the relay then publishes.
+#[cfg(feature = "schema")]
+#[tokio::test]
+async fn outbox_with_schemas_refuses_invalid_data_at_enqueue() {
+    use events::outbox::OutboxError;
+    use events::publisher::PublishError;
+    use events::schema::SchemaSet;
+
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../schemas");
+    let config =
+        PublisherConfig::new("auth-service").with_schemas(SchemaSet::from_dir(&dir).unwrap());
+    let outbox = Outbox::for_publisher(&config);
+    let nats = NatsServer::start().await;
+    let js = auth_stream(&nats).await;
+    let (_keep, db) = TestDb::start(false).await;
+
+    let user_id = "5b0f2a64-31c8-4d3e-9a57-0c2b8e1d7f10";
+    let mut data = serde_json::json!({"user_id": user_id, "email": "ada@acme.example",
+        "display_name": "Ada", "roles": ["member"], "revision": 1});
+    let valid = Event::builder("auth.user.created")
+        .source("auth-service")
+        .organization("org-1")
+        .subject(user_id)
+        .data(&data)
+        .build()
+        .unwrap();
+    data.as_object_mut().unwrap().remove("email");
+    let invalid = Event::builder("auth.user.created")
+        .source("auth-service")
+        .organization("org-1")
+        .data(&data)
+        .build()
+        .unwrap();
+
+    let mut tx = db.begin().await.unwrap();
+    match outbox.enqueue(&mut tx, &invalid).await {
+        Err(OutboxError::Invalid {
+            event_id,
+            source: PublishError::Schema { source, .. },
+        }) => {
+            assert_eq!(event_id, invalid.id());
+            assert_eq!(source.pointer(), Some("/email"));
+            assert_eq!(source.rule(), Some("required"));
+        }
+        other => panic!("expected a schema refusal, got {other:?}"),
+    }
+    assert!(outbox.enqueue(&mut tx, &valid).await.unwrap());
+    outbox.commit(tx).await.unwrap();
+    assert_eq!(
+        pending(&db).await,
+        1,
+        "only the valid event is in the outbox"
+    );
+
+    let client = nats.client().await;
+    let relay = spawn_relay(&db, &outbox, Publisher::new(client, config).await.unwrap());
+    assert_eq!(wait_stored(&js, 1).await, [valid.id()]);
+    wait_outbox_empty(&db).await;
+    stop_relay(relay).await;
+    let stored = js.get_stream("AUTH_EVENTS").await.unwrap();
+    let m = stored.get_raw_message(1).await.unwrap();
+    let event = Event::decode(Some(&m.headers), &m.payload).unwrap();
+    assert_eq!(
+        event.data_schema(),
+        Some("urn:events:schema:auth.user.created:1.0")
+    );
+}
