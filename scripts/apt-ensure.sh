@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # apt-ensure.sh "CMD..." PACKAGE...: installs the Debian PACKAGEs unless every CMD is already
 # on PATH (idempotent); updates the package list once if the first try finds nothing. Needs
-# root or sudo. Used by setup-browser.sh and setup-prometheus.sh.
+# root or sudo. Used by setup-browser.sh, setup-prometheus.sh and setup-postgres.sh.
 set -euo pipefail
 cmds=$1
 shift

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs the whole test suite exactly as CI does: installs the pinned nats-server if missing,
 # then format check, clippy (-D warnings), rustdoc (-D warnings), all tests (unit,
-# integration against real nats-server processes, CLI, admin API) and doc tests.
+# integration against real nats-server and PostgreSQL processes, CLI, admin API) and doc tests.
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -14,6 +14,11 @@ export NATS_SERVER_BIN
 # metrics test (promtool + prometheus): Debian packages, installed when missing.
 scripts/setup-browser.sh
 scripts/setup-prometheus.sh
+
+# PostgreSQL for the outbox/inbox and service tests on it (apt-get install when missing).
+PG_BIN_DIR=${PG_BIN_DIR:-$(scripts/setup-postgres.sh | tail -n1)}
+export PG_BIN_DIR
+"$PG_BIN_DIR/postgres" --version
 
 step() { printf '\n==> %s\n' "$*"; }
 

@@ -132,6 +132,21 @@ struct Inner {
     audit: AuditLog,
     limiter: rate_limit::RateLimiter,
     schemas: Option<SchemaDirectory>,
+    /// False for a service that keeps serving while NATS is down (an outbox producer).
+    nats_required: bool,
+    ready_checks: Vec<ReadyCheck>,
+}
+
+/// An extra `/readyz` condition: `Err(problem)` makes the service not ready, naming it.
+#[derive(Clone)]
+pub struct ReadyCheck(
+    pub Arc<dyn Fn() -> futures::future::BoxFuture<'static, Result<(), String>> + Send + Sync>,
+);
+
+impl std::fmt::Debug for ReadyCheck {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ReadyCheck")
+    }
 }
 
 impl AdminState {
@@ -153,6 +168,8 @@ impl AdminState {
                 tokens: Vec::new(),
                 prometheus: None,
                 required_streams: vec![DLQ_STREAM.to_owned()],
+                nats_required: true,
+                ready_checks: Vec::new(),
                 limiter: rate_limit::RateLimiter::new(RateLimit::default()),
                 schemas: None,
             }),
@@ -241,6 +258,20 @@ impl AdminState {
         }
     }
 
+    /// `/readyz` no longer requires NATS or the streams, only the extra checks: for a
+    /// service that keeps working while NATS is down (a producer with a transactional
+    /// outbox, whose relay catches up when NATS is back).
+    pub fn with_nats_optional(mut self) -> Self {
+        self.inner_mut().nats_required = false;
+        self
+    }
+
+    /// Adds a condition to `/readyz` (e.g. the service's database answers).
+    pub fn with_ready_check(mut self, check: ReadyCheck) -> Self {
+        self.inner_mut().ready_checks.push(check);
+        self
+    }
+
     /// Uses this dead-letter access (another stream, other timeouts).
     pub fn with_dead_letters(mut self, dead_letters: DeadLetters) -> Self {
         self.inner_mut().dead_letters = dead_letters;
@@ -280,6 +311,14 @@ impl AdminState {
 
     pub(crate) fn required_streams(&self) -> &[String] {
         &self.inner.required_streams
+    }
+
+    pub(crate) fn nats_required(&self) -> bool {
+        self.inner.nats_required
+    }
+
+    pub(crate) fn ready_checks(&self) -> &[ReadyCheck] {
+        &self.inner.ready_checks
     }
 }
 

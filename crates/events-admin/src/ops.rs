@@ -21,9 +21,22 @@ pub(crate) async fn healthz() -> Response {
     Json(json!({ "status": "ok" })).into_response()
 }
 
-/// NATS connected and every configured stream present; 503 naming what is missing.
+/// NATS connected and every configured stream present (unless NATS is optional), and every
+/// extra check passing; 503 naming what is missing.
 pub(crate) async fn readyz(State(state): State<AdminState>) -> Response {
     let mut problems = Vec::new();
+    for check in state.ready_checks() {
+        match timeout(READY_CHECK_TIMEOUT, (check.0)()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(problem)) => problems.push(problem),
+            Err(_) => problems.push(format!(
+                "a check gave no answer within {READY_CHECK_TIMEOUT:?}"
+            )),
+        }
+    }
+    if !state.nats_required() {
+        return ready_or_not(problems);
+    }
     match state.client().connection_state() {
         ConnState::Connected => {
             for stream in state.required_streams() {
@@ -38,6 +51,10 @@ pub(crate) async fn readyz(State(state): State<AdminState>) -> Response {
         }
         other => problems.push(format!("NATS connection is {other:?}")),
     }
+    ready_or_not(problems)
+}
+
+fn ready_or_not(problems: Vec<String>) -> Response {
     if problems.is_empty() {
         Json(json!({ "status": "ready" })).into_response()
     } else {

@@ -59,6 +59,7 @@
 //! - [`publish_raw`], [`RawMessage`]: hostile frames over a plain socket (`raw.rs`).
 //! - [`SecureNatsServer`], [`TestPki`]: TLS from a test CA and nkey users with
 //!   permissions (`secure.rs`).
+//! - [`PgServer`], [`pg_bin_dir`]: a PostgreSQL server from `initdb` in a temp dir (`pg.rs`).
 //! - [`Chromedriver`]: a headless chromium for console tests (`browser.rs`).
 //! - [`PrometheusServer`]: a real Prometheus scraping test targets (`prometheus.rs`).
 //! - [`Checker`], [`read_stream`]: the loss checker of the fault matrix (`checker.rs`).
@@ -76,6 +77,7 @@ mod cluster;
 mod config;
 mod http;
 mod names;
+mod pg;
 mod ports;
 mod prometheus;
 mod proxy;
@@ -90,6 +92,7 @@ pub use browser::{CHROMEDRIVER_BIN_ENV, CHROMIUM_BIN_ENV, Chromedriver};
 pub use checker::{Checker, Report, StoredMessage, read_stream};
 pub use cluster::{NatsCluster, NatsClusterBuilder};
 pub use names::unique_name;
+pub use pg::{PG_BIN_DIR_ENV, PgServer, pg_bin_dir};
 pub use ports::free_loopback_addr;
 pub use prometheus::{PROMETHEUS_BIN_ENV, PrometheusServer};
 pub use proxy::TcpProxy;

@@ -70,19 +70,26 @@
 //! | [`raw_headers`] | messages whose header block could not be parsed, and [`raw_headers::decode_message`], which every reader uses |
 //! | [`security`] | least privilege: an nkey identity per service and tool, its permissions as a nats-server include |
 //! | [`metrics`] | the metric names of the contract |
+//! | `db`, `outbox`, `inbox` | (feature `outbox`) one `Database` over SQLite or PostgreSQL; the transactional `Outbox` and its `Relay`; the consumer's `Inbox` (exactly-once effect) |
 //! | `schema` | (feature `schema`) JSON Schemas per event type and version: `SchemaSet` validation (given to the publisher and subscriber config, it enforces the contracts on both ends), `SchemaSource` (a service's `[schemas]`), compatibility check, KV registry |
 //!
 //! The library logs through `tracing` and records through the `metrics` facade; it never
 //! installs a subscriber or recorder, reads no file and no environment variable.
 
 pub mod connection;
+#[cfg(feature = "outbox")]
+pub mod db;
 pub mod dlq;
 pub mod error;
 pub mod event;
 mod headers;
 pub mod idempotency;
+#[cfg(feature = "outbox")]
+pub mod inbox;
 pub mod metrics;
 pub mod names;
+#[cfg(feature = "outbox")]
+pub mod outbox;
 pub mod publisher;
 pub mod raw_headers;
 pub mod replay;

@@ -27,6 +27,17 @@ pub const SUBSCRIPTION_LAG: &str = "subscription_lag";
 /// Histogram `event_end_to_end_seconds{consumer}`: from the event's `time` to the end of
 /// handling.
 pub const EVENT_END_TO_END_SECONDS: &str = "event_end_to_end_seconds";
+/// Gauge `outbox_pending{service}`: rows in the transactional outbox not yet relayed.
+pub const OUTBOX_PENDING: &str = "outbox_pending";
+/// Gauge `outbox_oldest_age_seconds{service}`: age of the oldest row not yet relayed (0 when
+/// the outbox is empty).
+pub const OUTBOX_OLDEST_AGE_SECONDS: &str = "outbox_oldest_age_seconds";
+/// Counter `outbox_relayed_total{service,status}`; status is `ok`, `duplicate` (the stream
+/// already had it) or the publish error kind of a try that will be repeated.
+pub const OUTBOX_RELAYED_TOTAL: &str = "outbox_relayed_total";
+/// Counter `events_inbox_skipped_total{consumer}`: deliveries whose effect the inbox had
+/// already recorded.
+pub const EVENTS_INBOX_SKIPPED_TOTAL: &str = "events_inbox_skipped_total";
 
 /// Every metric name this crate exports, for exporters and dashboards to check against.
 pub const ALL: &[&str] = &[
@@ -38,6 +49,10 @@ pub const ALL: &[&str] = &[
     EVENTS_DEAD_LETTERED_TOTAL,
     SUBSCRIPTION_LAG,
     EVENT_END_TO_END_SECONDS,
+    OUTBOX_PENDING,
+    OUTBOX_OLDEST_AGE_SECONDS,
+    OUTBOX_RELAYED_TOTAL,
+    EVENTS_INBOX_SKIPPED_TOTAL,
 ];
 
 /// The histograms, all in seconds: exporters should give them [`SECONDS_BUCKETS`] so that
@@ -91,5 +106,16 @@ pub fn describe() {
         EVENT_END_TO_END_SECONDS,
         Unit::Seconds,
         "From the event's time attribute to the end of handling"
+    );
+    describe_gauge!(OUTBOX_PENDING, "Outbox rows not yet relayed to NATS");
+    describe_gauge!(
+        OUTBOX_OLDEST_AGE_SECONDS,
+        Unit::Seconds,
+        "Age of the oldest outbox row not yet relayed"
+    );
+    describe_counter!(OUTBOX_RELAYED_TOTAL, "Outbox rows relayed, by outcome");
+    describe_counter!(
+        EVENTS_INBOX_SKIPPED_TOTAL,
+        "Deliveries skipped because the inbox already recorded their effect"
     );
 }

@@ -22,6 +22,9 @@
 //! dir = "schemas"                  # default: the repository's schemas/
 //! unknown = "refuse"               # a type or version without a schema is not published
 //! ```
+//!
+//! `database = "sqlite://.data/auth-service/auth.db"` (or `postgres://user@host/db`) is a
+//! top-level key too: the users and the outbox.
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;
@@ -53,7 +56,13 @@ pub struct Config {
     /// stopping the admin server.
     #[serde(with = "humantime_serde")]
     pub shutdown_timeout: Duration,
+    /// The users and the outbox: `sqlite://PATH` (created if missing) or `postgres://...`
+    /// (`--database` / `AUTH_SERVICE_DATABASE` override it).
+    pub database: String,
 }
+
+/// Where the users live unless told otherwise.
+pub const DEFAULT_DATABASE: &str = "sqlite://.data/auth-service/auth.db";
 
 impl Default for Config {
     fn default() -> Self {
@@ -67,6 +76,7 @@ impl Default for Config {
             publisher: PublisherConfig::new(SOURCE),
             schemas: default_schemas(),
             shutdown_timeout: Duration::from_secs(10),
+            database: DEFAULT_DATABASE.to_owned(),
         }
     }
 }

@@ -3,31 +3,30 @@
 //! | request | answer |
 //! | --- | --- |
 //! | `POST /users {email, name, organization_id, roles?}` | 201 `{user, event}` |
+//! | `GET /users?organization_id=ORG&limit=N&after=ID` | 200 `{users, next_after}` (sign-up order; `limit` 1 to 1000, default 100) |
 //! | `GET /users/{id}` | 200 `{user}` |
 //! | `PATCH /users/{id} {email?, name?, roles?}` | 200 `{user, event}` (`event` null if nothing changed) |
 //! | `DELETE /users/{id}?deleted_by=<uuid>` | 200 `{user_id, event}` |
 //!
-//! `event` is `{id, type, stream, sequence, duplicate, spooled}`. Errors are JSON
+//! `event` is `{id, type}`: the event committed with the change, which the outbox relay
+//! publishes (with `Nats-Msg-Id` = `id`) whether NATS is up or not. Errors are JSON
 //! `{"error": {"code", "message", "field"?}}`: 400 `invalid_field` (naming the field) or
 //! `invalid_body` (not a JSON object of the documented fields), 404 `not_found`,
-//! 405 `method_not_allowed`, 409 `email_taken`, 413 `event_too_large`, 422 `too_large`
-//! (e.g. more than [`MAX_ROLES`](crate::users::MAX_ROLES) roles), 503 `publish_unavailable`
-//! (NATS stored nothing in time; nothing was changed, try again), 500 otherwise.
-//!
-//! 202 `{user?, event: {id, type, confirmed: false}, error: {code: "publish_unconfirmed"}}`:
-//! NATS did not answer, but the event may be stored. The change **was made** and is kept
-//! (the e-mail address stays taken); repeating the same request settles it by publishing
-//! the same event again (see [`users`](crate::users)), so a retry never makes a second user.
+//! 405 `method_not_allowed`, 409 `email_taken` (also the answer to a retry of a committed
+//! sign-up), 413 `event_too_large`, 422 `too_large` (e.g. more than
+//! [`MAX_ROLES`](crate::users::MAX_ROLES) roles), 503 `storage_unavailable` (the database
+//! failed; nothing was changed, try again), 500 otherwise.
 
 use std::sync::Arc;
 
-use axum::extract::rejection::JsonRejection;
+use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use events::error_chain;
+use events::outbox::OutboxError;
 use events::publisher::PublishError;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
@@ -38,7 +37,7 @@ use crate::users::{NewUser, UserError, UserPatch, UserService};
 /// The users API over `users`.
 pub fn router(users: Arc<UserService>) -> Router {
     Router::new()
-        .route("/users", post(create_user))
+        .route("/users", post(create_user).get(list_users))
         .route(
             "/users/{id}",
             get(get_user).patch(update_user).delete(delete_user),
@@ -67,8 +66,46 @@ async fn create_user(
 
 async fn get_user(State(users): State<Arc<UserService>>, Path(id): Path<String>) -> Response {
     match users.get(&id).await {
-        Some(user) => Json(json!({ "user": user })).into_response(),
-        None => error_response(&UserError::NotFound(id)),
+        Ok(Some(user)) => Json(json!({ "user": user })).into_response(),
+        Ok(None) => error_response(&UserError::NotFound(id)),
+        Err(e) => error_response(&e),
+    }
+}
+
+/// Query of `GET /users`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ListQuery {
+    organization_id: Option<String>,
+    after: Option<String>,
+    limit: Option<usize>,
+}
+
+/// Default page size of `GET /users`.
+const DEFAULT_PAGE: usize = 100;
+
+async fn list_users(
+    State(users): State<Arc<UserService>>,
+    query: Result<Query<ListQuery>, QueryRejection>,
+) -> Response {
+    let q = match query {
+        Ok(Query(q)) => q,
+        Err(rejection) => {
+            return error_body(
+                StatusCode::BAD_REQUEST,
+                "invalid_query",
+                &rejection.body_text(),
+                None,
+            );
+        }
+    };
+    let Some(org) = q.organization_id else {
+        return error_response(&UserError::invalid("organization_id", "is required"));
+    };
+    let limit = q.limit.unwrap_or(DEFAULT_PAGE);
+    match users.list(&org, q.after.as_deref(), limit).await {
+        Ok(page) => Json(page).into_response(),
+        Err(e) => error_response(&e),
     }
 }
 
@@ -142,22 +179,12 @@ fn error_response(err: &UserError) -> Response {
             &message,
             Some(field),
         ),
-        UserError::Unconfirmed {
-            event_type,
-            event_id,
-            user,
-            ..
-        } => {
-            tracing::warn!(error = %message, "publish unconfirmed; change kept");
-            let body = json!({
-                "user": user,
-                "event": { "id": event_id, "type": event_type, "confirmed": false },
-                "error": { "code": "publish_unconfirmed", "message": message },
-            });
-            (StatusCode::ACCEPTED, Json(body)).into_response()
-        }
-        UserError::Publish {
-            source: PublishError::PayloadTooLarge { .. },
+        UserError::Outbox {
+            source:
+                OutboxError::Invalid {
+                    source: PublishError::PayloadTooLarge { .. },
+                    ..
+                },
             ..
         } => error_body(
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -165,16 +192,16 @@ fn error_response(err: &UserError) -> Response {
             &message,
             None,
         ),
-        UserError::Publish { source, .. } if source.is_transient() => {
-            tracing::warn!(error = %message, "publish failed; request refused");
+        UserError::Storage(_) => {
+            tracing::warn!(error = %message, "database failed; request refused");
             let mut res = error_body(
                 StatusCode::SERVICE_UNAVAILABLE,
-                "publish_unavailable",
+                "storage_unavailable",
                 &message,
                 None,
             );
             res.headers_mut()
-                .insert(header::RETRY_AFTER, header::HeaderValue::from_static("5"));
+                .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
             res
         }
         _ => {
@@ -201,7 +228,7 @@ fn error_body(status: StatusCode, code: &str, message: &str, field: Option<&str>
 mod tests {
     use axum::body::{Body, to_bytes};
     use axum::http::Request;
-    use events::publisher::RecordingPublisher;
+    use events::outbox::Outbox;
     use serde_json::Value;
     use tower::ServiceExt;
 
@@ -230,14 +257,17 @@ mod tests {
         (status, json)
     }
 
-    fn app() -> (Arc<RecordingPublisher>, Router) {
-        let rec = Arc::new(RecordingPublisher::new());
-        (rec.clone(), router(Arc::new(UserService::new(rec))))
+    /// The API over a fresh SQLite file (kept by the returned directory).
+    async fn app() -> (tempfile::TempDir, Router) {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("auth.db").display());
+        let db = crate::store::open(&url).await.unwrap();
+        (dir, router(Arc::new(UserService::new(db, Outbox::new()))))
     }
 
     #[tokio::test]
-    async fn post_patch_delete_round_trip() {
-        let (rec, app) = app();
+    async fn post_list_patch_delete_round_trip() {
+        let (_dir, app) = app().await;
         let (status, body) = call(
             &app,
             "POST",
@@ -250,8 +280,12 @@ mod tests {
         assert_eq!(status, StatusCode::CREATED, "{body}");
         let id = body["user"]["id"].as_str().unwrap().to_owned();
         assert_eq!(body["event"]["type"], "auth.user.created");
-        assert_eq!(body["event"]["id"], rec.events()[0].id());
-        assert_eq!(body["event"]["sequence"], 1);
+        assert!(body["event"]["id"].is_string(), "{body}");
+
+        let (status, body) = call(&app, "GET", "/users?organization_id=org-acme", None).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(body["users"][0]["id"], id.as_str());
+        assert_eq!(body["next_after"], Value::Null);
 
         let (status, body) = call(
             &app,
@@ -269,12 +303,11 @@ mod tests {
         assert_eq!(body["event"]["type"], "auth.user.deleted");
         let (status, _) = call(&app, "GET", &format!("/users/{id}"), None).await;
         assert_eq!(status, StatusCode::NOT_FOUND);
-        assert_eq!(rec.len(), 3);
     }
 
     #[tokio::test]
     async fn bad_input_is_400_naming_the_field() {
-        let (rec, app) = app();
+        let (_dir, app) = app().await;
         let (status, body) = call(
             &app,
             "POST",
@@ -306,26 +339,35 @@ mod tests {
             StatusCode::BAD_REQUEST,
             "unknown fields are refused: {body}"
         );
-        assert!(rec.is_empty());
+
+        for (uri, code) in [
+            ("/users", "invalid_field"),
+            ("/users?organization_id=a.b", "invalid_field"),
+            ("/users?organization_id=org-acme&limit=0", "invalid_field"),
+            ("/users?organization_id=org-acme&limit=x", "invalid_query"),
+            ("/users?organization_id=org-acme&color=red", "invalid_query"),
+        ] {
+            let (status, body) = call(&app, "GET", uri, None).await;
+            assert_eq!(status, StatusCode::BAD_REQUEST, "{uri}: {body}");
+            assert_eq!(body["error"]["code"], code, "{uri}: {body}");
+        }
     }
 
     #[tokio::test]
-    async fn unavailable_nats_is_503_and_nothing_is_stored() {
-        let (rec, app) = app();
-        rec.fail_next(1);
+    async fn a_repeated_sign_up_is_409() {
+        let (_dir, app) = app().await;
         let new =
             json!({"email": "ada@acme.example", "name": "Ada", "organization_id": "org-acme"});
         let (status, body) = call(&app, "POST", "/users", Some(new.clone())).await;
-        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
-        assert_eq!(body["error"]["code"], "publish_unavailable");
-        // Not stored: the same address is still free.
-        let (status, body) = call(&app, "POST", "/users", Some(new)).await;
         assert_eq!(status, StatusCode::CREATED, "{body}");
+        let (status, body) = call(&app, "POST", "/users", Some(new)).await;
+        assert_eq!(status, StatusCode::CONFLICT, "{body}");
+        assert_eq!(body["error"]["code"], "email_taken");
     }
 
     #[tokio::test]
     async fn a_body_that_is_not_an_object_is_invalid_body() {
-        let (rec, app) = app();
+        let (_dir, app) = app().await;
         for body in [json!([]), json!("x"), json!(null)] {
             let (status, res) = call(&app, "POST", "/users", Some(body.clone())).await;
             assert_eq!(status, StatusCode::BAD_REQUEST, "{body}: {res}");
@@ -334,13 +376,12 @@ mod tests {
             assert_eq!(status, StatusCode::BAD_REQUEST, "{body}: {res}");
             assert_eq!(res["error"]["code"], "invalid_body", "{body}: {res}");
         }
-        assert!(rec.is_empty());
     }
 
     #[tokio::test]
     async fn a_wrong_method_is_405_with_a_json_error() {
-        let (_, app) = app();
-        for (method, uri) in [("PUT", "/users/x"), ("GET", "/users"), ("PUT", "/users")] {
+        let (_dir, app) = app().await;
+        for (method, uri) in [("PUT", "/users/x"), ("DELETE", "/users"), ("PUT", "/users")] {
             let (status, body) = call(&app, method, uri, None).await;
             assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED, "{method} {uri}");
             assert_eq!(body["error"]["code"], "method_not_allowed", "{body}");
@@ -349,7 +390,7 @@ mod tests {
 
     #[tokio::test]
     async fn too_many_roles_is_422_not_500() {
-        let (rec, app) = app();
+        let (_dir, app) = app().await;
         let roles: Vec<String> = (0..120_000).map(|i| format!("r{i}")).collect();
         let new = json!({"email": "ada@acme.example", "name": "Ada",
                          "organization_id": "org-acme", "roles": roles});
@@ -357,23 +398,5 @@ mod tests {
         assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
         assert_eq!(body["error"]["code"], "too_large");
         assert_eq!(body["error"]["field"], "roles");
-        assert!(rec.is_empty());
-    }
-
-    #[tokio::test]
-    async fn an_unconfirmed_publish_is_202_and_the_retry_201_with_the_same_user() {
-        let (rec, app) = app();
-        rec.unconfirm_next(1);
-        let new =
-            json!({"email": "ada@acme.example", "name": "Ada", "organization_id": "org-acme"});
-        let (status, first) = call(&app, "POST", "/users", Some(new.clone())).await;
-        assert_eq!(status, StatusCode::ACCEPTED, "{first}");
-        assert_eq!(first["error"]["code"], "publish_unconfirmed");
-        assert_eq!(first["event"]["confirmed"], false);
-        let (status, again) = call(&app, "POST", "/users", Some(new)).await;
-        assert_eq!(status, StatusCode::CREATED, "{again}");
-        assert_eq!(again["user"]["id"], first["user"]["id"]);
-        assert_eq!(again["event"]["id"], first["event"]["id"]);
-        assert_eq!(rec.len(), 1);
     }
 }

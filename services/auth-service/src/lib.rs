@@ -1,45 +1,54 @@
 //! Run with:
 //!
 //! ```text
-//! scripts/dev-up.sh                  # nats-server + the streams of deploy/streams.toml
-//! cargo run -p catalog-service       # second terminal: the consumer
-//! cargo run -p auth-service          # third terminal: this producer (API on 127.0.0.1:8081)
+//! scripts/dev-up.sh                  # NATS, the streams, both services in the background
 //! curl -sS -X POST localhost:8081/users -H 'content-type: application/json' \
 //!      -d '{"email":"ada@acme.example","name":"Ada Lovelace","organization_id":"org-acme"}'
+//! curl -sS 'localhost:8081/users?organization_id=org-acme'
 //! cargo run -p eventctl -- tail 'auth.>' --from -5m
 //! curl -sS localhost:9092/catalogs/org-acme   # catalog-service's projection
-//! curl -sS localhost:9092/metrics             # catalog-service's metrics
-//! curl -sS localhost:9091/metrics             # this service's: events_published_total, ...
-//! cargo run -p auth-service -- --simulate 100 # publish 100 sign-ups, then exit
+//! curl -sS localhost:9091/metrics             # this service's: outbox_pending, ...
+//! scripts/dev-down.sh
 //! ```
 //!
-//! An example producer: a tiny user service. Each change of a user publishes the event
-//! `docs/EVENT_CATALOG.md` describes (`auth.user.created`, `auth.user.updated`,
-//! `auth.user.deleted`) through the library's [`Publisher`],
-//! and is committed only once the stream has acknowledged it.
+//! Or by hand: `cargo run -p auth-service` (API on 127.0.0.1:8081, users in
+//! `.data/auth-service/auth.db`; `--database postgres://...` for PostgreSQL).
 //!
-//! - [`users`]: validation, the in-memory store and the publishing logic, behind the
-//!   [`EventPublisher`](events::publisher::EventPublisher) trait so that it is unit-tested
-//!   with a [`RecordingPublisher`](events::publisher::RecordingPublisher);
+//! An example producer: a user service on its own database. Each change of a user writes
+//! the user row and the event `docs/EVENT_CATALOG.md` describes (`auth.user.created`,
+//! `auth.user.updated`, `auth.user.deleted`) in one transaction through the library's
+//! transactional outbox ([`events::outbox`]), and answers when it commits; the outbox's
+//! relay publishes the events in commit order. Requests never wait on NATS: with NATS down,
+//! sign-ups keep working and `/readyz` stays ready, and the relay catches up.
+//!
+//! - [`users`]: the users API's logic, one transaction per change;
+//! - [`store`]: the `users` table (SQLite or PostgreSQL, `migrations/`);
+//! - `validate`: the input rules;
 //! - [`schema`]: the event payloads and envelopes;
 //! - [`http`]: the axum routes;
 //! - [`config`]: the TOML configuration;
-//! - [`run`] and [`simulate`]: the wiring `main` calls (connect, publisher, admin server on
+//! - [`run`]: the wiring `main` calls (database, NATS, relay, admin server on
 //!   127.0.0.1:9091, graceful shutdown).
 
 pub mod config;
 pub mod http;
 pub mod schema;
+pub mod store;
 pub mod users;
+mod validate;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use events::connection::{Connection, connect, connect_in_background};
+use events::connection::{Connection, connect_in_background};
+use events::db::Database;
 use events::names::StreamName;
+use events::outbox::{Outbox, Relay, RelayConfig};
 use events::publisher::Publisher;
-use events_admin::{AdminState, HttpLimits, ServeError, install_prometheus, serve_router};
+use events_admin::{
+    AdminState, HttpLimits, ReadyCheck, ServeError, install_prometheus, serve_router,
+};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio::time::timeout;
@@ -49,40 +58,52 @@ use tracing::{info, warn};
 pub use config::Config;
 
 use crate::schema::SOURCE;
-use crate::users::{NewUser, UserService};
+use crate::users::UserService;
 
 /// Serves the users API and the admin server until `shutdown` is cancelled, then stops
-/// accepting requests, lets in-flight ones finish, flushes and closes the publisher, and
-/// stops the admin server; each step is bounded by `config.shutdown_timeout`.
+/// accepting requests, lets in-flight ones finish, stops the outbox relay, closes the
+/// publisher, and stops the admin server; each step is bounded by `config.shutdown_timeout`.
 ///
-/// Starts while NATS is down: the client connects in the background, `/healthz` answers,
-/// `/readyz` says not ready until NATS and `AUTH_EVENTS` are there, and sign-ups go to the
-/// publisher's spool if one is configured (otherwise they answer 202, outcome unknown, or
-/// 503; see [`users`]). Both servers run under [`events_admin::HttpLimits`].
+/// Opens (and migrates) the database first; NATS is connected in the background, so the
+/// service starts and serves while NATS is down: `/readyz` requires only the database.
+/// Both servers run under [`events_admin::HttpLimits`].
 ///
-/// Every event is validated against `config.schemas` before it is published (loaded at
-/// start: from the registry, NATS must answer then).
+/// Every event is validated against `config.schemas` when it is enqueued, in the
+/// request's transaction, so an invalid one never reaches the outbox (loaded at start:
+/// from the registry, NATS must answer then).
 ///
 /// # Errors
-/// If the NATS configuration is invalid, the schemas cannot be loaded, a port cannot be
-/// bound, or the API server fails.
+/// If the database cannot be opened, the NATS configuration is invalid, the schemas cannot
+/// be loaded, a port cannot be bound, or the API server fails.
 pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
-    let (conn, publisher) = connect_and_publisher(&config, Connect::InBackground).await?;
-    let users = Arc::new(UserService::new(Arc::new(publisher.clone())));
+    let db = store::open(&config.database)
+        .await
+        .with_context(|| format!("cannot open the database {}", redacted(&config.database)))?;
+    let (conn, publisher) = connect_and_publisher(&config).await?;
+    // The outbox refuses, at enqueue, what the relay's publisher would refuse.
+    let outbox = Outbox::for_publisher(publisher.config());
+    let users = Arc::new(UserService::new(db.clone(), outbox.clone()));
+    let relay_stop = CancellationToken::new();
+    let relay = Relay::new(
+        db.clone(),
+        outbox,
+        publisher.clone(),
+        RelayConfig::new(SOURCE),
+    );
+    let relay = tokio::spawn(relay.run(relay_stop.clone()));
 
     let api_listener = TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("cannot bind the users API to {}", config.listen))?;
     let admin_stop = CancellationToken::new();
-    let admin = start_admin(&config, &conn, admin_stop.clone()).await?;
+    let admin = start_admin(&config, &conn, &db, admin_stop.clone()).await?;
     info!(listen = %config.listen, admin = %config.admin_listen, "auth-service ready");
 
-    let api_stop = shutdown.clone();
     let mut api: JoinHandle<Result<(), ServeError>> = tokio::spawn(serve_router(
         api_listener,
         http::router(users),
         HttpLimits::default(),
-        api_stop,
+        shutdown.clone(),
     ));
     let ended_early = tokio::select! {
         biased;
@@ -90,8 +111,9 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         res = &mut api => Some(res), // a completed JoinHandle must not be polled again
     };
 
-    // Shutdown: stop accepting and finish in-flight requests, flush the publisher, stop the
-    // admin server last (so /metrics and /readyz answer while draining).
+    // Shutdown: finish in-flight requests, stop the relay (what it did not send stays in the
+    // outbox for the next start), close the publisher, stop the admin server last (so
+    // /metrics and /readyz answer while draining).
     let d = config.shutdown_timeout;
     let api_result = match ended_early {
         Some(res) => res,
@@ -107,84 +129,36 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
             }
         }
     };
+    relay_stop.cancel();
+    if timeout(d, relay).await.is_err() {
+        warn!("outbox relay did not stop in time");
+    }
     if let Err(e) = publisher.close(d).await {
         warn!(error = %e, "publisher closed with events in flight");
     }
     stop_admin(admin, &admin_stop, d).await;
+    db.close().await;
     info!("auth-service stopped");
     api_result
         .context("users API task failed")?
         .context("users API server failed")
 }
 
-/// Publishes `n` sign-ups in `organization` (as `POST /users` would), then closes the
-/// publisher. Stops early when `shutdown` is cancelled.
-///
-/// # Errors
-/// If NATS cannot be reached or a publish fails.
-pub async fn simulate(
-    config: Config,
-    n: u32,
-    organization: &str,
-    shutdown: CancellationToken,
-) -> anyhow::Result<()> {
-    let (_conn, publisher) = connect_and_publisher(&config, Connect::Bounded).await?;
-    let users = UserService::new(Arc::new(publisher.clone()));
-    let run_id = &uuid::Uuid::now_v7().simple().to_string()[20..];
-    let mut result = Ok(());
-    for i in 1..=n {
-        if shutdown.is_cancelled() {
-            warn!(published = i - 1, "interrupted");
-            break;
-        }
-        let new = NewUser {
-            email: Some(format!("sim-{run_id}-{i}@{organization}.example")),
-            name: Some(format!("Simulated User {i}")),
-            organization_id: Some(organization.to_owned()),
-            roles: None,
-        };
-        match users.create(new).await {
-            Ok((user, event)) => println!(
-                "{} {} {} seq={}",
-                event.event_type,
-                user.id,
-                user.email,
-                event
-                    .sequence
-                    .map_or_else(|| "spooled".into(), |s| s.to_string())
-            ),
-            Err(e) => {
-                result = Err(anyhow::Error::new(e).context(format!("sign-up {i} of {n}")));
-                break;
-            }
-        }
+/// The URL without a password, for messages.
+fn redacted(url: &str) -> String {
+    match (url.split_once("://"), url.rsplit_once('@')) {
+        (Some((scheme, _)), Some((_, host))) => format!("{scheme}://***@{host}"),
+        _ => url.to_owned(),
     }
-    if let Err(e) = publisher.close(config.shutdown_timeout).await {
-        warn!(error = %e, "publisher closed with events in flight");
-    }
-    result
 }
 
-/// How [`connect_and_publisher`] connects.
-#[derive(Clone, Copy)]
-enum Connect {
-    /// Fail within the connect timeout if no server answers (`--simulate`).
-    Bounded,
-    /// Return at once and connect when a server answers (the service).
-    InBackground,
-}
-
-async fn connect_and_publisher(
-    config: &Config,
-    how: Connect,
-) -> anyhow::Result<(Connection, Publisher)> {
+/// Connects in the background (returns at once) and builds the relay's publisher.
+async fn connect_and_publisher(config: &Config) -> anyhow::Result<(Connection, Publisher)> {
     let mut nats = config.nats.clone();
     nats.name.get_or_insert_with(|| SOURCE.to_owned());
-    let conn = match how {
-        Connect::Bounded => connect(&nats).await,
-        Connect::InBackground => connect_in_background(&nats).await,
-    }
-    .context("cannot connect to NATS")?;
+    let conn = connect_in_background(&nats)
+        .await
+        .context("cannot connect to NATS")?;
     let mut pc = config.publisher.clone();
     pc.source = SOURCE.to_owned();
     pc.schemas = config
@@ -199,18 +173,26 @@ async fn connect_and_publisher(
     Ok((conn, publisher))
 }
 
-/// Binds and starts the admin server (`/metrics`, `/healthz`, `/readyz` requiring
-/// `AUTH_EVENTS`).
+/// Binds and starts the admin server (`/metrics`, `/healthz`, `/readyz` requiring the
+/// database only: NATS may be down, the outbox holds the events).
 async fn start_admin(
     config: &Config,
     conn: &Connection,
+    db: &Database,
     stop: CancellationToken,
 ) -> anyhow::Result<JoinHandle<()>> {
     let prometheus = install_prometheus().context("cannot install the metrics recorder")?;
     let auth_stream = StreamName::new("AUTH_EVENTS").context("stream name")?;
+    let db = db.clone();
+    let db_check = ReadyCheck(Arc::new(move || {
+        let db = db.clone();
+        Box::pin(async move { db.ping().await.map_err(|e| format!("database: {e}")) })
+    }));
     let state = AdminState::new(conn.client().clone())
         .with_prometheus(prometheus)
-        .with_required_streams([auth_stream]);
+        .with_required_streams([auth_stream])
+        .with_nats_optional()
+        .with_ready_check(db_check);
     let listener = TcpListener::bind(config.admin_listen)
         .await
         .with_context(|| format!("cannot bind the admin server to {}", config.admin_listen))?;

@@ -1,20 +1,14 @@
 //! Run with:
 //!
 //! ```text
-//! scripts/dev-up.sh                  # nats-server + the streams of deploy/streams.toml
-//! cargo run -p catalog-service       # second terminal: the consumer
-//! cargo run -p auth-service          # third terminal: this producer (API on 127.0.0.1:8081)
+//! scripts/dev-up.sh                  # NATS, the streams, both services in the background
+//! cargo run -p auth-service          # or by hand: API on 127.0.0.1:8081
 //! curl -sS -X POST localhost:8081/users -H 'content-type: application/json' \
 //!      -d '{"email":"ada@acme.example","name":"Ada Lovelace","organization_id":"org-acme"}'
-//! cargo run -p eventctl -- tail 'auth.>' --from -5m
-//! curl -sS localhost:9092/catalogs/org-acme   # catalog-service's projection
-//! curl -sS localhost:9092/metrics             # catalog-service's metrics
-//! curl -sS localhost:9091/metrics             # this service's: events_published_total, ...
-//! cargo run -p auth-service -- --simulate 100 # publish 100 sign-ups, then exit
 //! ```
 //!
 //! The binary: parses the command line, loads the configuration, installs logging and
-//! the signal handler, and calls [`auth_service::run`] or [`auth_service::simulate`].
+//! the signal handler, and calls [`auth_service::run`].
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -42,12 +36,9 @@ struct Cli {
     /// Address of the admin server (/metrics, /healthz, /readyz); overrides the file.
     #[arg(long, env = "AUTH_SERVICE_ADMIN_LISTEN")]
     admin_listen: Option<SocketAddr>,
-    /// Publish N simulated sign-ups, then exit (no servers started).
-    #[arg(long, value_name = "N")]
-    simulate: Option<u32>,
-    /// Organization of the simulated sign-ups.
-    #[arg(long, default_value = "org-acme", requires = "simulate")]
-    organization: String,
+    /// Database URL: sqlite://PATH or postgres://user@host/db; overrides the file.
+    #[arg(long, env = "AUTH_SERVICE_DATABASE")]
+    database: Option<String>,
 }
 
 #[tokio::main]
@@ -91,13 +82,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     if let Some(admin) = cli.admin_listen {
         config.admin_listen = admin;
     }
+    if let Some(database) = cli.database {
+        config.database = database;
+    }
 
     let shutdown = CancellationToken::new();
     let signals = tokio::spawn(cancel_on_signal(shutdown.clone()));
-    let result = match cli.simulate {
-        Some(n) => auth_service::simulate(config, n, &cli.organization, shutdown).await,
-        None => auth_service::run(config, shutdown).await,
-    };
+    let result = auth_service::run(config, shutdown).await;
     signals.abort();
     result
 }

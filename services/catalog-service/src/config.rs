@@ -3,7 +3,7 @@
 //!
 //! ```toml
 //! admin_listen = "127.0.0.1:9092"    # /catalogs/{org}, /metrics, /healthz, /readyz
-//! projection_file = ".data/catalog-service/projection.json"   # "" keeps it in memory only
+//! database = "sqlite://.data/catalog-service/catalog.db"   # or postgres://user@host/db
 //! shutdown_timeout = "10s"
 //!
 //! [nats]                             # events::connection::ConnectConfig
@@ -26,7 +26,6 @@
 //! ```
 
 use std::net::{Ipv4Addr, SocketAddr};
-use std::path::PathBuf;
 use std::time::Duration;
 
 use events::connection::ConnectConfig;
@@ -51,14 +50,17 @@ pub struct Config {
     /// runs (an invalid one is dead-lettered as `invalid` on its first delivery): by
     /// default the repository's `schemas/`, unknown types refused ([`default_schemas`]).
     pub schemas: SchemaSource,
-    /// Where the projection is saved, so that a restart keeps it (the group's consumer has
-    /// acknowledged those events and will not deliver them again). Empty: memory only.
-    pub projection_file: PathBuf,
     /// Bound on stopping the admin server (the subscriber's drain has its own,
     /// `subscriber.drain_timeout`).
     #[serde(with = "humantime_serde")]
     pub shutdown_timeout: Duration,
+    /// The projection and the inbox: `sqlite://PATH` (created if missing) or
+    /// `postgres://...` (`--database` / `CATALOG_SERVICE_DATABASE` override it).
+    pub database: String,
 }
+
+/// Where the projection lives unless told otherwise.
+pub const DEFAULT_DATABASE: &str = "sqlite://.data/catalog-service/catalog.db";
 
 impl Default for Config {
     fn default() -> Self {
@@ -73,8 +75,8 @@ impl Default for Config {
                 ..SubscriberConfig::default()
             },
             schemas: default_schemas(),
-            projection_file: PathBuf::from(".data/catalog-service/projection.json"),
             shutdown_timeout: Duration::from_secs(10),
+            database: DEFAULT_DATABASE.to_owned(),
         }
     }
 }
@@ -120,11 +122,11 @@ mod tests {
     fn empty_file_gives_the_defaults_and_keys_override_them() {
         assert_eq!(Config::from_toml("", "t").unwrap(), Config::default());
         let cfg = Config::from_toml(
-            "projection_file = \"\"\n[subscriber]\nmax_in_flight = 4\nretry = { max_attempts = 3 }\n",
+            "database = \"sqlite::memory:\"\n[subscriber]\nmax_in_flight = 4\nretry = { max_attempts = 3 }\n",
             "t",
         )
         .unwrap();
-        assert!(cfg.projection_file.as_os_str().is_empty());
+        assert_eq!(cfg.database, "sqlite::memory:");
         assert_eq!(cfg.subscriber.max_in_flight, 4);
         assert_eq!(cfg.subscriber.retry.max_attempts, 3);
         cfg.subscriber.validate().unwrap();

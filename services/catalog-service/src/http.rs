@@ -2,10 +2,9 @@
 //! next to `/metrics`, `/healthz` and `/readyz`.
 //!
 //! 200 `{"organization_id", "users": [{user_id, email, display_name, roles, revision,
-//! workspace: {id, name}}]}` (an organization never seen has no users); 400 with a JSON
-//! error for an invalid organization id.
-
-use std::sync::Arc;
+//! workspace: {id, name}}]}` read from the service's database (an organization never seen
+//! has no users); 400 with a JSON error for an invalid organization id; 503
+//! `storage_unavailable` if the database fails.
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -18,18 +17,28 @@ use serde_json::json;
 use crate::projection::Projection;
 
 /// The catalog routes over `projection` (no fallback, so they merge into the admin router).
-pub fn routes(projection: Arc<Projection>) -> Router {
+pub fn routes(projection: Projection) -> Router {
     Router::new()
         .route("/catalogs/{org}", get(get_catalog))
         .with_state(projection)
 }
 
-async fn get_catalog(
-    State(projection): State<Arc<Projection>>,
-    Path(org): Path<String>,
-) -> Response {
+async fn get_catalog(State(projection): State<Projection>, Path(org): Path<String>) -> Response {
     match OrganizationId::new(&org) {
-        Ok(org) => Json(projection.catalog(org.as_str())).into_response(),
+        Ok(org) => match projection.catalog(org.as_str()).await {
+            Ok(catalog) => Json(catalog).into_response(),
+            Err(e) => {
+                tracing::warn!(error = %e, "catalog query failed");
+                (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    Json(json!({ "error": {
+                        "code": "storage_unavailable",
+                        "message": format!("the catalog database failed: {e}"),
+                    }})),
+                )
+                    .into_response()
+            }
+        },
         Err(e) => (
             StatusCode::BAD_REQUEST,
             Json(json!({ "error": {
@@ -65,7 +74,7 @@ mod tests {
 
     #[tokio::test]
     async fn shows_the_users_of_one_organization() {
-        let projection = Arc::new(Projection::in_memory());
+        let (_dir, projection) = crate::projection::tests::projection().await;
         let ev = Event::builder("auth.user.created")
             .source("auth-service")
             .organization("org-acme")
@@ -73,7 +82,7 @@ mod tests {
                               "display_name": "A", "roles": [], "revision": 1}))
             .build()
             .unwrap();
-        projection.apply(&ev).unwrap();
+        projection.apply(&ev).await.unwrap();
         let app = routes(projection);
 
         let (status, body) = get(&app, "/catalogs/org-acme").await;

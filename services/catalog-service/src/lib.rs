@@ -1,9 +1,7 @@
 //! Run with:
 //!
 //! ```text
-//! scripts/dev-up.sh                  # nats-server + the streams of deploy/streams.toml
-//! cargo run -p catalog-service       # this consumer (admin port 127.0.0.1:9092)
-//! cargo run -p auth-service          # second terminal: the producer (API on 127.0.0.1:8081)
+//! scripts/dev-up.sh                  # NATS, the streams, both services in the background
 //! curl -sS -X POST localhost:8081/users -H 'content-type: application/json' \
 //!      -d '{"email":"ada@acme.example","name":"Ada Lovelace","organization_id":"org-acme"}'
 //! cargo run -p eventctl -- tail 'auth.>' --from -5m
@@ -12,23 +10,27 @@
 //! ```
 //!
 //! An example consumer: group `catalog-service` on `auth.user.*`. It keeps a projection of
-//! the users of each organization, each with a default workspace made at sign-up, and
+//! the users of each organization, each with a default workspace made at sign-up, in its
+//! database (SQLite `.data/catalog-service/catalog.db` by default, or PostgreSQL), and
 //! serves it at `GET /catalogs/{org}` next to the admin routes.
 //!
-//! - [`projection`]: the read model and the pure logic that applies events (revision
-//!   ordering, tombstones, supported schema majors), saved to a file;
+//! - [`projection`]: the read model and its rules (revision ordering, tombstones, supported
+//!   schema majors); each event is applied together with its record in the library's
+//!   [`Inbox`](events::inbox::Inbox), in one transaction: a redelivered or replayed event
+//!   changes nothing;
+//! - [`store`]: the `catalog_users` table (`migrations/`);
 //! - [`handler`](mod@handler): the subscriber's handler; which failures are permanent (dead letter now)
 //!   and which transient (retry with backoff);
 //! - [`http`]: `GET /catalogs/{org}`;
 //! - [`config`]: the TOML configuration;
-//! - [`subscribe`], [`handler()`] and [`run`]: the wiring `main` calls. The handler is
-//!   wrapped in the library's [`Idempotent`] helper, so a redelivered event runs its effect
-//!   once (the projection's revision check would also make it a no-op).
+//! - [`subscribe`] and [`run`]: the wiring `main` calls (and a daily sweep of inbox records
+//!   older than the stream's max age).
 
 pub mod config;
 pub mod handler;
 pub mod http;
 pub mod projection;
+pub mod store;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -39,10 +41,9 @@ use axum::Router;
 use events::SubjectFilter;
 use events::connection::{Connection, connect_in_background};
 use events::dlq::DLQ_STREAM;
-use events::idempotency::{IdempotencyStore, Idempotent, KvIdempotencyStore};
 use events::names::StreamName;
 use events::subscriber::{SubscribeError, Subscriber, SubscriberBuilder, SubscriberConfig};
-use events_admin::{AdminState, HttpLimits, install_prometheus, serve_router};
+use events_admin::{AdminState, HttpLimits, ReadyCheck, install_prometheus, serve_router};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio::time::timeout;
@@ -98,18 +99,16 @@ fn builder(js: &jetstream::Context, config: SubscriberConfig) -> SubscriberBuild
         .config(config)
 }
 
-/// The handler the subscriber runs: [`CatalogHandler`] behind the idempotency helper.
-pub fn handler<S: IdempotencyStore>(
-    projection: Arc<Projection>,
-    store: S,
-) -> Idempotent<S, CatalogHandler> {
-    Idempotent::new(store, CatalogHandler::new(projection))
-}
+/// How long inbox records are kept: longer than the stream's max age (7 days), so that
+/// no redelivery or replay of the stream can outlive its record.
+pub const INBOX_RETENTION: Duration = Duration::from_secs(8 * 24 * 3600);
+/// How often the inbox is swept.
+const SWEEP_EVERY: Duration = Duration::from_secs(3600);
 
 /// The admin port's router: `events-admin`'s routes (`/metrics`, `/healthz`, `/readyz`,
 /// the admin-only DLQ API) plus `GET /catalogs/{org}`; a wrong method is 405 with a JSON
 /// error on every route.
-pub fn admin_router(state: AdminState, projection: Arc<Projection>) -> Router {
+pub fn admin_router(state: AdminState, projection: Projection) -> Router {
     events_admin::router(state)
         .merge(http::routes(projection))
         .method_not_allowed_fallback(events_admin::method_not_allowed)
@@ -130,20 +129,14 @@ const SETUP_RETRY: Duration = Duration::from_secs(1);
 /// start: from the registry, NATS must answer then).
 ///
 /// # Errors
-/// If the NATS configuration is invalid, the projection file or the schemas cannot be
-/// read, the admin port cannot be bound, or the server denies the group's consumer to this
-/// identity.
+/// If the database cannot be opened, the NATS configuration is invalid, the schemas cannot
+/// be read, the admin port cannot be bound, or the server denies the group's consumer to
+/// this identity.
 pub async fn run(mut config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
-    let projection = Arc::new(if config.projection_file.as_os_str().is_empty() {
-        Projection::in_memory()
-    } else {
-        Projection::open(&config.projection_file).with_context(|| {
-            format!(
-                "cannot load the projection from {}",
-                config.projection_file.display()
-            )
-        })?
-    });
+    let db = store::open(&config.database)
+        .await
+        .context("cannot open the catalog database")?;
+    let projection = Projection::new(db.clone(), GROUP);
     let mut nats = config.nats.clone();
     nats.name.get_or_insert_with(|| GROUP.to_owned());
     let conn = connect_in_background(&nats)
@@ -164,7 +157,8 @@ pub async fn run(mut config: Config, shutdown: CancellationToken) -> anyhow::Res
         .collect::<anyhow::Result<Vec<_>>>()?;
     let state = AdminState::new(conn.client().clone())
         .with_prometheus(prometheus)
-        .with_required_streams(required);
+        .with_required_streams(required)
+        .with_ready_check(db_check(&projection));
     let listener = TcpListener::bind(config.admin_listen)
         .await
         .with_context(|| format!("cannot bind the admin server to {}", config.admin_listen))?;
@@ -177,11 +171,12 @@ pub async fn run(mut config: Config, shutdown: CancellationToken) -> anyhow::Res
         admin_stop.clone(),
     ));
 
+    let sweeper = tokio::spawn(sweep_inbox(projection.clone(), shutdown.clone()));
     let (ready, mut result) = match set_up(&conn, &config, &shutdown).await {
         Ok(ready) => (ready, Ok(())),
         Err(e) => (None, Err(e)),
     };
-    if let Some((subscriber, store)) = ready {
+    if let Some(subscriber) = ready {
         info!(
             group = GROUP,
             filter = FILTER,
@@ -190,7 +185,8 @@ pub async fn run(mut config: Config, shutdown: CancellationToken) -> anyhow::Res
             "catalog-service consuming"
         );
         let drain_timeout = config.subscriber.drain_timeout;
-        let consumer = tokio::spawn(subscriber.run(handler(projection, store), shutdown.clone()));
+        let handler = CatalogHandler::new(projection.clone());
+        let consumer = tokio::spawn(subscriber.run(handler, shutdown.clone()));
         if consume(consumer, &shutdown, drain_timeout).await {
             result = Err(anyhow::anyhow!(
                 "the server denies this identity's pulls on consumer {}; fix its permissions",
@@ -198,34 +194,64 @@ pub async fn run(mut config: Config, shutdown: CancellationToken) -> anyhow::Res
             ));
         }
     }
+    shutdown.cancel();
+    if timeout(config.shutdown_timeout, sweeper).await.is_err() {
+        warn!("inbox sweep did not stop in time");
+    }
     admin_stop.cancel();
     if timeout(config.shutdown_timeout, &mut admin).await.is_err() {
         warn!("admin server did not stop in time; aborted");
         admin.abort();
     }
+    db.close().await;
     info!("catalog-service stopped");
     result
 }
 
-/// The subscription and the idempotency bucket, retried until they are set up (NATS may
-/// not be there yet); `None` if `shutdown` comes first; an error, not a retry, when the
-/// server denies the consumer to this identity.
+/// `/readyz` also requires the database.
+fn db_check(projection: &Projection) -> ReadyCheck {
+    let db = projection.db().clone();
+    ReadyCheck(Arc::new(move || {
+        let db = db.clone();
+        Box::pin(async move { db.ping().await.map_err(|e| format!("database: {e}")) })
+    }))
+}
+
+/// Deletes inbox records older than [`INBOX_RETENTION`] at start and then hourly, until
+/// `shutdown`.
+async fn sweep_inbox(projection: Projection, shutdown: CancellationToken) {
+    loop {
+        match projection
+            .inbox()
+            .sweep(projection.db(), INBOX_RETENTION)
+            .await
+        {
+            Ok(n) if n > 0 => info!(deleted = n, "inbox swept"),
+            Ok(_) => {}
+            Err(e) => warn!(error = %e, "inbox sweep failed; next try in an hour"),
+        }
+        tokio::select! {
+            biased;
+            () = shutdown.cancelled() => return,
+            () = tokio::time::sleep(SWEEP_EVERY) => {}
+        }
+    }
+}
+
+/// The subscription, retried until it is set up (NATS may not be there yet); `None` if
+/// `shutdown` comes first; an error, not a retry, when the server denies the consumer to
+/// this identity.
 async fn set_up(
     conn: &Connection,
     config: &Config,
     shutdown: &CancellationToken,
-) -> anyhow::Result<Option<(Subscriber, KvIdempotencyStore)>> {
+) -> anyhow::Result<Option<Subscriber>> {
     let bound = config.nats.request_timeout;
-    let js = conn.jetstream();
     loop {
         let attempt = async {
-            let subscriber = subscribe_on(conn, config.subscriber.clone())
+            subscribe_on(conn, config.subscriber.clone())
                 .await
-                .context("cannot subscribe")?;
-            let store = KvIdempotencyStore::for_stream(js, STREAM)
-                .await
-                .context("cannot open the idempotency bucket")?;
-            anyhow::Ok((subscriber, store))
+                .context("cannot subscribe")
         };
         let res = tokio::select! {
             biased;

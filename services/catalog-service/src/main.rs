@@ -1,9 +1,8 @@
 //! Run with:
 //!
 //! ```text
-//! scripts/dev-up.sh                  # nats-server + the streams of deploy/streams.toml
-//! cargo run -p catalog-service       # this consumer (admin port 127.0.0.1:9092)
-//! cargo run -p auth-service          # second terminal: the producer (API on 127.0.0.1:8081)
+//! scripts/dev-up.sh                  # NATS, the streams, both services in the background
+//! cargo run -p catalog-service       # or by hand: this consumer (admin port 127.0.0.1:9092)
 //! curl -sS -X POST localhost:8081/users -H 'content-type: application/json' \
 //!      -d '{"email":"ada@acme.example","name":"Ada Lovelace","organization_id":"org-acme"}'
 //! cargo run -p eventctl -- tail 'auth.>' --from -5m
@@ -37,9 +36,9 @@ struct Cli {
     /// Address of the admin server (/catalogs/{org}, /metrics, ...); overrides the file.
     #[arg(long, env = "CATALOG_SERVICE_ADMIN_LISTEN")]
     admin_listen: Option<SocketAddr>,
-    /// Where the projection is saved ("" keeps it in memory); overrides the file.
-    #[arg(long)]
-    projection_file: Option<PathBuf>,
+    /// Database URL: sqlite://PATH or postgres://user@host/db; overrides the file.
+    #[arg(long, env = "CATALOG_SERVICE_DATABASE")]
+    database: Option<String>,
 }
 
 #[tokio::main]
@@ -80,8 +79,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     if let Some(admin) = cli.admin_listen {
         config.admin_listen = admin;
     }
-    if let Some(file) = cli.projection_file {
-        config.projection_file = file;
+    if let Some(database) = cli.database {
+        config.database = database;
     }
 
     let shutdown = CancellationToken::new();

@@ -1,32 +1,29 @@
 //! The read model: users per organization, each with a default workspace, built from
-//! `auth.user.*` events.
+//! `auth.user.*` events and kept in the service's database ([`crate::store`]).
 //!
-//! [`Projection::apply`] is pure logic (no NATS) and follows the catalog and
-//! SCHEMA_VERSIONING.md:
+//! The rules follow the catalog and SCHEMA_VERSIONING.md:
 //! - only the major of `schemaversion` counts, and only major 1 is supported: any other is
 //!   [`ApplyError::UnsupportedVersion`], a permanent failure (the event is dead-lettered and
 //!   can be replayed once this service supports the new major);
 //! - unknown fields are ignored (no `deny_unknown_fields` on the payload types), and
 //!   `auth.user.*` types this service does not know are acknowledged without effect;
 //! - each user keeps the highest `revision` applied, and anything at or below it is skipped:
-//!   an older update arriving after a newer one changes nothing, and a redelivery is a no-op.
-//!   A deleted user leaves a tombstone (its revision, no personal data), so a late
-//!   `created` or `updated` does not bring it back. Tombstones are kept forever here; a real
-//!   service would drop them after the stream's max age (7 days), when no older event can
-//!   arrive any more.
+//!   an older update arriving after a newer one changes nothing. A deleted user leaves a
+//!   tombstone (its revision, no personal data), so a late `created` or `updated` does not
+//!   bring it back. Tombstones are kept forever here; a real service would drop them after
+//!   the stream's max age (7 days), when no older event can arrive any more.
 //!
-//! With a file configured, [`Projection::persist`] writes the whole model (write to a
-//! temporary file, then rename) after each change, and [`Projection::open`] reads it back
-//! at start: the group's durable consumer has acknowledged those events, so they will not
-//! be delivered again.
-
-use std::collections::BTreeMap;
-use std::io;
-use std::path::{Path, PathBuf};
-use std::sync::{Mutex, MutexGuard};
+//! [`Projection::apply`] records the event id in the consumer's inbox and applies the change
+//! in **one transaction**: a redelivered or replayed event (same id) changes nothing
+//! ([`Applied::Duplicate`]), and a crash between the commit and the ack only causes such a
+//! redelivery.
 
 use events::Event;
+use events::db::Database;
+use events::inbox::Inbox;
 use serde::{Deserialize, Serialize};
+
+use crate::store;
 
 /// `auth.user.created`.
 pub const USER_CREATED: &str = "auth.user.created";
@@ -105,13 +102,19 @@ pub struct CatalogUser {
 /// What the projection holds about one user id.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "state", rename_all = "snake_case")]
-enum Slot {
+pub enum Slot {
+    /// A user as the catalog shows it.
     Live(CatalogUser),
-    Deleted { revision: u64 },
+    /// A deleted user: only its last revision (a tombstone).
+    Deleted {
+        /// The revision of the deletion.
+        revision: u64,
+    },
 }
 
 impl Slot {
-    fn revision(&self) -> u64 {
+    /// The revision this slot is at.
+    pub fn revision(&self) -> u64 {
         match self {
             Self::Live(u) => u.revision,
             Self::Deleted { revision } => *revision,
@@ -128,6 +131,8 @@ pub enum Applied {
     Stale,
     /// An `auth.user.*` type this service does not handle (acknowledged, no effect).
     Ignored,
+    /// The inbox already holds this event id: its effect was applied before.
+    Duplicate,
 }
 
 /// Why an event cannot be applied. Every variant is permanent: no retry can help.
@@ -172,199 +177,189 @@ pub struct OrgCatalog {
     pub users: Vec<CatalogUser>,
 }
 
-#[derive(Debug, Default, Serialize, Deserialize)]
-struct State {
-    /// organization id -> user id -> slot.
-    organizations: BTreeMap<String, BTreeMap<String, Slot>>,
-    /// Bumped on every change; compared with `saved` to know if a write is due.
-    #[serde(skip)]
-    generation: u64,
-    #[serde(skip)]
-    saved: u64,
+/// Why [`Projection::apply`] failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ProjectionError {
+    /// The event cannot be applied, ever (dead-letter it).
+    #[error("the event cannot be applied")]
+    Apply(#[from] ApplyError),
+    /// The database failed; nothing was written (retry later).
+    #[error("the catalog database failed")]
+    Storage(#[from] sqlx::Error),
 }
 
-/// The projection: in memory, optionally saved to a JSON file.
-#[derive(Debug)]
+/// One user's change, decoded from an event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Change {
+    /// The tenant.
+    pub organization_id: String,
+    /// The user.
+    pub user_id: String,
+    /// The user's state after the event.
+    pub next: Slot,
+}
+
+/// Decodes an `auth.user.*` event into the change it makes; `None` for a type this service
+/// does not handle.
+///
+/// # Errors
+/// [`ApplyError`], always permanent.
+pub fn change_of(event: &Event) -> Result<Option<Change>, ApplyError> {
+    let event_type = event.event_type().as_str();
+    if ![USER_CREATED, USER_UPDATED, USER_DELETED].contains(&event_type) {
+        return Ok(None);
+    }
+    // The library has checked the format ("<major>.<minor>"): compare the major only.
+    let major = event.schema_version().split('.').next();
+    if major.and_then(|m| m.parse::<u32>().ok()) != Some(SUPPORTED_MAJOR) {
+        return Err(ApplyError::UnsupportedVersion {
+            event_type: event_type.to_owned(),
+            version: event.schema_version().to_owned(),
+        });
+    }
+    let invalid = |source| ApplyError::InvalidData {
+        event_type: event_type.to_owned(),
+        source,
+    };
+    let (user_id, next) = match event_type {
+        USER_CREATED => {
+            let d: UserCreatedV1 = event.data_as().map_err(invalid)?;
+            let user = live(
+                d.user_id.clone(),
+                d.email,
+                d.display_name,
+                d.roles,
+                d.revision,
+            );
+            (d.user_id, user)
+        }
+        USER_UPDATED => {
+            let d: UserUpdatedV1 = event.data_as().map_err(invalid)?;
+            let user = live(
+                d.user_id.clone(),
+                d.email,
+                d.display_name,
+                d.roles,
+                d.revision,
+            );
+            (d.user_id, user)
+        }
+        _ => {
+            let d: UserDeletedV1 = event.data_as().map_err(invalid)?;
+            let slot = Slot::Deleted {
+                revision: d.revision,
+            };
+            (d.user_id, slot)
+        }
+    };
+    if let Some(subject) = event.subject()
+        && subject != user_id
+    {
+        return Err(ApplyError::SubjectMismatch {
+            user_id,
+            subject: subject.to_owned(),
+        });
+    }
+    Ok(Some(Change {
+        organization_id: event.organization_id().as_str().to_owned(),
+        user_id,
+        next,
+    }))
+}
+
+fn live(user_id: String, email: String, name: String, roles: Vec<String>, revision: u64) -> Slot {
+    Slot::Live(CatalogUser {
+        workspace: default_workspace(&user_id, &name),
+        user_id,
+        email,
+        display_name: name,
+        roles,
+        revision,
+    })
+}
+
+/// The slot after `next` lands on `previous`; `None` if `previous` is at the same revision
+/// or newer (stale). An update keeps the workspace made at sign-up (its name does not
+/// follow renames).
+pub fn merge(previous: Option<&Slot>, next: Slot) -> Option<Slot> {
+    if previous.is_some_and(|p| p.revision() >= next.revision()) {
+        return None;
+    }
+    Some(match (previous, next) {
+        (Some(Slot::Live(old)), Slot::Live(mut new)) => {
+            new.workspace = old.workspace.clone();
+            Slot::Live(new)
+        }
+        (_, next) => next,
+    })
+}
+
+/// The projection in the service's database, with the consumer's inbox. Cheap to clone.
+#[derive(Debug, Clone)]
 pub struct Projection {
-    state: Mutex<State>,
-    file: Option<PathBuf>,
-    /// Serializes file writes so that a newer snapshot is never overwritten by an older one.
-    writer: tokio::sync::Mutex<()>,
+    db: Database,
+    inbox: Inbox,
 }
 
 impl Projection {
-    /// An empty projection held in memory only.
-    pub fn in_memory() -> Self {
+    /// The projection in `db` (opened by [`store::open`]), recording events in the inbox of
+    /// consumer `consumer`.
+    pub fn new(db: Database, consumer: &str) -> Self {
         Self {
-            state: Mutex::new(State::default()),
-            file: None,
-            writer: tokio::sync::Mutex::new(()),
+            db,
+            inbox: Inbox::new(consumer),
         }
     }
 
-    /// A projection saved to `file`: loaded from it if it exists, empty otherwise.
-    ///
-    /// # Errors
-    /// If the file exists but cannot be read or parsed.
-    pub fn open(file: &Path) -> io::Result<Self> {
-        let state = match std::fs::read(file) {
-            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| {
-                io::Error::new(
-                    io::ErrorKind::InvalidData,
-                    format!("{} is not a projection file: {e}", file.display()),
-                )
-            })?,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => State::default(),
-            Err(e) => return Err(e),
-        };
-        Ok(Self {
-            state: Mutex::new(state),
-            file: Some(file.to_owned()),
-            writer: tokio::sync::Mutex::new(()),
-        })
+    /// The database.
+    pub fn db(&self) -> &Database {
+        &self.db
     }
 
-    fn state(&self) -> MutexGuard<'_, State> {
-        // Every update below is a single map operation, so a panic elsewhere cannot leave
-        // the data half-changed: keep using it.
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    /// The consumer's inbox (for the retention sweep).
+    pub fn inbox(&self) -> &Inbox {
+        &self.inbox
     }
 
-    /// Applies one `auth.user.*` event (see the module doc for the rules).
+    /// Applies one `auth.user.*` event (module docs): the inbox record and the change commit
+    /// together.
     ///
     /// # Errors
-    /// [`ApplyError`], always permanent.
-    pub fn apply(&self, event: &Event) -> Result<Applied, ApplyError> {
-        let event_type = event.event_type().as_str();
-        if ![USER_CREATED, USER_UPDATED, USER_DELETED].contains(&event_type) {
+    /// [`ProjectionError::Apply`] (permanent) or [`ProjectionError::Storage`] (transient).
+    pub async fn apply(&self, event: &Event) -> Result<Applied, ProjectionError> {
+        let Some(change) = change_of(event)? else {
             return Ok(Applied::Ignored);
-        }
-        // The library has checked the format ("<major>.<minor>"): compare the major only.
-        let major = event.schema_version().split('.').next();
-        if major.and_then(|m| m.parse::<u32>().ok()) != Some(SUPPORTED_MAJOR) {
-            return Err(ApplyError::UnsupportedVersion {
-                event_type: event_type.to_owned(),
-                version: event.schema_version().to_owned(),
-            });
-        }
-        let invalid = |source| ApplyError::InvalidData {
-            event_type: event_type.to_owned(),
-            source,
         };
-        let (user_id, revision, next) = match event_type {
-            USER_CREATED => {
-                let d: UserCreatedV1 = event.data_as().map_err(invalid)?;
-                let workspace = default_workspace(&d.user_id, &d.display_name);
-                let user = CatalogUser {
-                    user_id: d.user_id.clone(),
-                    email: d.email,
-                    display_name: d.display_name,
-                    roles: d.roles,
-                    revision: d.revision,
-                    workspace,
-                };
-                (d.user_id, d.revision, Slot::Live(user))
-            }
-            USER_UPDATED => {
-                let d: UserUpdatedV1 = event.data_as().map_err(invalid)?;
-                let user = CatalogUser {
-                    user_id: d.user_id.clone(),
-                    workspace: default_workspace(&d.user_id, &d.display_name),
-                    email: d.email,
-                    display_name: d.display_name,
-                    roles: d.roles,
-                    revision: d.revision,
-                };
-                (d.user_id, d.revision, Slot::Live(user))
-            }
-            _ => {
-                let d: UserDeletedV1 = event.data_as().map_err(invalid)?;
-                let slot = Slot::Deleted {
-                    revision: d.revision,
-                };
-                (d.user_id, d.revision, slot)
-            }
-        };
-        if let Some(subject) = event.subject()
-            && subject != user_id
-        {
-            return Err(ApplyError::SubjectMismatch {
-                user_id,
-                subject: subject.to_owned(),
-            });
+        let mut tx = self.db.begin().await?;
+        if !self.inbox.record(&mut tx, event).await? {
+            tx.commit().await?;
+            return Ok(Applied::Duplicate);
         }
-
-        let mut state = self.state();
-        let users = state
-            .organizations
-            .entry(event.organization_id().as_str().to_owned())
-            .or_default();
-        let previous = users.get(&user_id);
-        if previous.is_some_and(|p| p.revision() >= revision) {
-            return Ok(Applied::Stale);
-        }
-        let next = match (previous, next) {
-            // An update keeps the workspace made at sign-up (its name does not follow renames).
-            (Some(Slot::Live(old)), Slot::Live(mut new)) => {
-                new.workspace = old.workspace.clone();
-                Slot::Live(new)
+        let backend = self.db.backend();
+        let previous =
+            store::load_for_update(&mut tx, backend, &change.organization_id, &change.user_id)
+                .await?;
+        let applied = match merge(previous.as_ref(), change.next) {
+            Some(next) => {
+                store::save(&mut tx, &change.organization_id, &change.user_id, &next).await?;
+                Applied::Changed
             }
-            (_, next) => next,
+            None => Applied::Stale,
         };
-        users.insert(user_id, next);
-        state.generation += 1;
-        Ok(Applied::Changed)
+        tx.commit().await?;
+        Ok(applied)
     }
 
     /// The live users of `organization_id` (empty for an organization never seen).
-    pub fn catalog(&self, organization_id: &str) -> OrgCatalog {
-        let state = self.state();
-        let users = state
-            .organizations
-            .get(organization_id)
-            .map(|users| {
-                users
-                    .values()
-                    .filter_map(|s| match s {
-                        Slot::Live(u) => Some(u.clone()),
-                        Slot::Deleted { .. } => None,
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
-        OrgCatalog {
-            organization_id: organization_id.to_owned(),
-            users,
-        }
-    }
-
-    /// Writes the model to its file if it changed since the last write (nothing to do
-    /// in memory). Called after every delivery, so that a write that failed is retried by
-    /// the redelivery even though the model itself is already up to date.
     ///
     /// # Errors
-    /// If the file cannot be written: a transient failure (disk full, permissions fixed
-    /// later); the message is redelivered.
-    pub async fn persist(&self) -> io::Result<()> {
-        let Some(file) = &self.file else {
-            return Ok(());
-        };
-        let _writing = self.writer.lock().await;
-        let (generation, bytes) = {
-            let state = self.state();
-            if state.generation == state.saved {
-                return Ok(());
-            }
-            let bytes = serde_json::to_vec_pretty(&*state).map_err(io::Error::other)?;
-            (state.generation, bytes)
-        };
-        let file = file.clone();
-        tokio::task::spawn_blocking(move || write_atomically(&file, &bytes))
-            .await
-            .map_err(io::Error::other)??;
-        let mut state = self.state();
-        state.saved = state.saved.max(generation);
-        Ok(())
+    /// The driver's error if the query fails.
+    pub async fn catalog(&self, organization_id: &str) -> Result<OrgCatalog, sqlx::Error> {
+        Ok(OrgCatalog {
+            organization_id: organization_id.to_owned(),
+            users: store::live_users(&self.db, organization_id).await?,
+        })
     }
 }
 
@@ -375,22 +370,8 @@ fn default_workspace(user_id: &str, display_name: &str) -> Workspace {
     }
 }
 
-/// Writes `bytes` to a temporary file next to `path`, syncs it and renames it over `path`:
-/// a crash leaves the old file or the new one, never half of one.
-fn write_atomically(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    use std::io::Write as _;
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir)?;
-    }
-    let tmp = path.with_extension("json.tmp");
-    let mut f = std::fs::File::create(&tmp)?;
-    f.write_all(bytes)?;
-    f.sync_all()?;
-    std::fs::rename(&tmp, path)
-}
-
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use serde_json::{Value, json};
 
     use super::*;
@@ -436,83 +417,99 @@ mod tests {
         )
     }
 
-    fn names(p: &Projection) -> Vec<String> {
+    /// A projection over a fresh SQLite file (kept by the returned directory).
+    pub(crate) async fn projection() -> (tempfile::TempDir, Projection) {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("catalog.db").display());
+        let db = store::open(&url).await.unwrap();
+        (dir, Projection::new(db, "catalog-service"))
+    }
+
+    async fn names(p: &Projection) -> Vec<String> {
         p.catalog(ORG)
+            .await
+            .unwrap()
             .users
             .into_iter()
             .map(|u| u.display_name)
             .collect()
     }
 
-    #[test]
-    fn created_adds_the_user_with_a_default_workspace() {
-        let p = Projection::in_memory();
-        assert_eq!(p.apply(&created(1)).unwrap(), Applied::Changed);
-        let users = p.catalog(ORG).users;
+    #[tokio::test]
+    async fn created_adds_the_user_with_a_default_workspace() {
+        let (_dir, p) = projection().await;
+        assert_eq!(p.apply(&created(1)).await.unwrap(), Applied::Changed);
+        let users = p.catalog(ORG).await.unwrap().users;
         assert_eq!(users.len(), 1);
         assert_eq!(users[0].user_id, ADA);
         assert_eq!(users[0].workspace.id, format!("ws-{ADA}"));
         assert_eq!(users[0].workspace.name, "Ada's workspace");
-        assert!(p.catalog("org-other").users.is_empty());
+        assert!(p.catalog("org-other").await.unwrap().users.is_empty());
     }
 
-    #[test]
-    fn a_redelivery_or_an_older_revision_changes_nothing() {
-        let p = Projection::in_memory();
-        p.apply(&created(1)).unwrap();
-        assert_eq!(p.apply(&created(1)).unwrap(), Applied::Stale);
-        assert_eq!(p.apply(&updated(3, "Ada K3")).unwrap(), Applied::Changed);
+    #[tokio::test]
+    async fn a_redelivery_is_skipped_and_an_older_revision_changes_nothing() {
+        let (_dir, p) = projection().await;
+        let first = created(1);
+        p.apply(&first).await.unwrap();
+        assert_eq!(p.apply(&first).await.unwrap(), Applied::Duplicate);
+        assert_eq!(p.apply(&created(1)).await.unwrap(), Applied::Stale);
+        assert_eq!(
+            p.apply(&updated(3, "Ada K3")).await.unwrap(),
+            Applied::Changed
+        );
         // Revision 2 arrives late (it was retried): ignored.
-        assert_eq!(p.apply(&updated(2, "Ada K2")).unwrap(), Applied::Stale);
-        assert_eq!(names(&p), ["Ada K3"]);
+        assert_eq!(
+            p.apply(&updated(2, "Ada K2")).await.unwrap(),
+            Applied::Stale
+        );
+        assert_eq!(names(&p).await, ["Ada K3"]);
         // The workspace made at sign-up stays.
-        assert_eq!(p.catalog(ORG).users[0].workspace.name, "Ada's workspace");
+        let users = p.catalog(ORG).await.unwrap().users;
+        assert_eq!(users[0].workspace.name, "Ada's workspace");
     }
 
-    #[test]
-    fn deleted_removes_the_user_and_late_events_do_not_bring_it_back() {
-        let p = Projection::in_memory();
-        p.apply(&created(1)).unwrap();
-        assert_eq!(p.apply(&deleted(2)).unwrap(), Applied::Changed);
-        assert!(p.catalog(ORG).users.is_empty());
-        assert_eq!(p.apply(&created(1)).unwrap(), Applied::Stale);
-        assert!(p.catalog(ORG).users.is_empty());
+    #[tokio::test]
+    async fn deleted_removes_the_user_and_late_events_do_not_bring_it_back() {
+        let (_dir, p) = projection().await;
+        p.apply(&created(1)).await.unwrap();
+        assert_eq!(p.apply(&deleted(2)).await.unwrap(), Applied::Changed);
+        assert!(p.catalog(ORG).await.unwrap().users.is_empty());
+        assert_eq!(p.apply(&created(1)).await.unwrap(), Applied::Stale);
+        assert!(p.catalog(ORG).await.unwrap().users.is_empty());
         // Deleting a user never seen is a success.
-        let q = Projection::in_memory();
-        assert_eq!(q.apply(&deleted(4)).unwrap(), Applied::Changed);
+        let (_dir2, q) = projection().await;
+        assert_eq!(q.apply(&deleted(4)).await.unwrap(), Applied::Changed);
     }
 
-    #[test]
-    fn an_update_before_its_create_creates_the_user() {
-        let p = Projection::in_memory();
-        p.apply(&updated(2, "Ada K")).unwrap();
-        assert_eq!(p.apply(&created(1)).unwrap(), Applied::Stale);
-        assert_eq!(names(&p), ["Ada K"]);
+    #[tokio::test]
+    async fn an_update_before_its_create_creates_the_user() {
+        let (_dir, p) = projection().await;
+        p.apply(&updated(2, "Ada K")).await.unwrap();
+        assert_eq!(p.apply(&created(1)).await.unwrap(), Applied::Stale);
+        assert_eq!(names(&p).await, ["Ada K"]);
     }
 
     #[test]
     fn unknown_major_is_a_permanent_error_naming_the_version() {
-        let p = Projection::in_memory();
         let v2 = event(
             USER_CREATED,
             "2.0",
             json!({"user_id": ADA, "emails": ["ada@acme.example"]}),
         );
-        let err = p.apply(&v2).unwrap_err();
+        let err = change_of(&v2).unwrap_err();
         assert!(
             matches!(err, ApplyError::UnsupportedVersion { .. }),
             "{err:?}"
         );
         assert!(err.to_string().contains("2.0"), "{err}");
-        assert!(p.catalog(ORG).users.is_empty());
     }
 
     #[test]
     fn bad_data_and_a_wrong_subject_are_permanent_errors() {
-        let p = Projection::in_memory();
         let missing = event(USER_CREATED, "1.0", json!({"user_id": ADA}));
         assert!(matches!(
-            p.apply(&missing),
+            change_of(&missing),
             Err(ApplyError::InvalidData { .. })
         ));
         let other_subject = Event::builder(USER_DELETED)
@@ -523,44 +520,49 @@ mod tests {
             .build()
             .unwrap();
         assert!(matches!(
-            p.apply(&other_subject),
+            change_of(&other_subject),
             Err(ApplyError::SubjectMismatch { .. })
         ));
     }
 
-    #[test]
-    fn other_user_types_are_ignored() {
-        let p = Projection::in_memory();
-        let suspended = event("auth.user.suspended", "7.0", json!({"user_id": ADA}));
-        assert_eq!(p.apply(&suspended).unwrap(), Applied::Ignored);
+    #[tokio::test]
+    async fn a_permanent_error_records_nothing() {
+        let (_dir, p) = projection().await;
+        let missing = event(USER_CREATED, "1.0", json!({"user_id": ADA}));
+        assert!(matches!(
+            p.apply(&missing).await,
+            Err(ProjectionError::Apply(ApplyError::InvalidData { .. }))
+        ));
+        assert!(p.catalog(ORG).await.unwrap().users.is_empty());
     }
 
     #[tokio::test]
-    async fn persisted_projection_is_loaded_back() {
-        let dir = tempfile::tempdir().unwrap();
-        let file = dir.path().join("sub/projection.json");
-        let p = Projection::open(&file).unwrap();
-        p.persist().await.unwrap(); // nothing changed: nothing written
-        assert!(!file.exists());
-        p.apply(&created(1)).unwrap();
-        p.apply(&deleted(2)).unwrap();
-        let other = Event::builder(USER_CREATED)
+    async fn other_user_types_are_ignored() {
+        let (_dir, p) = projection().await;
+        let suspended = event("auth.user.suspended", "7.0", json!({"user_id": ADA}));
+        assert_eq!(p.apply(&suspended).await.unwrap(), Applied::Ignored);
+    }
+
+    #[tokio::test]
+    async fn the_projection_survives_reopening_the_database() {
+        let (dir, p) = projection().await;
+        p.apply(&created(1)).await.unwrap();
+        p.apply(&deleted(2)).await.unwrap();
+        let bo = Event::builder(USER_CREATED)
             .source("auth-service")
             .organization(ORG)
             .data_json(json!({"user_id": "u-2", "email": "bo@acme.example",
                               "display_name": "Bo", "roles": [], "revision": 1}))
             .build()
             .unwrap();
-        p.apply(&other).unwrap();
-        p.persist().await.unwrap();
+        p.apply(&bo).await.unwrap();
+        p.db().close().await;
 
-        let back = Projection::open(&file).unwrap();
-        assert_eq!(back.catalog(ORG), p.catalog(ORG));
-        assert_eq!(names(&back), ["Bo"]);
-        // The tombstone came back too.
-        assert_eq!(back.apply(&created(1)).unwrap(), Applied::Stale);
-
-        std::fs::write(&file, b"not json").unwrap();
-        assert!(Projection::open(&file).is_err());
+        let url = format!("sqlite://{}", dir.path().join("catalog.db").display());
+        let back = Projection::new(store::open(&url).await.unwrap(), "catalog-service");
+        assert_eq!(names(&back).await, ["Bo"]);
+        // The tombstone and the inbox came back too.
+        assert_eq!(back.apply(&created(1)).await.unwrap(), Applied::Stale);
+        assert_eq!(back.apply(&bo).await.unwrap(), Applied::Duplicate);
     }
 }

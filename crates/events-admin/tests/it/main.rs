@@ -1,6 +1,7 @@
 //! Integration tests of the admin router: requests through `router(state).oneshot(..)`
 //! (no socket) against a real nats-server, plus one graceful-shutdown test on a socket.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_nats::HeaderMap;
@@ -11,7 +12,7 @@ use axum::http::{Method, Request, StatusCode, header};
 use bytes::Bytes;
 use events::dlq::{self, DeadLetterReason};
 use events::{Event, StreamName};
-use events_admin::{AdminState, AdminToken, hash_token, install_prometheus, router};
+use events_admin::{AdminState, AdminToken, ReadyCheck, hash_token, install_prometheus, router};
 use events_testkit::NatsServer;
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -310,6 +311,45 @@ async fn admin_readyz_reports_missing_streams() {
     assert_eq!(status, StatusCode::OK, "{v}");
     let (status, _) = call(&app, request(Method::GET, "/healthz", None, None)).await;
     assert_eq!(status, StatusCode::OK);
+}
+
+/// An outbox producer is ready while NATS is down; its own checks decide.
+#[tokio::test]
+async fn admin_readyz_with_nats_optional_follows_the_extra_checks() {
+    let mut f = fixture().await;
+    let healthy = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let flag = healthy.clone();
+    let check = ReadyCheck(Arc::new(move || {
+        let ok = flag.load(std::sync::atomic::Ordering::SeqCst);
+        Box::pin(async move {
+            if ok {
+                Ok(())
+            } else {
+                Err("database: gone".to_owned())
+            }
+        })
+    }));
+    let state = admin_state(&f)
+        .with_required_streams([StreamName::new("AUTH_EVENTS").unwrap()])
+        .with_nats_optional()
+        .with_ready_check(check);
+    let app = router(state);
+    // AUTH_EVENTS is missing, and then NATS is gone: still ready.
+    let (status, v) = call(&app, request(Method::GET, "/readyz", None, None)).await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    f._nats.kill();
+    let (status, v) = call(&app, request(Method::GET, "/readyz", None, None)).await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    healthy.store(false, std::sync::atomic::Ordering::SeqCst);
+    let (status, v) = call(&app, request(Method::GET, "/readyz", None, None)).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("database: gone"),
+        "{v}"
+    );
 }
 
 #[tokio::test]

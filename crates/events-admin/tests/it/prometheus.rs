@@ -174,6 +174,7 @@ async fn make_metrics(
         publisher.publish(&stray).await.is_err(),
         "a publish no stream takes fails"
     );
+    make_outbox_metrics(publisher).await;
     let deadline = Instant::now() + BOUND;
     while g.handled.load(Ordering::SeqCst) < orgs.len() - 1 {
         assert!(
@@ -183,6 +184,53 @@ async fn make_metrics(
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     g
+}
+
+/// An outbox on SQLite relays one event through `publisher` (the `outbox_*` series), and an
+/// inbox sees one event twice (`events_inbox_skipped_total`).
+async fn make_outbox_metrics(publisher: Publisher) {
+    use events::db::Database;
+    use events::inbox::Inbox;
+    use events::outbox::{Outbox, Relay, RelayConfig};
+
+    let dir = tempfile::tempdir().unwrap();
+    let db = Database::connect(&format!("sqlite://{}", dir.path().join("o.db").display()))
+        .await
+        .unwrap();
+    db.migrate().await.unwrap();
+    let ev = Event::builder("auth.user.created")
+        .source("test")
+        .organization("acme")
+        .data(&serde_json::json!({}))
+        .build()
+        .unwrap();
+    let outbox = Outbox::new();
+    let mut tx = db.begin().await.unwrap();
+    outbox.enqueue(&mut tx, &ev).await.unwrap();
+    let inbox = Inbox::new("outbox-test");
+    assert!(inbox.record(&mut tx, &ev).await.unwrap());
+    assert!(!inbox.record(&mut tx, &ev).await.unwrap(), "skipped");
+    outbox.commit(tx).await.unwrap();
+    let stop = CancellationToken::new();
+    let relay = Relay::new(db.clone(), outbox, publisher, RelayConfig::new("test"));
+    let task = tokio::spawn(relay.run(stop.clone()));
+    let deadline = Instant::now() + BOUND;
+    loop {
+        let left: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM events_outbox")
+            .fetch_one(db.pool())
+            .await
+            .unwrap();
+        if left == 0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "outbox not relayed within {BOUND:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    stop.cancel();
+    timeout(BOUND, task).await.expect("relay stops").unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

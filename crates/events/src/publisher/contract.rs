@@ -1,7 +1,8 @@
 //! The schema step of publishing (feature `schema`): an event whose `data` breaks its
 //! contract is refused before anything is sent, and one without `dataschema` gets the URI
 //! of its schema. Shared by [`Publisher`](super::Publisher) and
-//! [`RecordingPublisher`](super::RecordingPublisher).
+//! [`RecordingPublisher`](super::RecordingPublisher), and by the outbox's `enqueue` (so an
+//! event the relay's publisher would refuse is refused before it is stored).
 
 use std::borrow::Cow;
 
@@ -16,7 +17,7 @@ use crate::schema::{SchemaError, SchemaSet};
 /// [`PublishError::Schema`] with the validation error (JSON pointer and rule), the
 /// refusal of an unknown type or version under [`crate::schema::UnknownSchema::Refuse`],
 /// or [`SchemaError::DataSchema`] when the event's own `dataschema` names another schema.
-pub(super) fn apply<'e>(
+pub(crate) fn apply<'e>(
     schemas: &SchemaSet,
     event: &'e Event,
 ) -> Result<Cow<'e, Event>, PublishError> {

@@ -103,7 +103,7 @@ mod acker;
 mod batch;
 mod config;
 #[cfg(feature = "schema")]
-mod contract;
+pub(crate) mod contract;
 mod deliver;
 mod error;
 mod recording;
@@ -238,13 +238,13 @@ pub trait EventPublisher: Send + Sync {
 
 /// An event ready for the wire.
 #[derive(Debug, Clone)]
-struct Wire {
-    event_id: String,
+pub(crate) struct Wire {
+    pub(crate) event_id: String,
     /// Shared bytes: a try clones it without copying.
-    subject: async_nats::Subject,
+    pub(crate) subject: async_nats::Subject,
     /// Empty once [`Wire::take_message`] moved them out; a later try rebuilds them.
     headers: HeaderMap,
-    payload: Bytes,
+    pub(crate) payload: Bytes,
     size: usize,
 }
 
@@ -280,8 +280,8 @@ fn wire_size(headers: &HeaderMap, payload_len: usize) -> usize {
 
 /// Checks what the event type cannot guarantee by itself and builds the wire form: the
 /// subject has no wildcard or reserved prefix, and the message fits `max_payload` (0 = not known,
-/// not checked). Shared with [`RecordingPublisher`].
-fn prepare(event: &Event, max_payload: usize) -> Result<Wire, PublishError> {
+/// not checked). Shared with [`RecordingPublisher`] and the outbox's `enqueue`.
+pub(crate) fn prepare(event: &Event, max_payload: usize) -> Result<Wire, PublishError> {
     let enc = event.encode();
     if let Err(e) = Subject::new(&enc.subject) {
         return Err(PublishError::InvalidSubject {

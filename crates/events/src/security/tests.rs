@@ -45,7 +45,7 @@ fn a_producer_publishes_its_domain_and_reads_its_stream_only() {
 }
 
 #[test]
-fn a_consumer_group_uses_its_own_durable_dead_letters_and_keys() {
+fn a_consumer_group_uses_its_own_durable_and_dead_letters() {
     let p = perms("catalog-service");
     let d = "catalog-service__auth_user_any";
     for s in [
@@ -54,8 +54,6 @@ fn a_consumer_group_uses_its_own_durable_dead_letters_and_keys() {
         format!("$JS.API.CONSUMER.MSG.NEXT.AUTH_EVENTS.{d}"),
         format!("$JS.ACK.AUTH_EVENTS.{d}.>"),
         "dlq.auth.user.*".to_owned(),
-        format!("$KV.EVENTS_IDEMPOTENCY.{d}.>"),
-        format!("$JS.API.DIRECT.GET.KV_EVENTS_IDEMPOTENCY.$KV.EVENTS_IDEMPOTENCY.{d}.>"),
     ] {
         assert!(p.publish.contains(&s), "{s} missing from {:?}", p.publish);
     }
@@ -65,7 +63,37 @@ fn a_consumer_group_uses_its_own_durable_dead_letters_and_keys() {
             .iter()
             .any(|s| s.contains("DELETE") || s.contains("PURGE"))
     );
+    // Its inbox is in its database: no key-value bucket at all.
+    assert!(
+        !p.publish.iter().any(|s| s.contains("KV")),
+        "{:?}",
+        p.publish
+    );
     assert_eq!(p.subscribe, ["_INBOX_catalog-service.>"]);
+}
+
+#[test]
+fn a_consumer_with_an_idempotency_bucket_uses_its_own_keys() {
+    let (_, topo) = shipped();
+    let text = format!(
+        "{IDENTITIES}\n[[identities]]\nname = \"kv\"\nrole = \"service\"\n\
+         consumes = [{{ group = \"kv\", filter = \"auth.user.*\" }}]\n\
+         idempotency_bucket = \"EVENTS_IDEMPOTENCY\"\n"
+    );
+    let ids = IdentitiesSpec::from_toml(&text, "identities.toml").unwrap();
+    let p = permissions(ids.get("kv").unwrap(), &topo).unwrap();
+    let d = "kv__auth_user_any";
+    for s in [
+        format!("$KV.EVENTS_IDEMPOTENCY.{d}.>"),
+        format!("$JS.API.DIRECT.GET.KV_EVENTS_IDEMPOTENCY.$KV.EVENTS_IDEMPOTENCY.{d}.>"),
+    ] {
+        assert!(p.publish.contains(&s), "{s} missing from {:?}", p.publish);
+    }
+    assert!(
+        !p.publish
+            .iter()
+            .any(|s| s.contains("DELETE") || s.contains("PURGE"))
+    );
 }
 
 #[test]

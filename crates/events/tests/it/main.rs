@@ -9,6 +9,8 @@ mod dashboard;
 mod dlq;
 mod faults;
 mod hostile;
+#[cfg(feature = "outbox")]
+mod outbox;
 mod publisher;
 mod replay;
 #[cfg(feature = "schema")]

@@ -26,6 +26,16 @@ const WAIT: Duration = Duration::from_secs(10);
 /// How long a denied request or publish waits for the reply that never comes.
 const DENIED_WAIT: Duration = Duration::from_secs(2);
 const CATALOG_DURABLE: &str = "catalog-service__auth_user_any";
+/// A test identity next to the shipped ones: a consumer that keeps its idempotency marks in
+/// the JetStream KV bucket (catalog-service keeps them in its database).
+const KV_CONSUMER: &str = "kv-consumer";
+const KV_CONSUMER_TOML: &str = r#"
+[[identities]]
+name = "kv-consumer"
+role = "service"
+consumes = [{ group = "kv-consumer", filter = "auth.user.*" }]
+idempotency_bucket = "EVENTS_IDEMPOTENCY"
+"#;
 
 pub(crate) struct Env {
     pub(crate) nats: SecureNatsServer,
@@ -59,7 +69,8 @@ impl As {
 }
 
 impl Env {
-    /// A secured server with the shipped identities; the operator has applied the streams.
+    /// A secured server with the shipped identities (and [`KV_CONSUMER`]); the operator has
+    /// applied the streams.
     pub(crate) async fn start() -> Env {
         Self::start_with(|_| {}).await
     }
@@ -67,7 +78,8 @@ impl Env {
     /// [`start`](Self::start) with the generated identities changed by `tweak` first.
     pub(crate) async fn start_with(tweak: impl FnOnce(&mut [GeneratedIdentity])) -> Env {
         let topology = TopologySpec::from_toml(STREAMS, "streams.toml", "dev").unwrap();
-        let spec = IdentitiesSpec::from_toml(IDENTITIES, "identities.toml").unwrap();
+        let text = format!("{IDENTITIES}{KV_CONSUMER_TOML}");
+        let spec = IdentitiesSpec::from_toml(&text, "identities.toml").unwrap();
         let mut ids = generate(&spec, &topology).unwrap();
         tweak(&mut ids);
         let nats = SecureNatsServer::start(render_auth_conf(&ids)).await;
@@ -364,47 +376,66 @@ pub(crate) async fn create_durable_as_catalog(js: &jetstream::Context) {
 
 #[tokio::test]
 async fn catalog_service_consumes_through_its_durable_and_acks() {
+    // Its inbox is in its database: no idempotency bucket.
+    consume_and_ack_as("catalog-service", false).await;
+}
+
+#[tokio::test]
+async fn a_consumer_with_an_idempotency_bucket_uses_its_own_keys() {
+    consume_and_ack_as(KV_CONSUMER, true).await;
+}
+
+/// As `name` (a service consuming `auth.user.*` in the group of its own name): one event is
+/// delivered and acked on its durable; with `kv`, through the idempotency helper, whose
+/// mark is then there.
+async fn consume_and_ack_as(name: &str, kv: bool) {
     let env = Env::start().await;
     let auth = env.connect("auth-service").await;
-    let catalog = env.connect("catalog-service").await;
+    let consumer = env.connect(name).await;
     let publisher = Publisher::new(auth.client.clone(), PublisherConfig::new("auth-service"))
         .await
         .unwrap();
     let sent = event("auth.user.created");
     publisher.publish(&sent).await.unwrap();
 
-    let store = KvIdempotencyStore::for_stream(&catalog.js, "AUTH_EVENTS")
-        .await
-        .expect("catalog-service opens (creates) its idempotency bucket");
     let (tx, mut rx) = mpsc::unbounded_channel();
-    let handler = Idempotent::new(
-        store.clone(),
-        handler_fn(move |event: Event, _ctx| {
-            let tx = tx.clone();
-            async move {
-                let _ = tx.send(event.id().to_owned());
-                Ok::<_, HandlerError>(())
-            }
-        }),
-    );
+    let inner = handler_fn(move |event: Event, _ctx| {
+        let tx = tx.clone();
+        async move {
+            let _ = tx.send(event.id().to_owned());
+            Ok::<_, HandlerError>(())
+        }
+    });
     let subscriber = Subscriber::builder(
-        catalog.js.clone(),
+        consumer.js.clone(),
         SubjectFilter::new("auth.user.*").unwrap(),
     )
-    .group("catalog-service")
+    .group(name)
     .build()
     .await
     .unwrap();
+    let durable = subscriber.durable_name().to_owned();
     let stop = CancellationToken::new();
-    let run = tokio::spawn(subscriber.run(handler, stop.clone()));
+    let (run, store) = if kv {
+        let store = KvIdempotencyStore::for_stream(&consumer.js, "AUTH_EVENTS")
+            .await
+            .expect("the consumer opens (creates) its idempotency bucket");
+        let handler = Idempotent::new(store.clone(), inner);
+        (
+            tokio::spawn(subscriber.run(handler, stop.clone())),
+            Some(store),
+        )
+    } else {
+        (tokio::spawn(subscriber.run(inner, stop.clone())), None)
+    };
     let got = timeout(WAIT, rx.recv()).await.unwrap().unwrap();
     assert_eq!(got, sent.id());
-    // Acked: nothing pending on its own durable (which it may read), and the mark is there.
+    // Acked: nothing pending on its own durable (which it may read).
     let deadline = tokio::time::Instant::now() + WAIT;
     loop {
-        let mut c: jetstream::consumer::PullConsumer = catalog
+        let mut c: jetstream::consumer::PullConsumer = consumer
             .js
-            .get_consumer_from_stream(CATALOG_DURABLE, "AUTH_EVENTS")
+            .get_consumer_from_stream(&durable, "AUTH_EVENTS")
             .await
             .unwrap();
         let info = c.info().await.unwrap();
@@ -417,13 +448,10 @@ async fn catalog_service_consumes_through_its_durable_and_acks() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    use events::IdempotencyStore as _;
-    assert!(
-        store
-            .is_processed(CATALOG_DURABLE, sent.id())
-            .await
-            .unwrap()
-    );
+    if let Some(store) = store {
+        use events::IdempotencyStore as _;
+        assert!(store.is_processed(&durable, sent.id()).await.unwrap());
+    }
     stop.cancel();
     timeout(WAIT, run).await.unwrap().unwrap();
 }

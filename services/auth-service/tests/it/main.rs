@@ -1,5 +1,5 @@
 //! Integration tests of auth-service against a real nats-server (test kit), with the
-//! streams of `deploy/streams.toml` (profile dev).
+//! streams of `deploy/streams.toml` (profile dev), on SQLite databases in temp dirs.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -10,11 +10,13 @@ use auth_service::users::UserService;
 use axum::body::{Body, to_bytes};
 use axum::http::{Request, StatusCode, header};
 use events::Event;
+use events::outbox::{Outbox, Relay, RelayConfig};
 use events::publisher::{Publisher, PublisherConfig};
 use events::topology::{ApplyOptions, TopologySpec, apply};
 use events_testkit::NatsServer;
 use serde_json::{Value, json};
 use tokio::time::timeout;
+use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 
 /// Upper bound of every wait (the machine is shared and loaded).
@@ -31,15 +33,52 @@ async fn apply_topology(js: &jetstream::Context) {
     assert_eq!(report.refused().count(), 0, "{report}");
 }
 
+/// Waits until AUTH_EVENTS holds `n` messages; returns them in stream order.
+async fn wait_stream(
+    js: &jetstream::Context,
+    n: u64,
+) -> Vec<async_nats::jetstream::message::StreamMessage> {
+    timeout(BOUND, async {
+        loop {
+            if let Ok(mut stream) = js.get_stream("AUTH_EVENTS").await
+                && let Ok(state) = stream.info().await.map(|i| i.state.clone())
+                && state.messages >= n
+            {
+                let mut out = Vec::new();
+                for seq in state.first_sequence..=state.last_sequence {
+                    out.push(stream.get_raw_message(seq).await.unwrap());
+                }
+                return out;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("AUTH_EVENTS did not reach {n} messages in {BOUND:?}"))
+}
+
 #[tokio::test]
-async fn post_users_publishes_user_created_to_auth_events() {
+async fn post_users_commits_and_the_relay_publishes_user_created() {
     let nats = NatsServer::start().await;
     let js = nats.jetstream().await;
     apply_topology(&js).await;
+    let dir = tempfile::tempdir().unwrap();
+    let db = auth_service::store::open(&format!("sqlite://{}/auth.db", dir.path().display()))
+        .await
+        .unwrap();
     let publisher = Publisher::new(nats.client().await, PublisherConfig::new("auth-service"))
         .await
         .unwrap();
-    let app = auth_service::http::router(Arc::new(UserService::new(Arc::new(publisher.clone()))));
+    let outbox = Outbox::new();
+    let stop = CancellationToken::new();
+    let relay = Relay::new(
+        db.clone(),
+        outbox.clone(),
+        publisher.clone(),
+        RelayConfig::new("auth-service"),
+    );
+    let relay = tokio::spawn(relay.run(stop.clone()));
+    let app = auth_service::http::router(Arc::new(UserService::new(db, outbox)));
 
     let req = Request::post("/users")
         .header(header::CONTENT_TYPE, "application/json")
@@ -53,22 +92,18 @@ async fn post_users_publishes_user_created_to_auth_events() {
     let body: Value =
         serde_json::from_slice(&to_bytes(res.into_body(), 1 << 20).await.unwrap()).unwrap();
     let user_id = body["user"]["id"].as_str().unwrap();
-    assert_eq!(body["event"]["stream"], "AUTH_EVENTS");
-    let seq = body["event"]["sequence"]
-        .as_u64()
-        .expect("a stored event has a sequence");
 
     // The stream holds exactly that event, as the catalog describes it.
-    let mut stream = js.get_stream("AUTH_EVENTS").await.unwrap();
-    assert_eq!(stream.info().await.unwrap().state.messages, 1);
-    let msg = stream.get_raw_message(seq).await.unwrap();
+    let msgs = wait_stream(&js, 1).await;
+    assert_eq!(msgs.len(), 1);
+    let msg = &msgs[0];
     assert_eq!(msg.subject.as_str(), "auth.user.created");
     let event = Event::decode(Some(&msg.headers), &msg.payload).unwrap();
     assert_eq!(event.id(), body["event"]["id"].as_str().unwrap());
     assert_eq!(
         msg.headers.get("Nats-Msg-Id").map(|v| v.as_str()),
         Some(event.id()),
-        "a retried publish is stored once"
+        "a resend is stored once"
     );
     assert_eq!(event.source(), "auth-service");
     assert_eq!(event.organization_id().as_str(), "org-acme");
@@ -83,6 +118,8 @@ async fn post_users_publishes_user_created_to_auth_events() {
         json!({"user_id": user_id, "email": "ada@acme.example", "display_name": "Ada Lovelace",
                "roles": ["member"], "revision": 1})
     );
+    stop.cancel();
+    timeout(BOUND, relay).await.unwrap().unwrap();
     publisher.close(BOUND).await.unwrap();
 }
 
@@ -113,101 +150,67 @@ async fn http(addr: SocketAddr, method: &str, path: &str, body: &str) -> (String
     )
 }
 
-/// The binary serves, publishes, and on SIGTERM stops accepting, flushes and exits 0.
-#[tokio::test]
-async fn binary_serves_and_stops_on_sigterm() {
-    let nats = NatsServer::start().await;
-    let js = nats.jetstream().await;
-    apply_topology(&js).await;
-    let (api, admin) = (free_port(), free_port());
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_auth-service"))
-        .env("EVENTS_NATS_URL", nats.url())
+/// A running auth-service binary with its database in a temp dir.
+struct Service {
+    child: tokio::process::Child,
+    api: SocketAddr,
+    admin: SocketAddr,
+    db_url: String,
+    nats_url: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Service {
+    fn start(nats_url: &str) -> Service {
+        let dir = tempfile::tempdir().unwrap();
+        let db_url = format!("sqlite://{}/auth.db", dir.path().display());
+        let (api, admin) = (free_port(), free_port());
+        let child = spawn_service(nats_url, api, admin, &db_url);
+        Service {
+            child,
+            api,
+            admin,
+            db_url,
+            nats_url: nats_url.to_owned(),
+            _dir: dir,
+        }
+    }
+
+    /// SIGKILL, then the same binary on the same database and ports.
+    async fn kill_and_restart(&mut self) {
+        self.child.kill().await.unwrap();
+        self.child = spawn_service(&self.nats_url, self.api, self.admin, &self.db_url);
+        wait_status(
+            self.admin,
+            "/readyz",
+            |s| s.contains("200"),
+            "ready after restart",
+        )
+        .await;
+    }
+
+    async fn post_user(&self, email: &str) -> (String, Value) {
+        let body = json!({"email": email, "name": "Test User", "organization_id": "org-acme"});
+        let (status, body) = http(self.api, "POST", "/users", &body.to_string()).await;
+        (status, serde_json::from_str(&body).unwrap_or(Value::Null))
+    }
+}
+
+fn spawn_service(
+    nats_url: &str,
+    api: SocketAddr,
+    admin: SocketAddr,
+    db_url: &str,
+) -> tokio::process::Child {
+    tokio::process::Command::new(env!("CARGO_BIN_EXE_auth-service"))
+        .env("EVENTS_NATS_URL", nats_url)
         .env("AUTH_SERVICE_LISTEN", api.to_string())
         .env("AUTH_SERVICE_ADMIN_LISTEN", admin.to_string())
+        .env("AUTH_SERVICE_DATABASE", db_url)
         .env("RUST_LOG", "warn")
         .kill_on_drop(true)
         .spawn()
-        .unwrap();
-
-    // Ready once /readyz says so (bounded poll).
-    timeout(BOUND, async {
-        loop {
-            if tokio::net::TcpStream::connect(admin).await.is_ok()
-                && http(admin, "GET", "/readyz", "").await.0.contains("200")
-            {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    })
-    .await
-    .expect("auth-service ready in time");
-
-    let (status, body) = http(
-        api,
-        "POST",
-        "/users",
-        r#"{"email":"bo@acme.example","name":"Bo","organization_id":"org-acme"}"#,
-    )
-    .await;
-    assert!(status.contains("201"), "{status} {body}");
-    let (status, metrics) = http(admin, "GET", "/metrics", "").await;
-    assert!(status.contains("200"), "{status}");
-    let published = metrics.lines().find(|l| {
-        l.starts_with("events_published_total{")
-            && l.contains("event_type=\"auth.user.created\"")
-            && l.contains("status=\"ok\"")
-    });
-    assert_eq!(
-        published.and_then(|l| l.rsplit(' ').next()),
-        Some("1"),
-        "{metrics}"
-    );
-
-    let pid = child.id().unwrap().to_string();
-    let killed = std::process::Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .unwrap();
-    assert!(killed.success());
-    let exit = timeout(BOUND, child.wait())
-        .await
-        .expect("auth-service stopped in time after SIGTERM")
-        .unwrap();
-    assert!(exit.success(), "{exit:?}");
-    assert!(
-        tokio::net::TcpStream::connect(api).await.is_err(),
-        "API stopped"
-    );
-    let stream = js.get_stream("AUTH_EVENTS").await.unwrap();
-    assert_eq!(stream.cached_info().state.messages, 1);
-
-    // --simulate N publishes N sign-ups and exits.
-    let n = 3;
-    let out = timeout(
-        BOUND,
-        tokio::process::Command::new(env!("CARGO_BIN_EXE_auth-service"))
-            .env("EVENTS_NATS_URL", nats.url())
-            .env("RUST_LOG", "warn")
-            .args(["--simulate", &n.to_string(), "--organization", "org-sim"])
-            .kill_on_drop(true)
-            .output(),
-    )
-    .await
-    .expect("--simulate finished in time")
-    .unwrap();
-    assert!(out.status.success(), "{out:?}");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(
-        stdout
-            .lines()
-            .filter(|l| l.starts_with("auth.user.created "))
-            .count(),
-        n,
-        "{stdout}"
-    );
-    let stream = js.get_stream("AUTH_EVENTS").await.unwrap();
-    assert_eq!(stream.cached_info().state.messages, 1 + n as u64);
+        .unwrap()
 }
 
 /// Bounded poll of `GET path` on `addr` until `ok(status line)`.
@@ -228,165 +231,153 @@ async fn wait_status(addr: SocketAddr, path: &str, ok: impl Fn(&str) -> bool, wh
     .unwrap_or_else(|_| panic!("{what} within {BOUND:?}"));
 }
 
-fn spawn_service(
-    nats_url: &str,
-    api: SocketAddr,
-    admin: SocketAddr,
-    config: Option<&std::path::Path>,
-) -> tokio::process::Child {
-    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_auth-service"));
-    cmd.env("EVENTS_NATS_URL", nats_url)
-        .env("AUTH_SERVICE_LISTEN", api.to_string())
-        .env("AUTH_SERVICE_ADMIN_LISTEN", admin.to_string())
-        .env("RUST_LOG", "warn")
-        .kill_on_drop(true);
-    if let Some(path) = config {
-        cmd.arg("--config").arg(path);
-    }
-    cmd.spawn().unwrap()
-}
-
-/// Issue #10, item 9: auth-service starts while NATS is down, answers /healthz, is not
-/// ready, takes sign-ups into its spool, and forwards them once NATS is back.
+/// The binary serves, relays, and on SIGTERM stops accepting, stops the relay and exits 0.
 #[tokio::test]
-async fn binary_starts_while_nats_is_down_and_spools_sign_ups() {
-    let mut nats = NatsServer::start().await;
+async fn binary_serves_and_stops_on_sigterm() {
+    let nats = NatsServer::start().await;
     let js = nats.jetstream().await;
     apply_topology(&js).await;
-    nats.kill();
-    let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("auth-service.toml");
-    let spool = dir.path().join("spool");
-    std::fs::write(
-        &config,
-        format!(
-            "[publisher]\nspool = {{ dir = {:?} }}\n",
-            spool.display().to_string()
-        ),
-    )
-    .unwrap();
-    let (api, admin) = (free_port(), free_port());
-    let _child = spawn_service(&nats.url(), api, admin, Some(&config));
-
+    let mut svc = Service::start(&nats.url());
     wait_status(
-        admin,
-        "/healthz",
-        |s| s.contains("200"),
-        "/healthz 200 while NATS is down",
-    )
-    .await;
-    let (status, body) = http(admin, "GET", "/readyz", "").await;
-    assert!(status.contains("503"), "{status} {body}");
-    let (status, body) = http(
-        api,
-        "POST",
-        "/users",
-        r#"{"email":"cy@acme.example","name":"Cy","organization_id":"org-acme"}"#,
-    )
-    .await;
-    assert!(status.contains("201"), "{status} {body}");
-    let body: Value = serde_json::from_str(&body).unwrap();
-    assert_eq!(body["event"]["spooled"], true, "{body}");
-
-    nats.start_again().await;
-    wait_status(
-        admin,
+        svc.admin,
         "/readyz",
         |s| s.contains("200"),
-        "/readyz 200 once NATS is back",
+        "auth-service ready",
     )
     .await;
-    let js = nats.jetstream().await;
-    let event_id = body["event"]["id"].as_str().unwrap().to_owned();
-    let msg = timeout(BOUND, async {
+
+    let (status, body) = svc.post_user("bo@acme.example").await;
+    assert!(status.contains("201"), "{status} {body}");
+    wait_stream(&js, 1).await;
+    let metric = |metrics: &str| {
+        metrics
+            .lines()
+            .find(|l| l.starts_with("outbox_relayed_total{") && l.contains("status=\"ok\""))
+            .and_then(|l| l.rsplit(' ').next().map(str::to_owned))
+    };
+    // The counter is bumped after the ack the stream already shows: poll it, bounded.
+    timeout(BOUND, async {
         loop {
-            if let Ok(mut stream) = js.get_stream("AUTH_EVENTS").await
-                && let Ok(state) = stream.info().await.map(|i| i.state.clone())
-                && state.messages > 0
-            {
-                return stream.get_raw_message(state.first_sequence).await.unwrap();
+            let (_, metrics) = http(svc.admin, "GET", "/metrics", "").await;
+            if metric(&metrics).as_deref() == Some("1") {
+                break;
             }
-            tokio::time::sleep(Duration::from_millis(100)).await;
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
     })
     .await
-    .expect("the spooled sign-up reaches AUTH_EVENTS");
-    assert_eq!(
-        msg.headers.get("Nats-Msg-Id").map(|v| v.as_str()),
-        Some(event_id.as_str())
+    .expect("outbox_relayed_total{status=ok} reaches 1");
+
+    let pid = svc.child.id().unwrap().to_string();
+    let killed = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let exit = timeout(BOUND, svc.child.wait())
+        .await
+        .expect("auth-service stopped in time after SIGTERM")
+        .unwrap();
+    assert!(exit.success(), "{exit:?}");
+    assert!(
+        tokio::net::TcpStream::connect(svc.api).await.is_err(),
+        "API stopped"
     );
-    // And new sign-ups go straight to the stream.
-    let (status, body) = http(
-        api,
-        "POST",
-        "/users",
-        r#"{"email":"di@acme.example","name":"Di","organization_id":"org-acme"}"#,
-    )
-    .await;
-    assert!(status.contains("201"), "{status} {body}");
+    let stream = js.get_stream("AUTH_EVENTS").await.unwrap();
+    assert_eq!(stream.cached_info().state.messages, 1);
 }
 
-/// Issue #10, item 11 against a real server: NATS dies with the sign-up in flight; the
-/// answer is 202 (outcome unknown, user kept), the buffered event is stored when NATS
-/// returns, and the client's retry gets the same user: one user, one event.
+/// Stop NATS, register 50 users (each answered at once, /readyz stays ready), start NATS:
+/// all 50 events reach the stream once, in commit order.
 #[tokio::test]
-async fn unconfirmed_sign_up_then_retry_stores_one_user_once() {
+async fn binary_takes_sign_ups_while_nats_is_down_and_catches_up() {
     let mut nats = NatsServer::start().await;
     let js = nats.jetstream().await;
     apply_topology(&js).await;
-    let config = PublisherConfig {
-        ack_timeout: Duration::from_millis(300),
-        deadline: Duration::from_secs(2),
-        ..PublisherConfig::new("auth-service")
-    };
-    let publisher = Publisher::new(nats.client().await, config).await.unwrap();
-    let app = auth_service::http::router(Arc::new(UserService::new(Arc::new(publisher.clone()))));
-    let post = || {
-        Request::post("/users")
-            .header(header::CONTENT_TYPE, "application/json")
-            .body(Body::from(
-                json!({"email": "ed@acme.example", "name": "Ed", "organization_id": "org-acme"})
-                    .to_string(),
-            ))
-            .unwrap()
-    };
-    let answer = |res: axum::response::Response| async move {
-        let status = res.status();
-        let body: Value =
-            serde_json::from_slice(&to_bytes(res.into_body(), 1 << 20).await.unwrap()).unwrap();
-        (status, body)
-    };
-
+    let svc = Service::start(&nats.url());
+    wait_status(
+        svc.admin,
+        "/readyz",
+        |s| s.contains("200"),
+        "auth-service ready",
+    )
+    .await;
     nats.kill();
-    let res = timeout(BOUND, app.clone().oneshot(post()))
+    let n = 50;
+    let mut ids = Vec::new();
+    for i in 0..n {
+        let (status, body) = timeout(
+            Duration::from_secs(5),
+            svc.post_user(&format!("u{i}@acme.example")),
+        )
         .await
-        .unwrap()
-        .unwrap();
-    let (status, first) = answer(res).await;
-    assert_eq!(status, StatusCode::ACCEPTED, "{first}");
-    assert_eq!(first["error"]["code"], "publish_unconfirmed");
+        .expect("a sign-up answers without waiting on NATS");
+        assert!(status.contains("201"), "{status} {body}");
+        ids.push(body["event"]["id"].as_str().unwrap().to_owned());
+    }
+    let (status, body) = http(svc.admin, "GET", "/readyz", "").await;
+    assert!(
+        status.contains("200"),
+        "ready while NATS is down: {status} {body}"
+    );
 
     nats.start_again().await;
-    let res = timeout(BOUND, app.clone().oneshot(post()))
-        .await
-        .unwrap()
-        .unwrap();
-    let (status, again) = answer(res).await;
-    assert_eq!(status, StatusCode::CREATED, "{again}");
-    assert_eq!(again["user"]["id"], first["user"]["id"], "the same user");
-    assert_eq!(again["event"]["id"], first["event"]["id"], "the same event");
-    let mut stream = nats
-        .jetstream()
-        .await
-        .get_stream("AUTH_EVENTS")
-        .await
-        .unwrap();
-    assert_eq!(
-        stream.info().await.unwrap().state.messages,
-        1,
-        "stored once"
-    );
-    publisher.close(BOUND).await.unwrap();
+    let js = nats.jetstream().await;
+    let msgs = wait_stream(&js, n).await;
+    let stored: Vec<String> = msgs
+        .iter()
+        .map(|m| m.headers.get("Nats-Msg-Id").unwrap().as_str().to_owned())
+        .collect();
+    assert_eq!(stored, ids, "each once, in commit order");
+}
+
+/// `kill -9` after sign-ups: every user answered 201 is still there after the restart, the
+/// same e-mail again is a 409, and every event reaches the stream once.
+#[tokio::test]
+async fn binary_killed_keeps_every_answered_user() {
+    let nats = NatsServer::start().await;
+    let js = nats.jetstream().await;
+    apply_topology(&js).await;
+    let mut svc = Service::start(&nats.url());
+    wait_status(
+        svc.admin,
+        "/readyz",
+        |s| s.contains("200"),
+        "auth-service ready",
+    )
+    .await;
+    let n = 20;
+    let mut users = Vec::new();
+    for i in 0..n {
+        let email = format!("k{i}@acme.example");
+        let (status, body) = svc.post_user(&email).await;
+        assert!(status.contains("201"), "{status} {body}");
+        users.push((email, body["user"]["id"].as_str().unwrap().to_owned()));
+    }
+    svc.kill_and_restart().await;
+    for (email, id) in &users {
+        let (status, body) = http(svc.api, "GET", &format!("/users/{id}"), "").await;
+        assert!(status.contains("200"), "{id}: {status} {body}");
+        let (status, body) = svc.post_user(email).await;
+        assert!(status.contains("409"), "{email}: {status} {body}");
+    }
+    let (_, list) = http(
+        svc.api,
+        "GET",
+        "/users?organization_id=org-acme&limit=1000",
+        "",
+    )
+    .await;
+    let list: Value = serde_json::from_str(&list).unwrap();
+    assert_eq!(list["users"].as_array().unwrap().len(), n);
+    let msgs = wait_stream(&js, n as u64).await;
+    let mut ids: Vec<&str> = msgs
+        .iter()
+        .map(|m| m.headers.get("Nats-Msg-Id").unwrap().as_str())
+        .collect();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), n, "every event once");
 }
 
 /// Issue #10, item 8: the service raises its open-files soft limit at start, so many idle
@@ -407,6 +398,7 @@ async fn binary_answers_healthz_under_more_idle_connections_than_its_inherited_f
     let js = nats.jetstream().await;
     apply_topology(&js).await;
     let (api, admin) = (free_port(), free_port());
+    let dir = tempfile::tempdir().unwrap();
     let _child = tokio::process::Command::new("sh")
         .arg("-c")
         .arg(format!("ulimit -S -n {soft_at_spawn} && exec \"$0\"",))
@@ -414,6 +406,10 @@ async fn binary_answers_healthz_under_more_idle_connections_than_its_inherited_f
         .env("EVENTS_NATS_URL", nats.url())
         .env("AUTH_SERVICE_LISTEN", api.to_string())
         .env("AUTH_SERVICE_ADMIN_LISTEN", admin.to_string())
+        .env(
+            "AUTH_SERVICE_DATABASE",
+            format!("sqlite://{}/auth.db", dir.path().display()),
+        )
         .env("RUST_LOG", "warn")
         .kill_on_drop(true)
         .spawn()

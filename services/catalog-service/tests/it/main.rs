@@ -1,5 +1,8 @@
-//! End-to-end test: auth-service's router and catalog-service's subscriber in one process,
-//! against a real nats-server (test kit) with the streams of `deploy/streams.toml` (dev).
+//! End-to-end test: auth-service's router (with its outbox relay) and catalog-service's
+//! subscriber in one process, against a real nats-server (test kit) with the streams of
+//! `deploy/streams.toml` (dev), each service on its own SQLite database in a temp dir.
+
+mod convergence;
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -13,7 +16,7 @@ use axum::http::{Request, StatusCode, header};
 use catalog_service::projection::Projection;
 use events::Event;
 use events::dlq::{DeadLetter, DeadLetterFilter, DeadLetterReason, DeadLetters, PageRequest};
-use events::idempotency::{IdempotencyStore, KvIdempotencyStore};
+use events::outbox::{Outbox, Relay, RelayConfig};
 use events::publisher::{Publisher, PublisherConfig};
 use events::subscriber::{RetryPolicy, SubscriberConfig};
 use events::topology::{ApplyOptions, TopologySpec, apply};
@@ -29,6 +32,55 @@ mod secure;
 /// Upper bound of every wait (the machine is shared and loaded).
 const BOUND: Duration = Duration::from_secs(30);
 const ORG: &str = "org-e2e";
+
+/// auth-service's side: users in a SQLite file, the outbox relay publishing to `nats`.
+struct AuthSide {
+    users: UserService,
+    publisher: Publisher,
+    stop: CancellationToken,
+    relay: tokio::task::JoinHandle<()>,
+    _dir: tempfile::TempDir,
+}
+
+impl AuthSide {
+    async fn start(nats: &NatsServer) -> AuthSide {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}/auth.db", dir.path().display());
+        let db = auth_service::store::open(&url).await.unwrap();
+        let publisher = Publisher::new(nats.client().await, PublisherConfig::new("auth-service"))
+            .await
+            .unwrap();
+        let outbox = Outbox::new();
+        let stop = CancellationToken::new();
+        let relay = Relay::new(
+            db.clone(),
+            outbox.clone(),
+            publisher.clone(),
+            RelayConfig::new("auth-service"),
+        );
+        let relay = tokio::spawn(relay.run(stop.clone()));
+        AuthSide {
+            users: UserService::new(db, outbox),
+            publisher,
+            stop,
+            relay,
+            _dir: dir,
+        }
+    }
+
+    async fn stop(self) {
+        self.stop.cancel();
+        timeout(BOUND, self.relay).await.unwrap().unwrap();
+        self.publisher.close(BOUND).await.unwrap();
+    }
+}
+
+/// A catalog projection on a fresh SQLite file.
+async fn projection(dir: &tempfile::TempDir) -> Projection {
+    let url = format!("sqlite://{}/catalog.db", dir.path().display());
+    let db = catalog_service::store::open(&url).await.unwrap();
+    Projection::new(db, catalog_service::GROUP)
+}
 
 async fn apply_topology(js: &jetstream::Context) {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../deploy/streams.toml");
@@ -134,24 +186,20 @@ async fn users_flow_from_auth_service_into_the_catalog_and_poison_is_dead_letter
     let js = nats.jetstream().await;
     apply_topology(&js).await;
 
-    // auth-service: its router over a real publisher.
-    let publisher = Publisher::new(nats.client().await, PublisherConfig::new("auth-service"))
-        .await
-        .unwrap();
-    let auth = auth_service::http::router(Arc::new(UserService::new(Arc::new(publisher.clone()))));
+    // auth-service: its router over its database and outbox relay.
+    let side = AuthSide::start(&nats).await;
+    let auth = auth_service::http::router(Arc::new(side.users.clone()));
 
-    // catalog-service: its subscriber, handler (behind the idempotency helper) and routes.
-    let projection = Arc::new(Projection::in_memory());
+    // catalog-service: its subscriber, handler (projection + inbox) and routes.
+    let dir = tempfile::tempdir().unwrap();
+    let projection = projection(&dir).await;
     let subscriber = catalog_service::subscribe(&js, fast_config())
         .await
         .unwrap();
     assert_eq!(subscriber.durable_name(), "catalog-service__auth_user_any");
-    let store = KvIdempotencyStore::for_stream(&js, catalog_service::STREAM)
-        .await
-        .unwrap();
     let shutdown = CancellationToken::new();
     let consumer = tokio::spawn(subscriber.run(
-        catalog_service::handler(projection.clone(), store.clone()),
+        catalog_service::handler::CatalogHandler::new(projection.clone()),
         shutdown.clone(),
     ));
     let catalog = catalog_service::http::routes(projection.clone());
@@ -176,21 +224,17 @@ async fn users_flow_from_auth_service_into_the_catalog_and_poison_is_dead_letter
         event_ids.push(body["event"]["id"].as_str().unwrap().to_owned());
     }
     wait_for_catalog(&catalog, &ids).await;
-    // The idempotency helper remembers each handled event for the group (a redelivery
-    // would skip the handler). The mark follows the handler, so poll briefly.
-    timeout(BOUND, async {
-        for id in &event_ids {
-            while !store
-                .is_processed("catalog-service__auth_user_any", id)
-                .await
-                .unwrap()
-            {
-                sleep(Duration::from_millis(50)).await;
-            }
-        }
-    })
+    // The inbox holds each handled event (committed with its effect), so a redelivery
+    // changes nothing.
+    let recorded: Vec<String> = sqlx::query_scalar(
+        "SELECT event_id FROM events_inbox WHERE consumer = 'catalog-service' ORDER BY event_id",
+    )
+    .fetch_all(projection.db().pool())
     .await
-    .expect("handled events are marked processed in time");
+    .unwrap();
+    let mut want = event_ids.clone();
+    want.sort();
+    assert_eq!(recorded, want);
     let (_, body) = call(&catalog, "GET", &format!("/catalogs/{ORG}"), None).await;
     for user in body["users"].as_array().unwrap() {
         let id = user["user_id"].as_str().unwrap();
@@ -214,6 +258,8 @@ async fn users_flow_from_auth_service_into_the_catalog_and_poison_is_dead_letter
     timeout(BOUND, async {
         while !projection
             .catalog(ORG)
+            .await
+            .unwrap()
             .users
             .iter()
             .any(|u| u.user_id == renamed && u.display_name == "Cy Young")
@@ -236,7 +282,7 @@ async fn users_flow_from_auth_service_into_the_catalog_and_poison_is_dead_letter
                       "emails": ["dee@e2e.example"], "revision": 1}))
         .build()
         .unwrap();
-    let stored = publisher.publish(&poison).await.unwrap();
+    let stored = side.publisher.publish(&poison).await.unwrap();
     let dl = wait_for_dead_letter(&js, poison.id()).await;
     assert_eq!(dl.reason, Some(DeadLetterReason::Permanent));
     assert_eq!(dl.subject, "dlq.auth.user.created");
@@ -257,7 +303,7 @@ async fn users_flow_from_auth_service_into_the_catalog_and_poison_is_dead_letter
         .expect("the subscriber drains in time")
         .unwrap();
     assert_eq!(report.abandoned, 0, "{report:?}");
-    publisher.close(BOUND).await.unwrap();
+    side.stop().await;
 }
 
 /// A port outside the ephemeral range: a port the kernel just handed out and took back
@@ -282,13 +328,13 @@ async fn http_get(addr: std::net::SocketAddr, path: &str) -> Option<(String, Str
 fn spawn_binary(
     nats: &NatsServer,
     admin: std::net::SocketAddr,
-    file: &std::path::Path,
+    dir: &std::path::Path,
 ) -> tokio::process::Child {
     tokio::process::Command::new(env!("CARGO_BIN_EXE_catalog-service"))
         .env("EVENTS_NATS_URL", nats.url())
         .env("CATALOG_SERVICE_ADMIN_LISTEN", admin.to_string())
-        .arg("--projection-file")
-        .arg(file)
+        .arg("--database")
+        .arg(format!("sqlite://{}/catalog.db", dir.display()))
         .env("RUST_LOG", "warn")
         .kill_on_drop(true)
         .spawn()
@@ -330,20 +376,17 @@ async fn sigterm_and_wait(child: &mut tokio::process::Child) {
 }
 
 /// The binary consumes, serves the projection and metrics, drains on SIGTERM, and its
-/// projection file carries the catalog across a restart.
+/// database carries the catalog across a restart.
 #[tokio::test]
 async fn binary_consumes_drains_on_sigterm_and_keeps_the_projection() {
     let nats = NatsServer::start().await;
     let js = nats.jetstream().await;
     apply_topology(&js).await;
     let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("projection.json");
     let admin = free_port();
 
-    let publisher = Publisher::new(nats.client().await, PublisherConfig::new("auth-service"))
-        .await
-        .unwrap();
-    let users = UserService::new(Arc::new(publisher.clone()));
+    let side = AuthSide::start(&nats).await;
+    let users = side.users.clone();
     let new = |email: &str| auth_service::users::NewUser {
         email: Some(email.into()),
         name: Some("Someone".into()),
@@ -352,18 +395,17 @@ async fn binary_consumes_drains_on_sigterm_and_keeps_the_projection() {
     };
     let (first, _) = users.create(new("one@e2e.example")).await.unwrap();
 
-    let mut child = spawn_binary(&nats, admin, &file);
+    let mut child = spawn_binary(&nats, admin, dir.path());
     wait_for_body(admin, |v| v["users"][0]["user_id"] == first.id.as_str()).await;
     let (status, metrics) = http_get(admin, "/metrics").await.unwrap();
     assert!(status.contains("200"), "{status}");
     assert!(metrics.contains("events_consumed_total"), "{metrics}");
     sigterm_and_wait(&mut child).await;
-    assert!(file.is_file(), "the projection was saved");
 
     // Published while it is down: delivered after the restart, on top of the saved state
     // (the first user is not delivered again: the group acknowledged it).
     let (second, _) = users.create(new("two@e2e.example")).await.unwrap();
-    let mut child = spawn_binary(&nats, admin, &file);
+    let mut child = spawn_binary(&nats, admin, dir.path());
     let body = wait_for_body(admin, |v| {
         v["users"].as_array().is_some_and(|u| u.len() == 2)
     })
@@ -376,7 +418,7 @@ async fn binary_consumes_drains_on_sigterm_and_keeps_the_projection() {
         .collect();
     assert_eq!(got, BTreeSet::from([first.id.as_str(), second.id.as_str()]));
     sigterm_and_wait(&mut child).await;
-    publisher.close(BOUND).await.unwrap();
+    side.stop().await;
 }
 
 /// Polls `GET path` until the status line satisfies `ok` (bounded).
@@ -406,9 +448,8 @@ async fn binary_starts_while_nats_is_down_and_consumes_when_it_returns() {
     apply_topology(&js).await;
     nats.kill();
     let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("projection.json");
     let admin = free_port();
-    let mut child = spawn_binary(&nats, admin, &file);
+    let mut child = spawn_binary(&nats, admin, dir.path());
 
     wait_for_status(admin, "/healthz", |s| s.contains("200")).await;
     let (status, body) = http_get(admin, "/readyz").await.expect("an answer");
@@ -420,11 +461,9 @@ async fn binary_starts_while_nats_is_down_and_consumes_when_it_returns() {
 
     nats.start_again().await;
     wait_for_status(admin, "/readyz", |s| s.contains("200")).await;
-    let publisher = Publisher::new(nats.client().await, PublisherConfig::new("auth-service"))
-        .await
-        .unwrap();
-    let users = UserService::new(Arc::new(publisher.clone()));
-    let (user, _) = users
+    let side = AuthSide::start(&nats).await;
+    let (user, _) = side
+        .users
         .create(auth_service::users::NewUser {
             email: Some("late@e2e.example".into()),
             name: Some("Late".into()),
@@ -441,7 +480,7 @@ async fn binary_starts_while_nats_is_down_and_consumes_when_it_returns() {
     assert_eq!(body["error"]["code"], "method_not_allowed");
 
     sigterm_and_wait(&mut child).await;
-    publisher.close(BOUND).await.unwrap();
+    side.stop().await;
 }
 
 /// One raw HTTP/1.1 request with an empty body: status line and body.

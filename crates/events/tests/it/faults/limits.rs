@@ -142,12 +142,88 @@ async fn faults_limits_duplicate_window_expires_and_the_effect_runs_once() {
     })
     .await;
     consumer.stop().await;
-    // FOLLOW-UP(#13): `events::inbox` is being built in parallel; once it exists, run the
-    // same two copies through it here and assert one effect as well.
     let report = checker.check(&read_back(&js, STREAM).await);
     assert_eq!(
         (report.stored, report.handled, report.duplicates),
         (3, 2, 0)
+    );
+    // The database inbox runs the effect once for both copies as well.
+    #[cfg(feature = "outbox")]
+    inbox_runs_each_effect_once(&nats, &js, &[again.id(), once.id()], report.stored).await;
+}
+
+/// A second group reads the `stored` copies of the events `ids` through a database inbox
+/// (SQLite) whose effect is a row per event: one row each, however many copies.
+#[cfg(feature = "outbox")]
+async fn inbox_runs_each_effect_once(
+    nats: &NatsServer,
+    js: &jetstream::Context,
+    ids: &[&str],
+    stored: u64,
+) {
+    use events::db::Database;
+    use events::inbox::Inbox;
+    use events::{Event, HandlerError, handler_fn};
+
+    const GROUP: &str = "faults-inbox";
+    let dir = tempfile::tempdir().unwrap();
+    let db = Database::connect(&format!("sqlite://{}", dir.path().join("i.db").display()))
+        .await
+        .unwrap();
+    db.migrate().await.unwrap();
+    sqlx::query("CREATE TABLE effects (event_id TEXT NOT NULL)")
+        .execute(db.pool())
+        .await
+        .unwrap();
+    let (inbox, hdb) = (Inbox::new(GROUP), db.clone());
+    let handler = handler_fn(move |event: Event, _ctx| {
+        let (inbox, db) = (inbox.clone(), hdb.clone());
+        async move {
+            let mut tx = db.begin().await.map_err(HandlerError::transient)?;
+            if inbox
+                .record(&mut tx, &event)
+                .await
+                .map_err(HandlerError::transient)?
+            {
+                sqlx::query("INSERT INTO effects (event_id) VALUES ($1)")
+                    .bind(event.id())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(HandlerError::transient)?;
+            }
+            tx.commit().await.map_err(HandlerError::transient)
+        }
+    });
+    let cfg = events::subscriber::SubscriberConfig {
+        max_in_flight: 1,
+        fetch_batch: 1,
+        ..subscriber_config()
+    };
+    let consumer = ConsumerProcess::start(vec![nats.url()], GROUP, cfg, handler).await;
+    let durable = events::subscriber::durable_name(
+        GROUP,
+        &events::SubjectFilter::new("auth.user.*").unwrap(),
+    )
+    .unwrap()
+    .into_string();
+    wait_for("every copy settled through the inbox", BOUND, async || {
+        events::subscriber::lag(js, STREAM, &durable)
+            .await
+            .is_ok_and(|l| l.ack_floor_stream_sequence == stored)
+    })
+    .await;
+    consumer.stop().await;
+    let mut effects: Vec<(String, i64)> =
+        sqlx::query_as("SELECT event_id, COUNT(*) FROM effects GROUP BY event_id")
+            .fetch_all(db.pool())
+            .await
+            .unwrap();
+    effects.sort();
+    let mut want: Vec<(String, i64)> = ids.iter().map(|id| (id.to_string(), 1)).collect();
+    want.sort();
+    assert_eq!(
+        effects, want,
+        "one effect per event id over {stored} copies"
     );
 }
 
