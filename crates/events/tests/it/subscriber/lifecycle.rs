@@ -217,9 +217,10 @@ async fn stopping_mid_pull_releases_the_untaken_messages_at_once() {
     let nats = NatsServer::start().await;
     let js = nats.jetstream().await;
     create_streams(&js).await;
-    // Large enough that the instance is still mid-burst when the test, on a loaded machine,
-    // gets to stop it (200 × 30 ms = 6 s); the released rest is handled at once after.
-    const BURST: usize = 200;
+    // One pull brings the whole burst (fetch_batch = BURST), and the handler is slow enough
+    // that the instance is still mid-burst when the test, on a loaded machine, gets to stop
+    // it: 40 × 150 ms = 6 s.
+    const BURST: usize = 40;
     let cfg = SubscriberConfig {
         ack_wait: Duration::from_secs(30),
         max_in_flight: BURST as u32,
@@ -229,12 +230,12 @@ async fn stopping_mid_pull_releases_the_untaken_messages_at_once() {
     let ack_wait = cfg.ack_wait;
     publish_range(&js, 0..BURST).await;
     // A handler that blocks the subscriber's task (as a CPU-bound projection does): one pull
-    // brings the whole burst, and the instance takes its messages one every 30 ms.
+    // brings the whole burst, and the instance takes its messages one every 150 ms.
     let calls = Arc::new(Calls::default());
     let c = calls.clone();
     let slow = handler_fn(move |event: Event, ctx: DeliveryContext| {
         c.record(n_of(&event), ctx.delivered, 0);
-        std::thread::sleep(Duration::from_millis(30));
+        std::thread::sleep(Duration::from_millis(150));
         async { Ok::<_, HandlerError>(()) }
     });
     let first = start(&js, "rolling", cfg.clone(), slow).await;
