@@ -117,7 +117,7 @@ pub struct SubscriberConfig {
     /// Most messages asked for in one pull request (also capped by the free handler slots).
     pub fetch_batch: u32,
     /// How long one pull request waits on the server for messages. It also bounds how long
-    /// a lost pull request (server restart) goes unnoticed: about `fetch_expires + 5 s`.
+    /// a lost pull request (server restart) goes unnoticed: `fetch_expires + 10 s`.
     #[serde(with = "humantime_serde")]
     pub fetch_expires: Duration,
     /// Timeout of each request to the server (ack, dead-letter publish, consumer lookup).

@@ -97,7 +97,8 @@
 //! it returns. When a pull request fails (server
 //! restart, leader election, consumer deleted) it logs a warning, backs off (100 ms doubling
 //! to 5 s) and recreates the consumer from its declared config; a pull request lost without
-//! an answer is noticed after about `fetch_expires + 5 s`.
+//! an answer is noticed `fetch_expires + 10 s` after it was sent (the server ends every
+//! request by `fetch_expires`).
 
 //!
 //! # Handlers
@@ -123,6 +124,7 @@
 
 mod backoff;
 mod config;
+mod delivery;
 mod handler;
 mod lag;
 pub mod outcome;
