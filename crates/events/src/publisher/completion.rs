@@ -1,15 +1,14 @@
 //! How a publish ends, whichever path sent it (inline, the acker, a batch, the spool): its
 //! outcome counted in the metrics, its window slot given back, and its handle told.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Instant;
 
 use tokio::sync::{OwnedSemaphorePermit, oneshot};
 use tracing::{Span, debug, warn};
 
 use super::{PublishError, PublishOutcome};
-use crate::metrics::{EVENT_PUBLISH_DURATION_SECONDS, EVENTS_PUBLISHED_TOTAL};
+use crate::metrics::{EVENT_PUBLISH_DURATION_SECONDS, EVENTS_PUBLISHED_TOTAL, HandleCache};
 
 /// A submitted event whose outcome is not known yet: what completing it needs.
 pub(super) struct Pending {
@@ -54,14 +53,11 @@ impl TypeMetrics {
     }
 }
 
-/// Most event types whose handles a publisher keeps (labels are bounded anyway).
-const MAX_CACHED_TYPES: usize = 1024;
-
 /// The metric handles of a publisher, per event type (registered with the recorder
 /// installed when the publisher first sees the type).
 #[derive(Default)]
 pub(super) struct Outcomes {
-    metrics: Mutex<HashMap<String, Arc<TypeMetrics>>>,
+    metrics: HandleCache<Arc<TypeMetrics>>,
 }
 
 impl Outcomes {
@@ -76,19 +72,11 @@ impl Outcomes {
             Ok(o) => o.status(),
             Err(e) => e.kind(),
         };
-        let handles = self.metrics.lock().ok().and_then(|mut cache| {
-            if let Some(h) = cache.get(event_type) {
-                return Some(h.clone());
-            }
-            if cache.len() >= MAX_CACHED_TYPES {
-                return None;
-            }
-            let h = Arc::new(TypeMetrics::new(event_type));
-            cache.insert(event_type.to_owned(), h.clone());
-            Some(h)
-        });
-        match (&handles, res) {
-            (Some(h), Ok(PublishOutcome::Stored(ack))) => {
+        let h = self
+            .metrics
+            .get(event_type, || Arc::new(TypeMetrics::new(event_type)));
+        match res {
+            Ok(PublishOutcome::Stored(ack)) => {
                 if ack.duplicate {
                     h.duplicate.increment(1);
                 } else {
@@ -96,14 +84,10 @@ impl Outcomes {
                 }
                 h.duration.record(started.elapsed().as_secs_f64());
             }
-            (Some(h), Ok(PublishOutcome::Spooled)) => h.spooled.increment(1),
-            _ => {
+            Ok(PublishOutcome::Spooled) => h.spooled.increment(1),
+            Err(_) => {
                 metrics::counter!(EVENTS_PUBLISHED_TOTAL, "event_type" => event_type.to_owned(), "status" => status)
                     .increment(1);
-                if let Ok(PublishOutcome::Stored(_)) = res {
-                    metrics::histogram!(EVENT_PUBLISH_DURATION_SECONDS, "event_type" => event_type.to_owned())
-                        .record(started.elapsed().as_secs_f64());
-                }
             }
         }
         match res {

@@ -45,7 +45,7 @@
 //!
 //! # Retries
 //! Transient failures (ack timeout, broken connection, "no responders" during a leader
-//! election, a 503 answer) are retried with exponential backoff and jitter ([`RetryPolicy`]:
+//! election, a 503 answer) are retried with exponential backoff and jitter ([`PublishRetryPolicy`]:
 //! by default 3 retries waiting about 1 s, 2 s, 4 s). async-nats reports "no responders" as
 //! `StreamNotFound`; since that is also what a stream being created or electing a leader
 //! looks like, the publisher asks the server which stream captures the subject and fails
@@ -130,7 +130,8 @@ use tracing::{Instrument, Span, debug, warn};
 use crate::event::Event;
 
 pub use config::{
-    BatchConfig, ConfigError, PublisherConfig, RetryPolicy, SpoolConfig, TraceContextHook,
+    BatchConfig, ConfigError, PublishRetryPolicy, PublisherConfig, RetryPolicy, SpoolConfig,
+    TraceContextHook,
 };
 pub use error::{FlushError, NewPublisherError, PublishError, TransientError};
 pub use recording::{DEFAULT_MAX_PAYLOAD, RecordingPublisher};

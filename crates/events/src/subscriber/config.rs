@@ -1,6 +1,7 @@
 //! Subscriber configuration: plain serde data with defaults and [`SubscriberConfig::validate`].
 
 #[cfg(feature = "schema")]
+pub use crate::error::ConfigError;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,7 +15,7 @@ use crate::schema::SchemaSet;
 /// TOML: `retry = { max_attempts = 5, initial_backoff = "1s", max_backoff = "1m", jitter = 0.2 }`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
-pub struct RetryPolicy {
+pub struct DeliveryRetryPolicy {
     /// Deliveries the handler gets before the message is dead-lettered; the first delivery
     /// counts. A later delivery (after an instance died during the last attempt) is
     /// dead-lettered without running the handler.
@@ -30,7 +31,7 @@ pub struct RetryPolicy {
     pub jitter: f64,
 }
 
-impl Default for RetryPolicy {
+impl Default for DeliveryRetryPolicy {
     fn default() -> Self {
         Self {
             max_attempts: 5,
@@ -41,7 +42,7 @@ impl Default for RetryPolicy {
     }
 }
 
-impl RetryPolicy {
+impl DeliveryRetryPolicy {
     /// Checks every field.
     ///
     /// # Errors
@@ -49,7 +50,7 @@ impl RetryPolicy {
     pub fn validate(&self) -> Result<(), ConfigError> {
         let mut problems = Vec::new();
         self.collect_problems(&mut problems);
-        ConfigError::from_problems(problems)
+        ConfigError::check("subscriber", problems)
     }
 
     fn collect_problems(&self, problems: &mut Vec<String>) {
@@ -87,7 +88,7 @@ impl RetryPolicy {
 #[serde(default, deny_unknown_fields)]
 pub struct SubscriberConfig {
     /// Retry and dead-letter policy.
-    pub retry: RetryPolicy,
+    pub retry: DeliveryRetryPolicy,
     /// How long the server waits for an ack before redelivering. Long handlers do not need a
     /// long `ack_wait`: they send in-progress acks (see `in_progress_interval`).
     #[serde(with = "humantime_serde")]
@@ -143,7 +144,7 @@ pub struct SubscriberConfig {
 impl Default for SubscriberConfig {
     fn default() -> Self {
         Self {
-            retry: RetryPolicy::default(),
+            retry: DeliveryRetryPolicy::default(),
             ack_wait: Duration::from_secs(30),
             max_in_flight: 32,
             max_ack_pending: 1000,
@@ -217,7 +218,7 @@ impl SubscriberConfig {
         if self.lag_interval.is_zero() {
             problems.push("lag_interval must be greater than zero".into());
         }
-        ConfigError::from_problems(problems)
+        ConfigError::check("subscriber", problems)
     }
 
     /// The in-progress ack interval in effect.
@@ -226,24 +227,9 @@ impl SubscriberConfig {
     }
 }
 
-/// A configuration that cannot work.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invalid subscriber configuration: {}", .problems.join("; "))]
-#[non_exhaustive]
-pub struct ConfigError {
-    /// Every problem found, one sentence each.
-    pub problems: Vec<String>,
-}
-
-impl ConfigError {
-    fn from_problems(problems: Vec<String>) -> Result<(), Self> {
-        if problems.is_empty() {
-            Ok(())
-        } else {
-            Err(Self { problems })
-        }
-    }
-}
+/// The former name of [`DeliveryRetryPolicy`] (delivery attempts); kept so that code written against it
+/// still builds.
+pub type RetryPolicy = DeliveryRetryPolicy;
 
 #[cfg(test)]
 mod tests {
@@ -262,7 +248,7 @@ mod tests {
     #[test]
     fn validate_lists_every_problem() {
         let c = SubscriberConfig {
-            retry: RetryPolicy {
+            retry: DeliveryRetryPolicy {
                 max_attempts: 0,
                 initial_backoff: Duration::from_secs(2),
                 max_backoff: Duration::from_secs(1),

@@ -1,10 +1,9 @@
 //! One delivery: evaluate a pulled message into a [`Verdict`] (decode, checks, the handler
 //! with in-progress acks), then settle it (ack, NAK with delay, or dead letter + terminate).
 
-use std::collections::HashMap;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_nats::jetstream::{self, AckKind};
@@ -15,18 +14,16 @@ use tokio::time::{Instant, timeout};
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug, debug_span, error, warn};
 
-use super::backoff::{backoff, jittered};
+use super::backoff::backoff;
 use super::config::SubscriberConfig;
 use super::handler::{DeliveryContext, Handler, HandlerError};
 use super::outcome::{Outcome, decide, decide_before};
+use crate::backoff::jittered;
 use crate::dlq::{DeadLetterReason, FailureRecord, publish_dead_letter};
 use crate::error::error_chain;
 use crate::event::{DecodeError, Event};
-use crate::metrics as m;
+use crate::metrics::{self as m, HandleCache};
 use crate::raw_headers;
-
-/// Event types whose ack counter handle is cached; beyond that the macro looks it up.
-const MAX_CACHED_TYPES: usize = 1024;
 
 #[derive(Debug, thiserror::Error)]
 #[error("handler panicked: {0}")]
@@ -46,7 +43,7 @@ pub(super) struct Shared<H> {
     handler_duration: metrics::Histogram,
     end_to_end: metrics::Histogram,
     /// `events_consumed_total{status="ack"}` per event type (the other statuses are rare).
-    acked: Mutex<HashMap<String, metrics::Counter>>,
+    acked: HandleCache<metrics::Counter>,
 }
 
 impl<H> Shared<H> {
@@ -69,22 +66,13 @@ impl<H> Shared<H> {
             end_to_end: metrics::histogram!(m::EVENT_END_TO_END_SECONDS, "consumer" => consumer.clone()),
             consumer,
             shutdown,
-            acked: Mutex::new(HashMap::new()),
+            acked: HandleCache::default(),
         }
     }
 
     fn count_acked(&self, event_type: &str) {
-        let Ok(mut cache) = self.acked.lock() else {
-            return consumed_counter(event_type, "ack").increment(1);
-        };
-        if let Some(c) = cache.get(event_type) {
-            return c.increment(1);
-        }
-        let c = consumed_counter(event_type, "ack");
-        c.increment(1);
-        if cache.len() < MAX_CACHED_TYPES {
-            cache.insert(event_type.to_owned(), c);
-        }
+        let make = || consumed_counter(event_type, "ack");
+        self.acked.get(event_type, make).increment(1);
     }
 
     fn count_error(&self, kind: &'static str) {

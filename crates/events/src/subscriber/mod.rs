@@ -134,7 +134,7 @@ mod service;
 use async_nats::jetstream::{self, consumer::pull};
 
 pub use backoff::backoff;
-pub use config::{ConfigError, RetryPolicy, SubscriberConfig};
+pub use config::{ConfigError, DeliveryRetryPolicy, RetryPolicy, SubscriberConfig};
 pub use handler::{DeliveryContext, Handler, HandlerError, ResultExt, handler_fn};
 pub use lag::{Lag, LagError, group_lag, lag, oldest_unfinished_age};
 pub use outcome::Outcome;
@@ -158,6 +158,17 @@ pub fn durable_name(group: &str, filter: &SubjectFilter) -> Result<ConsumerName,
         "{group}{DURABLE_SEPARATOR}{}",
         filter.to_name_fragment()
     ))
+}
+
+/// True if durable consumer `name` belongs to `group`: one of its subscriptions
+/// (`<group>__<filter fragment>`, see [`durable_name`]) or a consumer named after the group
+/// itself.
+pub fn is_group_consumer(name: &str, group: &str) -> bool {
+    match name.strip_prefix(group) {
+        Some("") => true,
+        Some(rest) => rest.starts_with(DURABLE_SEPARATOR),
+        None => false,
+    }
 }
 
 /// Why a subscription could not be set up.
@@ -255,7 +266,7 @@ impl SubscriberBuilder {
     }
 
     /// The retry policy.
-    pub fn retry(mut self, retry: RetryPolicy) -> Self {
+    pub fn retry(mut self, retry: DeliveryRetryPolicy) -> Self {
         self.config.retry = retry;
         self
     }
@@ -465,6 +476,16 @@ async fn create_consumer(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn group_consumers_are_the_group_and_its_subscriptions() {
+        let filter = SubjectFilter::new("auth.user.*").unwrap();
+        let name = durable_name("catalog", &filter).unwrap();
+        assert!(is_group_consumer(name.as_str(), "catalog"));
+        assert!(is_group_consumer("catalog", "catalog"));
+        assert!(!is_group_consumer(name.as_str(), "cat"));
+        assert!(!is_group_consumer("catalogue__auth_all", "catalog"));
+    }
 
     #[test]
     fn durable_names_do_not_clash_across_filters() {

@@ -19,10 +19,10 @@ use tokio::time::{Instant, timeout, timeout_at};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
-use super::backoff::jittered;
 use super::delivery::{Chain, Shared, deliver, nak, panic_message};
 use super::handler::Handler;
 use super::{Subscriber, create_consumer};
+use crate::backoff::Backoff;
 use crate::connection::Denials;
 use crate::error::error_chain;
 use crate::metrics as m;
@@ -124,10 +124,9 @@ enum PullEnd {
 
 /// Delay before the n-th consecutive attempt to re-establish the pull loop.
 fn reconnect_delay(failures: u32) -> Duration {
-    let base = Duration::from_millis(100)
-        .saturating_mul(1u32 << failures.saturating_sub(1).min(6))
-        .min(Duration::from_secs(5));
-    jittered(base, 0.2)
+    const RECONNECT: Backoff =
+        Backoff::doubling(Duration::from_millis(100), Duration::from_secs(5));
+    RECONNECT.jittered(failures.saturating_sub(1), 0.2)
 }
 
 pub(super) async fn run<H: Handler>(
