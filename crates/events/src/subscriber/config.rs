@@ -127,6 +127,9 @@ pub struct SubscriberConfig {
     /// How often the `subscription_lag` gauge is refreshed from the consumer's info.
     #[serde(with = "humantime_serde")]
     pub lag_interval: Duration,
+    /// Where a **new** group starts reading (see [`StartPosition`]); a group that exists
+    /// resumes where it left off.
+    pub start: StartPosition,
     /// Opt-in event contracts (feature `schema`; not serialized: load the set from files or
     /// the registry and set it with [`Self::with_schemas`]). With a set, an event whose
     /// `data` does not validate against the schema of its type and version is dead-lettered
@@ -155,6 +158,7 @@ impl Default for SubscriberConfig {
             fetch_expires: Duration::from_secs(5),
             request_timeout: Duration::from_secs(5),
             lag_interval: Duration::from_secs(10),
+            start: StartPosition::All,
             #[cfg(feature = "schema")]
             schemas: None,
         }
@@ -227,6 +231,24 @@ impl SubscriberConfig {
     }
 }
 
+/// Where a new group starts reading its stream. It applies when the group's durable
+/// consumer is created; a group that exists resumes after its last acked message whatever
+/// this says (the server refuses to change it for an existing consumer).
+///
+/// TOML: `start = "all"`, `start = "new"`, or `start = { from = "2026-01-01T00:00:00Z" }`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum StartPosition {
+    /// Every message the stream still holds (the default).
+    #[default]
+    All,
+    /// Only messages stored after the group was created.
+    New,
+    /// Messages stored at or after this time.
+    From(#[serde(with = "time::serde::rfc3339")] time::OffsetDateTime),
+}
+
 /// The former name of [`DeliveryRetryPolicy`] (delivery attempts); kept so that code written against it
 /// still builds.
 pub type RetryPolicy = DeliveryRetryPolicy;
@@ -234,6 +256,16 @@ pub type RetryPolicy = DeliveryRetryPolicy;
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn start_position_reads_from_toml() {
+        let read = |text: &str| toml::from_str::<SubscriberConfig>(text).unwrap().start;
+        assert_eq!(read(""), StartPosition::All);
+        assert_eq!(read(r#"start = "new""#), StartPosition::New);
+        let from = read(r#"start = { from = "2026-01-01T00:00:00Z" }"#);
+        let want = time::macros::datetime!(2026-01-01 00:00:00 UTC);
+        assert_eq!(from, StartPosition::From(want));
+    }
 
     #[test]
     fn defaults_are_valid_and_match_the_contract() {

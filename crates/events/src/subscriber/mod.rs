@@ -41,6 +41,13 @@
 //! one consumer's filter list. The stream is the one that holds the filter's subjects
 //! (`js.stream_by_subject`), or the one named with [`SubscriberBuilder::stream`].
 //!
+//! # Where a new group starts
+//!
+//! A group created by its first subscriber reads every message the stream still holds
+//! ([`StartPosition::All`], the default); [`SubscriberConfig::start`] can make it start with
+//! messages stored after it was created ([`StartPosition::New`]) or at a time
+//! ([`StartPosition::From`]). A group that exists resumes after its last acked message.
+//!
 //! # What happens to a delivery (CONTRACT.md §3)
 //!
 //! The decision is the pure function [`outcome::decide`] (and [`outcome::decide_before`]
@@ -134,7 +141,7 @@ mod service;
 use async_nats::jetstream::{self, consumer::pull};
 
 pub use backoff::backoff;
-pub use config::{ConfigError, DeliveryRetryPolicy, RetryPolicy, SubscriberConfig};
+pub use config::{ConfigError, DeliveryRetryPolicy, RetryPolicy, StartPosition, SubscriberConfig};
 pub use handler::{DeliveryContext, Handler, HandlerError, ResultExt, handler_fn};
 pub use lag::{Lag, LagError, group_lag, lag, oldest_unfinished_age};
 pub use outcome::Outcome;
@@ -444,7 +451,7 @@ fn consumer_config(durable: &str, filter: &SubjectFilter, cfg: &SubscriberConfig
     pull::Config {
         durable_name: Some(durable.to_owned()),
         description: Some(format!("events subscriber of {filter}")),
-        deliver_policy: jetstream::consumer::DeliverPolicy::All,
+        deliver_policy: deliver_policy(cfg.start),
         ack_policy: jetstream::consumer::AckPolicy::Explicit,
         ack_wait: cfg.ack_wait,
         // Unlimited: the library enforces `retry.max_attempts` (see the module doc).
@@ -452,6 +459,16 @@ fn consumer_config(durable: &str, filter: &SubjectFilter, cfg: &SubscriberConfig
         filter_subject: filter.to_string(),
         max_ack_pending: i64::from(cfg.max_ack_pending),
         ..Default::default()
+    }
+}
+
+/// The server's deliver policy for a new group's start position.
+fn deliver_policy(start: StartPosition) -> jetstream::consumer::DeliverPolicy {
+    use jetstream::consumer::DeliverPolicy;
+    match start {
+        StartPosition::All => DeliverPolicy::All,
+        StartPosition::New => DeliverPolicy::New,
+        StartPosition::From(start_time) => DeliverPolicy::ByStartTime { start_time },
     }
 }
 
