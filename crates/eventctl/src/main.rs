@@ -15,10 +15,11 @@
 //!
 //! See `docs/CLI.md` for every command with sample output.
 //!
-//! Layout: `cli.rs` holds the clap types (global connection options and the command
-//! tree), `cmd/<command>.rs` one file per command group, `output.rs` the table and JSON
+//! Layout: `cli.rs` holds the command tree (clap), `args.rs` the global connection
+//! options, `cmd/<command>.rs` one file per command group with its args, `output.rs` the table and JSON
 //! helpers. Exit codes: 0 ok, 1 failure, 2 usage error.
 
+mod args;
 mod cli;
 mod cmd;
 mod output;
@@ -50,7 +51,25 @@ fn main() -> ExitCode {
 
 #[tokio::main(flavor = "current_thread")]
 async fn run(cli: cli::Cli) -> anyhow::Result<()> {
-    cmd::run(cli).await
+    dispatch(cli).await
+}
+
+/// Runs the parsed command line.
+async fn dispatch(cli: cli::Cli) -> anyhow::Result<()> {
+    match cli.command {
+        cli::Command::Streams(cmd) => cmd::streams::run(&cli.conn, cmd).await,
+        cli::Command::Publish(args) => cmd::publish::run(&cli.conn, args).await,
+        cli::Command::Tail(args) => cmd::tail::run(&cli.conn, args).await,
+        cli::Command::Dlq(cmd) => cmd::dlq::run(&cli.conn, cmd).await,
+        cli::Command::Replay(args) => cmd::replay::run(&cli.conn, args).await,
+        cli::Command::Lag(args) => cmd::lag::run(&cli.conn, args).await,
+        cli::Command::Serve(args) => cmd::serve::run(&cli.conn, args).await,
+        cli::Command::Bench(args) => cmd::bench::run(&cli.conn, args).await,
+        cli::Command::Schema(cmd) => cmd::schema::run(&cli.conn, cmd).await,
+        cli::Command::Auth(cmd) => cmd::auth::run(cmd),
+        cli::Command::Doctor(args) => cmd::doctor::run(&cli.conn, args).await,
+        cli::Command::Audit(args) => cmd::audit::run(&cli.conn, args).await,
+    }
 }
 
 /// Logs to stderr; `RUST_LOG` overrides the default (warnings and errors only; with

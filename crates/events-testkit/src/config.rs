@@ -3,7 +3,19 @@
 use std::fmt::Write as _;
 use std::path::PathBuf;
 
-use crate::server::SyncMode;
+/// When JetStream fsyncs its file store.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SyncMode {
+    /// `sync_interval: always`: every write is fsynced before it is acknowledged, so an
+    /// acknowledged message survives SIGKILL. What production uses (see `deploy/`), and
+    /// the default in the test kit so tests see production's durability.
+    #[default]
+    Always,
+    /// The server's default: fsync every 2 minutes. Much faster writes; for benchmarks
+    /// that measure the library rather than the disk.
+    Default,
+}
 
 /// Options a caller can set through the builders; shared by every node of a cluster.
 #[derive(Debug, Clone, Default)]

@@ -53,7 +53,8 @@
 //!
 //! # Module map
 //!
-//! - [`NatsServer`], [`NatsServerBuilder`], [`SyncMode`]: one server (`server.rs`).
+//! - [`NatsServer`], [`NatsServerBuilder`]: one server (`server.rs`); [`SyncMode`]: how
+//!   its store fsyncs (`config.rs`).
 //! - [`NatsCluster`], [`NatsClusterBuilder`]: n servers in a full route mesh (`cluster.rs`).
 //! - [`nats_server_bin`]: where the binary comes from (`bin.rs`).
 //! - [`publish_raw`], [`RawMessage`]: hostile frames over a plain socket (`raw.rs`).
@@ -91,6 +92,7 @@ pub use bin::{NATS_SERVER_BIN_ENV, nats_server_bin};
 pub use browser::{CHROMEDRIVER_BIN_ENV, CHROMIUM_BIN_ENV, Chromedriver};
 pub use checker::{Checker, Report, StoredMessage, read_stream};
 pub use cluster::{NatsCluster, NatsClusterBuilder};
+pub use config::SyncMode;
 pub use names::unique_name;
 pub use pg::{PG_BIN_DIR_ENV, PgServer, pg_bin_dir};
 pub use ports::free_loopback_addr;
@@ -98,6 +100,6 @@ pub use prometheus::{PROMETHEUS_BIN_ENV, PrometheusServer};
 pub use proxy::TcpProxy;
 pub use raw::{RawMessage, publish_raw};
 pub use secure::{SecureNatsServer, SecureNatsServerBuilder, TestPki};
-pub use server::{NatsServer, NatsServerBuilder, SyncMode};
+pub use server::{NatsServer, NatsServerBuilder};
 pub use signals::FAST_LAME_DUCK;
 pub use wait::wait_for_stream_messages;

@@ -10,7 +10,7 @@ use async_nats::{Client, ConnectOptions, ServerAddr};
 use tempfile::TempDir;
 use tokio::time::{Instant, sleep, timeout};
 
-use crate::config::{Options, Spec};
+use crate::config::{Options, Spec, SyncMode};
 use crate::{http, nats_server_bin, ports};
 
 /// How long a server may take from spawn until JetStream answers.
@@ -25,20 +25,6 @@ const POLL_INTERVAL: Duration = Duration::from_millis(50);
 const PANIC_LOG_LINES: usize = 40;
 /// Fresh starts tried before giving up when a chosen port was taken meanwhile.
 const PORT_ATTEMPTS: usize = 3;
-
-/// When JetStream fsyncs its file store.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum SyncMode {
-    /// `sync_interval: always`: every write is fsynced before it is acknowledged, so an
-    /// acknowledged message survives SIGKILL. What production uses (see `deploy/`), and
-    /// the default here so tests see production's durability.
-    #[default]
-    Always,
-    /// The server's default: fsync every 2 minutes. Much faster writes; for benchmarks
-    /// that measure the library rather than the disk.
-    Default,
-}
 
 /// Options for a [`NatsServer`], from [`NatsServer::builder`].
 ///

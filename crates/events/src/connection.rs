@@ -33,6 +33,7 @@
 //!
 //! [`validate`]: ConnectConfig::validate
 
+use crate::backoff::Backoff;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -199,8 +200,8 @@ impl ReconnectPolicy {
         if attempt <= 1 {
             return Duration::ZERO;
         }
-        let exp = u32::try_from(attempt - 2).unwrap_or(u32::MAX).min(20);
-        Duration::from_millis(100u64 << exp).min(self.max_delay)
+        let n = u32::try_from(attempt - 2).unwrap_or(u32::MAX);
+        Backoff::doubling(Duration::from_millis(100), self.max_delay).delay(n)
     }
 }
 

@@ -1,5 +1,5 @@
-//! Error plumbing shared by every module: the boxed error type and a one-line rendering of
-//! an error with its causes.
+//! Error plumbing shared by every module: the boxed error type, a one-line rendering of an
+//! error with its causes, and the one configuration error.
 
 /// A boxed error that can cross tasks: what handlers return and what typed errors carry as
 /// their `#[source]` when the cause comes from another crate.
@@ -17,6 +17,33 @@ pub fn error_chain(e: &dyn std::error::Error) -> String {
         source = cause.source();
     }
     s
+}
+
+/// A configuration that cannot work, with every problem found (the one config error of the
+/// crate: [`PublisherConfig`](crate::publisher::PublisherConfig),
+/// [`SubscriberConfig`](crate::subscriber::SubscriberConfig) and their retry policies).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid {component} configuration: {}", .problems.join("; "))]
+#[non_exhaustive]
+pub struct ConfigError {
+    /// What the configuration configures: `publisher` or `subscriber`.
+    pub component: &'static str,
+    /// Every problem found, one sentence each.
+    pub problems: Vec<String>,
+}
+
+impl ConfigError {
+    /// `Ok` without problems, else the error listing them.
+    pub(crate) fn check(component: &'static str, problems: Vec<String>) -> Result<(), Self> {
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(Self {
+                component,
+                problems,
+            })
+        }
+    }
 }
 
 #[cfg(test)]

@@ -76,6 +76,7 @@
 //! The library logs through `tracing` and records through the `metrics` facade; it never
 //! installs a subscriber or recorder, reads no file and no environment variable.
 
+mod backoff;
 pub mod connection;
 #[cfg(feature = "outbox")]
 pub mod db;
@@ -102,7 +103,7 @@ pub mod topology;
 
 pub use connection::{ConnectConfig, ConnectError, Connection, connect};
 pub use dlq::{DeadLetter, DeadLetterFilter, DeadLetterReason, DeadLetters, DlqError};
-pub use error::{BoxError, error_chain};
+pub use error::{BoxError, ConfigError, error_chain};
 pub use event::{DecodeError, EncodedEvent, Event, EventBuilder, EventError};
 pub use idempotency::{IdempotencyStore, Idempotent, KvIdempotencyStore};
 pub use names::{

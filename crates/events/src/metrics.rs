@@ -119,3 +119,39 @@ pub fn describe() {
         "Deliveries skipped because the inbox already recorded their effect"
     );
 }
+
+/// Most keys (event types) whose handles a [`HandleCache`] keeps; beyond that the caller
+/// builds the labelled handle each time (labels are bounded anyway).
+const MAX_CACHED_KEYS: usize = 1024;
+
+/// The crate's one cache of metric handles per event type: building a labelled key per
+/// event costs several allocations, a cached handle none.
+pub(crate) struct HandleCache<T> {
+    map: std::sync::Mutex<std::collections::HashMap<String, T>>,
+}
+
+impl<T> Default for HandleCache<T> {
+    fn default() -> Self {
+        Self {
+            map: std::sync::Mutex::new(std::collections::HashMap::new()),
+        }
+    }
+}
+
+impl<T: Clone> HandleCache<T> {
+    /// The handles of `key`, made by `make` on first use; `make`'s result uncached when the
+    /// cache is full (or its lock poisoned).
+    pub(crate) fn get(&self, key: &str, make: impl FnOnce() -> T) -> T {
+        let Ok(mut map) = self.map.lock() else {
+            return make();
+        };
+        if let Some(h) = map.get(key) {
+            return h.clone();
+        }
+        let h = make();
+        if map.len() < MAX_CACHED_KEYS {
+            map.insert(key.to_owned(), h.clone());
+        }
+        h
+    }
+}

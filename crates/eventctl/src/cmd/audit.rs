@@ -5,7 +5,7 @@ use clap::Args;
 use events_admin::{AuditLog, MAX_AUDIT_READ};
 use serde_json::json;
 
-use crate::cli::ConnArgs;
+use crate::args::ConnArgs;
 use crate::output;
 
 /// `audit` options.

@@ -14,7 +14,7 @@ use clap::{Args, Subcommand};
 use events::security::{GeneratedIdentity, IdentitiesSpec, generate, render_auth_conf};
 use events::topology::TopologySpec;
 
-use crate::cli::Profile;
+use crate::args::Profile;
 use crate::output::Table;
 
 /// The include `deploy/secure/nats.conf` loads, in the output directory.

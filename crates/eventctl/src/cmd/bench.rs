@@ -3,7 +3,7 @@
 
 use events_bench::BenchArgs;
 
-use crate::cli::ConnArgs;
+use crate::args::ConnArgs;
 
 /// Runs the benchmark. By default it starts its own test-kit server (`--sync` chooses its
 /// `sync_interval`); the global `--server` is used only when given on the command line

@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 use time::OffsetDateTime;
 
 use super::{connect, usage};
-use crate::cli::ConnArgs;
+use crate::args::ConnArgs;
 use crate::output::{self, Table};
 use crate::when::{parse_time, rfc3339};
 

@@ -18,7 +18,7 @@ use anyhow::{Context as _, bail};
 use clap::Args;
 use serde_json::json;
 
-use crate::cli::{ConnArgs, Profile};
+use crate::args::{ConnArgs, Profile};
 use crate::output;
 
 /// `doctor` options.
@@ -59,7 +59,7 @@ pub(crate) struct DoctorArgs {
     )]
     pub(crate) identities: PathBuf,
     /// How long a permission probe waits for its answer.
-    #[arg(long, default_value = "2s", value_parser = crate::cli::parse_duration, value_name = "DURATION")]
+    #[arg(long, default_value = "2s", value_parser = crate::args::parse_duration, value_name = "DURATION")]
     pub(crate) probe_timeout: Duration,
     /// Print JSON: { problems, checks: [{ area, subject, status, message }] }.
     #[arg(long)]

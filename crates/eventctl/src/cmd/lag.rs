@@ -3,11 +3,12 @@
 use anyhow::{Context as _, bail};
 use async_nats::jetstream::{self, ErrorCode, consumer, context::GetStreamErrorKind};
 use clap::Args;
+use events::subscriber::{Lag, is_group_consumer};
 use futures::TryStreamExt as _;
 use serde_json::json;
 
 use super::connect;
-use crate::cli::ConnArgs;
+use crate::args::ConnArgs;
 use crate::output::{self, Table};
 
 /// The plan's alert level for a consumer's lag.
@@ -46,15 +47,12 @@ pub(crate) struct LagArgs {
 struct Row {
     stream: String,
     consumer: String,
-    pending: u64,
-    ack_pending: u64,
-    redelivered: u64,
-    waiting: u64,
+    lag: Lag,
 }
 
 impl Row {
     fn lag(&self) -> u64 {
-        self.pending + self.ack_pending
+        self.lag.total()
     }
 }
 
@@ -93,18 +91,14 @@ pub(crate) async fn run(conn: &ConnArgs, args: LagArgs) -> anyhow::Result<()> {
                 continue;
             }
             if let Some(g) = &args.group
-                && info.name != *g
-                && !info.name.starts_with(&format!("{g}__"))
+                && !is_group_consumer(&info.name, g)
             {
                 continue;
             }
             rows.push(Row {
                 stream: name.clone(),
                 consumer: info.name.clone(),
-                pending: info.num_pending,
-                ack_pending: info.num_ack_pending as u64,
-                redelivered: info.num_redelivered as u64,
-                waiting: info.num_waiting as u64,
+                lag: Lag::from(&info),
             });
         }
     }
@@ -118,10 +112,10 @@ pub(crate) async fn run(conn: &ConnArgs, args: LagArgs) -> anyhow::Result<()> {
                 json!({
                     "stream": r.stream,
                     "consumer": r.consumer,
-                    "pending": r.pending,
-                    "ack_pending": r.ack_pending,
-                    "redelivered": r.redelivered,
-                    "waiting": r.waiting,
+                    "pending": r.lag.pending,
+                    "ack_pending": r.lag.ack_pending,
+                    "redelivered": r.lag.redelivered,
+                    "waiting": r.lag.waiting,
                     "lag": r.lag(),
                     "over_threshold": r.lag() > args.threshold,
                 })
@@ -152,9 +146,9 @@ pub(crate) async fn run(conn: &ConnArgs, args: LagArgs) -> anyhow::Result<()> {
                 if r.lag() > args.threshold { "!" } else { "" }.into(),
                 r.stream.clone(),
                 r.consumer.clone(),
-                r.pending.to_string(),
-                r.ack_pending.to_string(),
-                r.redelivered.to_string(),
+                r.lag.pending.to_string(),
+                r.lag.ack_pending.to_string(),
+                r.lag.redelivered.to_string(),
                 r.lag().to_string(),
             ]);
         }

@@ -1,4 +1,4 @@
-//! One module per command group; [`run`] dispatches.
+//! One module per command group (`main.rs` dispatches), and what they share.
 
 pub(crate) mod audit;
 pub(crate) mod auth;
@@ -15,25 +15,7 @@ pub(crate) mod tail;
 
 use events::connection::Connection;
 
-use crate::cli::{Cli, Command, ConnArgs};
-
-/// Runs the parsed command line.
-pub(crate) async fn run(cli: Cli) -> anyhow::Result<()> {
-    match cli.command {
-        Command::Streams(cmd) => streams::run(&cli.conn, cmd).await,
-        Command::Publish(args) => publish::run(&cli.conn, args).await,
-        Command::Tail(args) => tail::run(&cli.conn, args).await,
-        Command::Dlq(cmd) => dlq::run(&cli.conn, cmd).await,
-        Command::Replay(args) => replay::run(&cli.conn, args).await,
-        Command::Lag(args) => lag::run(&cli.conn, args).await,
-        Command::Serve(args) => serve::run(&cli.conn, args).await,
-        Command::Bench(args) => bench::run(&cli.conn, args).await,
-        Command::Schema(cmd) => schema::run(&cli.conn, cmd).await,
-        Command::Auth(cmd) => auth::run(cmd),
-        Command::Doctor(args) => doctor::run(&cli.conn, args).await,
-        Command::Audit(args) => audit::run(&cli.conn, args).await,
-    }
-}
+use crate::args::ConnArgs;
 
 /// Connects with the global options; the error names the URL(s) already.
 pub(crate) async fn connect(args: &ConnArgs) -> anyhow::Result<Connection> {

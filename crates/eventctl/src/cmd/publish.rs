@@ -12,7 +12,7 @@ use events::schema::{SchemaSet, UnknownSchema};
 use serde_json::json;
 
 use super::connect;
-use crate::cli::ConnArgs;
+use crate::args::ConnArgs;
 
 /// `publish` options.
 #[derive(Debug, Args)]

@@ -13,7 +13,7 @@ use serde_json::json;
 use time::OffsetDateTime;
 
 use super::connect;
-use crate::cli::ConnArgs;
+use crate::args::ConnArgs;
 use crate::when::{parse_time, rfc3339};
 
 /// `replay` options.

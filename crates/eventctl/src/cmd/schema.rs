@@ -19,7 +19,7 @@ use events_admin::SchemaDirectory;
 use serde_json::json;
 
 use super::{connect, usage};
-use crate::cli::ConnArgs;
+use crate::args::ConnArgs;
 use crate::output::{self, Table};
 
 /// The schema directory unless told otherwise (run from the repository root).

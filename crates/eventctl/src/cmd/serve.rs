@@ -11,7 +11,7 @@ use events_admin::{AdminState, AdminToken};
 use tokio_util::sync::CancellationToken;
 
 use super::shutdown_signal;
-use crate::cli::{ConnArgs, parse_duration};
+use crate::args::{ConnArgs, parse_duration};
 
 /// `serve` options.
 #[derive(Debug, Args)]

@@ -1,13 +1,16 @@
 //! `eventctl streams apply | list | info`.
 
+use std::path::PathBuf;
+
 use anyhow::{Context as _, bail};
 use async_nats::jetstream::{self, ErrorCode, context::GetStreamErrorKind, stream};
+use clap::{Args, Subcommand};
 use events::topology::{ApplyOptions, TopologySpec};
 use futures::TryStreamExt as _;
 use serde_json::json;
 
 use super::connect;
-use crate::cli::{ApplyArgs, ConnArgs, InfoArgs, ListArgs, StreamsCommand};
+use crate::args::{ConnArgs, Profile};
 use crate::output::{self, Table};
 
 /// Runs one `streams` subcommand.
@@ -189,4 +192,61 @@ async fn info(conn: &ConnArgs, args: InfoArgs) -> anyhow::Result<()> {
         println!("{:<17} {v}", format!("{k}:"));
     }
     Ok(())
+}
+
+/// `eventctl streams ...`
+#[derive(Debug, Subcommand)]
+pub(crate) enum StreamsCommand {
+    /// Create or update streams and consumers from the topology file; prints the plan/diff.
+    ///
+    /// Missing streams are created, drifted ones updated; nothing is deleted, and a change
+    /// that could drop stored messages is refused (exit 1) unless --force is given.
+    /// Applying twice changes nothing the second time.
+    #[command(after_help = "Examples:\n  \
+        eventctl streams apply --file deploy/streams.toml --profile dev\n  \
+        eventctl streams apply --profile prod --dry-run")]
+    Apply(ApplyArgs),
+    /// List the streams on the server.
+    #[command(after_help = "Examples:\n  eventctl streams list\n  eventctl streams list --json")]
+    List(ListArgs),
+    /// Show one stream: messages, bytes, first/last time, consumers, limits.
+    #[command(after_help = "Examples:\n  \
+        eventctl streams info AUTH_EVENTS\n  \
+        eventctl streams info DLQ_EVENTS --json")]
+    Info(InfoArgs),
+}
+
+/// `streams apply` options.
+#[derive(Debug, Args)]
+pub(crate) struct ApplyArgs {
+    /// The topology file.
+    #[arg(long, default_value = "deploy/streams.toml", value_name = "FILE")]
+    pub(crate) file: PathBuf,
+    /// Which profile of the file to apply.
+    #[arg(long, value_enum, default_value = "dev")]
+    pub(crate) profile: Profile,
+    /// Print the plan only; change nothing.
+    #[arg(long)]
+    pub(crate) dry_run: bool,
+    /// Also apply changes that may drop stored messages (smaller limits, removed subjects).
+    #[arg(long)]
+    pub(crate) force: bool,
+}
+
+/// `streams list` options.
+#[derive(Debug, Args)]
+pub(crate) struct ListArgs {
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
+/// `streams info` options.
+#[derive(Debug, Args)]
+pub(crate) struct InfoArgs {
+    /// The stream name, e.g. AUTH_EVENTS.
+    pub(crate) name: String,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub(crate) json: bool,
 }

@@ -18,7 +18,7 @@ use time::OffsetDateTime;
 use tokio_util::sync::CancellationToken;
 
 use super::{connect, shutdown_signal};
-use crate::cli::{ConnArgs, parse_duration};
+use crate::args::{ConnArgs, parse_duration};
 use crate::output;
 use crate::when::{parse_time, rfc3339};
 

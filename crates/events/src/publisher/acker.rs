@@ -19,45 +19,36 @@ use std::pin::pin;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::task::Poll;
-use std::time::Instant;
 
 use async_nats::jetstream::context::PublishAckFuture;
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
-use tokio::sync::{OwnedSemaphorePermit, mpsc, oneshot};
-use tracing::{Instrument, Span};
+use tokio::sync::mpsc;
+use tracing::Instrument;
 
+use super::completion::Pending;
+use super::deliver::Inner;
 use super::retry::Failure;
-use super::{Inner, PublishError, PublishOutcome, Wire, record};
+use super::wire::Wire;
 
 /// One sent event waiting for its ack.
 pub(super) struct Job {
     pub(super) wire: Wire,
     pub(super) first: Result<PublishAckFuture, Failure>,
-    pub(super) started: Instant,
-    pub(super) event_type: String,
-    pub(super) permit: OwnedSemaphorePermit,
-    pub(super) tx: oneshot::Sender<Result<PublishOutcome, PublishError>>,
-    pub(super) span: Span,
+    pub(super) pending: Pending,
 }
 
-/// Waits for the job's ack (retrying as needed), records the outcome, gives back the
-/// window slot and reports to the handle.
+/// Waits for the job's ack (retrying as needed), then completes it.
 fn settle(inner: &Inner, job: Job) -> impl Future<Output = ()> + Send + '_ {
     let Job {
         wire,
         first,
-        started,
-        event_type,
-        permit,
-        tx,
-        span,
+        pending,
     } = job;
+    let span = pending.span.clone();
     async move {
-        let res = inner.finish(wire, Some(first), started).await;
-        record(inner, &event_type, res.as_ref(), started);
-        drop(permit);
-        let _ = tx.send(res);
+        let res = inner.finish(wire, Some(first), pending.started).await;
+        pending.complete(&inner.outcomes, res);
     }
     .instrument(span)
 }

@@ -28,10 +28,14 @@ use async_nats::header::{NATS_BATCH_COMMIT, NATS_BATCH_ID, NATS_BATCH_SEQUENCE};
 use async_nats::jetstream;
 use futures::StreamExt;
 use serde::Deserialize;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
-use tracing::{Instrument, Span, debug, warn};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
+use tracing::{Instrument, debug, warn};
 
-use super::{Inner, PublishAck, PublishError, PublishOutcome, Wire, record, spool_now};
+use super::completion::Pending;
+use super::deliver::Inner;
+use super::spool::spool_now;
+use super::wire::Wire;
+use super::{PublishAck, PublishError, PublishOutcome};
 
 /// Room left in `max_payload` for the three batch headers.
 pub(super) const BATCH_HEADER_ALLOWANCE: usize = 128;
@@ -45,19 +49,12 @@ const FAILED_ROUTE_TTL: Duration = Duration::from_secs(1);
 /// One event waiting for a batch.
 pub(super) struct Item {
     pub(super) wire: Wire,
-    pub(super) tx: oneshot::Sender<Result<PublishOutcome, PublishError>>,
-    pub(super) permit: OwnedSemaphorePermit,
-    pub(super) started: Instant,
-    pub(super) event_type: String,
-    pub(super) span: Span,
+    pub(super) pending: Pending,
 }
 
 impl Item {
     fn complete(self, inner: &Inner, res: Result<PublishOutcome, PublishError>) {
-        let _enter = self.span.enter();
-        record(inner, &self.event_type, res.as_ref(), self.started);
-        drop(self.permit);
-        let _ = self.tx.send(res);
+        self.pending.complete(&inner.outcomes, res);
     }
 }
 
@@ -106,27 +103,28 @@ impl Routes {
     }
 }
 
-impl Inner {
+impl Routes {
     /// Which path a subject's events take (one stream lookup per subject and TTL).
-    pub(super) async fn route(&self, subject: &str) -> Route {
-        if let Some(r) = self.routes.get(subject) {
+    pub(super) async fn lookup(
+        &self,
+        js: &jetstream::Context,
+        t: Duration,
+        subject: &str,
+    ) -> Route {
+        if let Some(r) = self.get(subject) {
             return r;
         }
-        let t = self.config.ack_timeout;
-        let name =
-            match tokio::time::timeout(t, self.js.stream_by_subject(subject.to_owned())).await {
-                Ok(Ok(name)) => name,
-                _ => {
-                    self.routes
-                        .put(subject, Route::PerMessage, None, FAILED_ROUTE_TTL);
-                    return Route::PerMessage;
-                }
-            };
-        let atomic = match tokio::time::timeout(t, self.js.get_stream(&name)).await {
+        let name = match tokio::time::timeout(t, js.stream_by_subject(subject.to_owned())).await {
+            Ok(Ok(name)) => name,
+            _ => {
+                self.put(subject, Route::PerMessage, None, FAILED_ROUTE_TTL);
+                return Route::PerMessage;
+            }
+        };
+        let atomic = match tokio::time::timeout(t, js.get_stream(&name)).await {
             Ok(Ok(stream)) => stream.cached_info().config.allow_atomic_publish,
             _ => {
-                self.routes
-                    .put(subject, Route::PerMessage, None, FAILED_ROUTE_TTL);
+                self.put(subject, Route::PerMessage, None, FAILED_ROUTE_TTL);
                 return Route::PerMessage;
             }
         };
@@ -136,8 +134,7 @@ impl Inner {
             Route::PerMessage
         };
         debug!(subject, stream = %name, atomic, "publish route");
-        self.routes
-            .put(subject, route.clone(), Some(name), ROUTE_TTL);
+        self.put(subject, route.clone(), Some(name), ROUTE_TTL);
         route
     }
 }
@@ -382,7 +379,7 @@ async fn batch_denied(inner: &Inner, items: &[Item]) {
     };
     let since = items
         .iter()
-        .map(|i| i.started)
+        .map(|i| i.pending.started)
         .min()
         .unwrap_or_else(Instant::now);
     denials
@@ -399,11 +396,11 @@ async fn batch_denied(inner: &Inner, items: &[Item]) {
 fn fallback(inner: &Arc<Inner>, items: Vec<Item>, unconfirmed: bool) {
     for item in items {
         let task_inner = inner.clone();
-        let span = item.span.clone();
+        let span = item.pending.span.clone();
         inner.tasks.spawn(
             async move {
                 let mut res = task_inner
-                    .finish(item.wire.clone(), None, item.started)
+                    .finish(item.wire.clone(), None, item.pending.started)
                     .await;
                 if unconfirmed {
                     res = res.map_err(PublishError::into_unconfirmed);

@@ -1,5 +1,6 @@
 //! Publisher configuration: plain serde data with a default for every knob, and `validate()`.
 
+pub use crate::error::ConfigError;
 use std::fmt;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -49,7 +50,7 @@ impl PartialEq for TraceContextHook {
 /// within the stream's duplicate window (hence [`PublisherConfig::deadline`]).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
-pub struct RetryPolicy {
+pub struct PublishRetryPolicy {
     /// Retries after the first try; 0 disables retrying. The default (3, about 7 s of
     /// waiting) rides out a short outage; a stream leader election in an R3 cluster after a
     /// node dies took 4-9 s in our tests, so clustered deployments should raise it (e.g. 10
@@ -64,12 +65,12 @@ pub struct RetryPolicy {
     /// Growth factor between waits (>= 1).
     pub multiplier: f64,
     /// Relative jitter in `[0, 1)`: a wait of `d` becomes a uniform pick in
-    /// `[d * (1 - jitter), d * (1 + jitter)]` (capped at `max_backoff`), so that many
-    /// publishers failing together do not retry in lockstep.
+    /// `[d * (1 - jitter), d]` (the crate's one jitter rule: only ever shortened, so the cap
+    /// holds), so that many publishers failing together do not retry in lockstep.
     pub jitter: f64,
 }
 
-impl Default for RetryPolicy {
+impl Default for PublishRetryPolicy {
     /// 3 retries waiting about 1 s, 2 s and 4 s (±20 %), capped at 8 s.
     fn default() -> Self {
         Self {
@@ -82,7 +83,7 @@ impl Default for RetryPolicy {
     }
 }
 
-impl RetryPolicy {
+impl PublishRetryPolicy {
     fn problems(&self, out: &mut Vec<String>) {
         if self.initial_backoff.is_zero() {
             out.push("retry.initial_backoff must be > 0".into());
@@ -204,7 +205,7 @@ pub struct PublisherConfig {
     #[serde(with = "humantime_serde")]
     pub duplicate_window: Duration,
     /// Retry policy for transient failures.
-    pub retry: RetryPolicy,
+    pub retry: PublishRetryPolicy,
     /// Most events in flight (sent, outcome not yet known); a submit beyond it waits for a
     /// slot, which is the backpressure that bounds memory (about window × event size).
     /// 4,096 keeps four full atomic batches of 1,000 in flight, which is what it takes to
@@ -233,14 +234,14 @@ pub struct PublisherConfig {
 
 impl Default for PublisherConfig {
     /// Source `"unknown"`, ack timeout 5 s, deadline 30 s, duplicate window 2 min, the default
-    /// [`RetryPolicy`], a window of 4,096, batching on, no spool, no trace hook, no schemas.
+    /// [`PublishRetryPolicy`], a window of 4,096, batching on, no spool, no trace hook, no schemas.
     fn default() -> Self {
         Self {
             source: "unknown".into(),
             ack_timeout: Duration::from_secs(5),
             deadline: Duration::from_secs(30),
             duplicate_window: Duration::from_secs(120),
-            retry: RetryPolicy::default(),
+            retry: PublishRetryPolicy::default(),
             window: 4096,
             batch: BatchConfig::default(),
             spool: None,
@@ -319,22 +320,13 @@ impl PublisherConfig {
                 p.push("spool.poll_interval must be > 0".into());
             }
         }
-        if p.is_empty() {
-            Ok(())
-        } else {
-            Err(ConfigError { problems: p })
-        }
+        ConfigError::check("publisher", p)
     }
 }
 
-/// A configuration that cannot work, with every problem found.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invalid publisher config: {}", problems.join("; "))]
-#[non_exhaustive]
-pub struct ConfigError {
-    /// One line per problem.
-    pub problems: Vec<String>,
-}
+/// The former name of [`PublishRetryPolicy`] (publish retries); kept so that code written against it
+/// still builds.
+pub type RetryPolicy = PublishRetryPolicy;
 
 #[cfg(test)]
 mod tests {
@@ -360,9 +352,9 @@ mod tests {
         let cfg = PublisherConfig {
             window: 0,
             ack_timeout: Duration::ZERO,
-            retry: RetryPolicy {
+            retry: PublishRetryPolicy {
                 jitter: 1.5,
-                ..RetryPolicy::default()
+                ..PublishRetryPolicy::default()
             },
             ..PublisherConfig::default()
         };

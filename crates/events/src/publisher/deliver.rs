@@ -1,5 +1,6 @@
-//! The retry loop: one try, the wait for its ack, backoff, and what happens when the
-//! tries run out (the spool, or a typed error).
+//! [`Inner`], what every clone of a publisher shares, and its send path: the retry loop (one
+//! try, the wait for its ack, backoff) and what happens when the tries run out (the spool,
+//! or a typed error).
 
 use std::future::IntoFuture;
 use std::time::{Duration, Instant};
@@ -12,7 +13,49 @@ use tracing::warn;
 
 use super::error::{PublishError, TransientError};
 use super::retry::{self, Failure};
-use super::{Inner, PublishAck, PublishOutcome, Wire, spool_now};
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+
+use tokio::sync::{Semaphore, mpsc};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use super::acker::Job;
+use super::batch::{Item, Route, Routes};
+use super::completion::Outcomes;
+use super::config::PublisherConfig;
+use super::spool::{Spool, spool_now};
+use super::wire::Wire;
+use super::{PublishAck, PublishOutcome};
+
+/// What every clone of a [`Publisher`](super::Publisher) shares: the connection, the window,
+/// the background tasks and their channels, and the caches of the send path.
+pub(super) struct Inner {
+    pub(super) client: async_nats::Client,
+    pub(super) js: jetstream::Context,
+    /// The connection's permission denials, to fail a denied publish at once.
+    pub(super) denials: Option<crate::connection::Denials>,
+    pub(super) config: PublisherConfig,
+    pub(super) window: Arc<Semaphore>,
+    pub(super) closed: AtomicBool,
+    pub(super) tasks: TaskTracker,
+    pub(super) cancel: CancellationToken,
+    pub(super) spool: Option<Arc<Spool>>,
+    pub(super) batch_tx: Option<mpsc::Sender<(String, Item)>>,
+    /// Per-message windowed publishes waiting for their acks (see the `acker` module).
+    pub(super) acker: mpsc::UnboundedSender<Job>,
+    /// The acker's end of the channel until the first windowed publish starts it (so that
+    /// a publisher that never uses that path has no task for it).
+    pub(super) acker_rx: std::sync::Mutex<Option<mpsc::UnboundedReceiver<Job>>>,
+    pub(super) acker_started: AtomicBool,
+    pub(super) routes: Routes,
+    pub(super) no_stream_cache: std::sync::Mutex<Vec<(String, Instant, bool)>>,
+    /// The server's `max_payload` and when it was read (`server_info()` clones the whole
+    /// INFO, too much per event; the value only changes on reconnect to another server).
+    pub(super) max_payload: std::sync::Mutex<(usize, Instant)>,
+    /// Outcome metrics, with their handles per event type.
+    pub(super) outcomes: Outcomes,
+}
 
 /// Why the retry loop stopped without an ack.
 pub(super) enum Stop {
@@ -28,6 +71,12 @@ pub(super) enum Stop {
 }
 
 impl Inner {
+    /// Which path a subject's events take (one stream lookup per subject and TTL).
+    pub(super) async fn route(&self, subject: &str) -> Route {
+        let t = self.config.ack_timeout;
+        self.routes.lookup(&self.js, t, subject).await
+    }
+
     /// The server's `max_payload` (0 = not known yet), re-read at most once a second.
     pub(super) fn max_payload(&self) -> usize {
         const REFRESH: Duration = Duration::from_secs(1);

@@ -45,7 +45,7 @@
 //!
 //! # Retries
 //! Transient failures (ack timeout, broken connection, "no responders" during a leader
-//! election, a 503 answer) are retried with exponential backoff and jitter ([`RetryPolicy`]:
+//! election, a 503 answer) are retried with exponential backoff and jitter ([`PublishRetryPolicy`]:
 //! by default 3 retries waiting about 1 s, 2 s, 4 s). async-nats reports "no responders" as
 //! `StreamNotFound`; since that is also what a stream being created or electing a leader
 //! looks like, the publisher asks the server which stream captures the subject and fails
@@ -101,6 +101,7 @@
 
 mod acker;
 mod batch;
+mod completion;
 mod config;
 #[cfg(feature = "schema")]
 pub(crate) mod contract;
@@ -109,6 +110,7 @@ mod error;
 mod recording;
 mod retry;
 mod spool;
+mod wire;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -118,26 +120,27 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use async_nats::connection::State;
-use async_nats::jetstream::message::PublishMessage;
-use async_nats::{Client, HeaderMap, jetstream};
-use bytes::Bytes;
+use async_nats::{Client, jetstream};
 use futures::future::BoxFuture;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 use tokio_util::sync::{CancellationToken, DropGuard};
 use tokio_util::task::TaskTracker;
 use tracing::{Instrument, Span, debug, warn};
 
-use crate::event::{CONTENT_TYPE_HEADER, Event, MSG_ID_HEADER, STRUCTURED_CONTENT_TYPE};
-use crate::metrics::{EVENT_PUBLISH_DURATION_SECONDS, EVENTS_PUBLISHED_TOTAL};
-use crate::names::Subject;
+use crate::event::Event;
 
 pub use config::{
-    BatchConfig, ConfigError, PublisherConfig, RetryPolicy, SpoolConfig, TraceContextHook,
+    BatchConfig, ConfigError, PublishRetryPolicy, PublisherConfig, RetryPolicy, SpoolConfig,
+    TraceContextHook,
 };
 pub use error::{FlushError, NewPublisherError, PublishError, TransientError};
 pub use recording::{DEFAULT_MAX_PAYLOAD, RecordingPublisher};
 
-use spool::{Spool, SpoolRecord};
+use completion::{Outcomes, Pending};
+use deliver::Inner;
+use spool::{Spool, spool_now};
+use wire::fits_batch;
+pub(crate) use wire::{Wire, prepare};
 
 /// The stream's acknowledgement of a stored event.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -236,76 +239,6 @@ pub trait EventPublisher: Send + Sync {
     ) -> BoxFuture<'a, Result<PublishOutcome, PublishError>>;
 }
 
-/// An event ready for the wire.
-#[derive(Debug, Clone)]
-pub(crate) struct Wire {
-    pub(crate) event_id: String,
-    /// Shared bytes: a try clones it without copying.
-    pub(crate) subject: async_nats::Subject,
-    /// Empty once [`Wire::take_message`] moved them out; a later try rebuilds them.
-    headers: HeaderMap,
-    pub(crate) payload: Bytes,
-    size: usize,
-}
-
-impl Wire {
-    fn message(&self) -> PublishMessage {
-        PublishMessage::build()
-            .payload(self.payload.clone())
-            .headers(self.headers_for_try())
-    }
-
-    /// The headers of a try: a copy, or, once the first try moved them out, the same two
-    /// headers built again.
-    fn headers_for_try(&self) -> HeaderMap {
-        if self.headers.is_empty() {
-            spool_headers(&self.event_id).unwrap_or_default()
-        } else {
-            self.headers.clone()
-        }
-    }
-
-    /// The message of the first try, moving the headers out instead of cloning them.
-    fn take_message(&mut self) -> PublishMessage {
-        PublishMessage::build()
-            .payload(self.payload.clone())
-            .headers(std::mem::take(&mut self.headers))
-    }
-}
-
-/// Size of headers plus body as the server counts it against `max_payload`.
-fn wire_size(headers: &HeaderMap, payload_len: usize) -> usize {
-    crate::headers::block_len(headers) + payload_len
-}
-
-/// Checks what the event type cannot guarantee by itself and builds the wire form: the
-/// subject has no wildcard or reserved prefix, and the message fits `max_payload` (0 = not known,
-/// not checked). Shared with [`RecordingPublisher`] and the outbox's `enqueue`.
-pub(crate) fn prepare(event: &Event, max_payload: usize) -> Result<Wire, PublishError> {
-    let enc = event.encode();
-    if let Err(e) = Subject::new(&enc.subject) {
-        return Err(PublishError::InvalidSubject {
-            subject: enc.subject,
-            reason: e.rule,
-        });
-    }
-    let size = wire_size(&enc.headers, enc.payload.len());
-    if max_payload > 0 && size > max_payload {
-        return Err(PublishError::PayloadTooLarge {
-            event_id: event.id().to_owned(),
-            size,
-            limit: max_payload,
-        });
-    }
-    Ok(Wire {
-        event_id: event.id().to_owned(),
-        subject: enc.subject.into(),
-        headers: enc.headers,
-        payload: enc.payload,
-        size,
-    })
-}
-
 /// Confirmed, windowed JetStream publisher. Cheap to clone (clones share the window, the
 /// spool and the background tasks). Call [`Publisher::close`] before dropping it: dropping
 /// the last clone stops the background work at once, and events still in flight then
@@ -324,34 +257,6 @@ impl std::fmt::Debug for Publisher {
             .field("in_flight", &self.in_flight())
             .finish_non_exhaustive()
     }
-}
-
-struct Inner {
-    client: Client,
-    js: jetstream::Context,
-    /// The connection's permission denials, to fail a denied publish at once.
-    denials: Option<crate::connection::Denials>,
-    config: PublisherConfig,
-    window: Arc<Semaphore>,
-    closed: AtomicBool,
-    tasks: TaskTracker,
-    cancel: CancellationToken,
-    spool: Option<Arc<Spool>>,
-    batch_tx: Option<mpsc::Sender<(String, batch::Item)>>,
-    /// Per-message windowed publishes waiting for their acks (see the `acker` module).
-    acker: mpsc::UnboundedSender<acker::Job>,
-    /// The acker's end of the channel until the first windowed publish starts it (so that
-    /// a publisher that never uses that path has no task for it).
-    acker_rx: std::sync::Mutex<Option<mpsc::UnboundedReceiver<acker::Job>>>,
-    acker_started: AtomicBool,
-    routes: batch::Routes,
-    no_stream_cache: std::sync::Mutex<Vec<(String, Instant, bool)>>,
-    /// The server's `max_payload` and when it was read (`server_info()` clones the whole
-    /// INFO, too much per event; the value only changes on reconnect to another server).
-    max_payload: std::sync::Mutex<(usize, Instant)>,
-    /// Metric handles per event type (registered with the recorder installed when the
-    /// publisher first sees the type).
-    metrics: std::sync::Mutex<std::collections::HashMap<String, Arc<TypeMetrics>>>,
 }
 
 /// What [`Publisher::admit`] did with an event.
@@ -413,10 +318,11 @@ impl Publisher {
         let spool = match &config.spool {
             Some(sc) => {
                 let sc2 = sc.clone();
-                let opened = tokio::task::spawn_blocking(move || Spool::open(&sc2))
-                    .await
-                    .map_err(|e| std::io::Error::other(e.to_string()))
-                    .and_then(|r| r);
+                let opened =
+                    tokio::task::spawn_blocking(move || Spool::open(&sc2.dir, spool::limits(&sc2)))
+                        .await
+                        .map_err(|e| std::io::Error::other(e.to_string()))
+                        .and_then(|r| r);
                 Some(Arc::new(opened.map_err(|source| {
                     NewPublisherError::Spool {
                         dir: sc.dir.clone(),
@@ -451,13 +357,21 @@ impl Publisher {
             routes: batch::Routes::default(),
             no_stream_cache: std::sync::Mutex::new(Vec::new()),
             max_payload: std::sync::Mutex::new((0, Instant::now())),
-            metrics: std::sync::Mutex::new(std::collections::HashMap::new()),
+            outcomes: Outcomes::default(),
         });
         if let Some(rx) = batch_rx {
             inner.tasks.spawn(batch::run(inner.clone(), rx));
         }
         if let Some(spool) = inner.spool.clone() {
-            inner.tasks.spawn(spool::forward(inner.clone(), spool));
+            let poll = inner
+                .config
+                .spool
+                .as_ref()
+                .map(|c| c.poll_interval)
+                .unwrap_or_default();
+            inner
+                .tasks
+                .spawn(spool::forward(inner.clone(), spool, poll));
         }
         Ok(Self {
             inner,
@@ -506,7 +420,7 @@ impl Publisher {
             let deadline = started + inner.config.deadline;
             let first = inner.send(&wire, deadline).await;
             let res = inner.finish(wire, Some(first), started).await;
-            record(inner, event_type, res.as_ref(), started);
+            inner.outcomes.record(event_type, res.as_ref(), started);
             drop(permit);
             res
         }
@@ -539,7 +453,7 @@ impl Publisher {
         let wire = match self.check(event) {
             Ok(w) => w,
             Err(e) => {
-                record(inner, event_type, Err(&e), started);
+                inner.outcomes.record(event_type, Err(&e), started);
                 return Err(e);
             }
         };
@@ -562,7 +476,7 @@ impl Publisher {
             let res = spool_now(spool, &wire)
                 .await
                 .map(|()| PublishOutcome::Spooled);
-            record(inner, event_type, res.as_ref(), started);
+            inner.outcomes.record(event_type, res.as_ref(), started);
             drop(permit);
             return Ok(Admitted::Done(wire.event_id, res));
         }
@@ -587,21 +501,23 @@ impl Publisher {
             event_id: wire.event_id.clone(),
             rx,
         };
+        let pending = Pending {
+            tx,
+            permit,
+            started,
+            event_type,
+            span,
+        };
         // Batching: hand it to the batcher if its stream takes atomic batches.
         if let Some(btx) = &inner.batch_tx
             && fits_batch(wire.size, inner.max_payload())
             && let batch::Route::Atomic(stream) = inner.route(&wire.subject).await
         {
-            let item = batch::Item {
-                wire,
-                tx,
-                permit,
-                started,
-                event_type,
-                span,
-            };
+            let item = batch::Item { wire, pending };
             if let Err(mpsc::error::SendError((_, item))) = btx.send((stream, item)).await {
-                item_closed(inner, item);
+                // The batcher is gone (publisher closing): the event was never sent.
+                item.pending
+                    .complete(&inner.outcomes, Err(PublishError::Closed));
             }
             return Ok(handle);
         }
@@ -610,7 +526,7 @@ impl Publisher {
         let msg = wire.take_message();
         let first = inner
             .send_message(&wire, msg, deadline)
-            .instrument(span.clone())
+            .instrument(pending.span.clone())
             .await;
         // The rest (ack, retries, outcome) on the acker task.
         acker::submit(
@@ -618,11 +534,7 @@ impl Publisher {
             acker::Job {
                 wire,
                 first,
-                started,
-                event_type,
-                permit,
-                tx,
-                span,
+                pending,
             },
         );
         Ok(handle)
@@ -721,213 +633,5 @@ impl EventPublisher for Publisher {
         event: &'a Event,
     ) -> BoxFuture<'a, Result<PublishOutcome, PublishError>> {
         Box::pin(Publisher::publish(self, event))
-    }
-}
-
-/// The metric handles of one event type for the common outcomes, registered once per
-/// publisher (building a labelled key per event costs several allocations).
-struct TypeMetrics {
-    ok: metrics::Counter,
-    duplicate: metrics::Counter,
-    spooled: metrics::Counter,
-    duration: metrics::Histogram,
-}
-
-impl TypeMetrics {
-    fn new(event_type: &str) -> Self {
-        let c = |status: &'static str| metrics::counter!(EVENTS_PUBLISHED_TOTAL, "event_type" => event_type.to_owned(), "status" => status);
-        Self {
-            ok: c("ok"),
-            duplicate: c("duplicate"),
-            spooled: c("spooled"),
-            duration: metrics::histogram!(EVENT_PUBLISH_DURATION_SECONDS, "event_type" => event_type.to_owned()),
-        }
-    }
-}
-
-/// Most event types whose handles a publisher keeps (labels are bounded anyway).
-const MAX_CACHED_TYPES: usize = 1024;
-
-fn record(
-    inner: &Inner,
-    event_type: &str,
-    res: Result<&PublishOutcome, &PublishError>,
-    started: Instant,
-) {
-    let status = match res {
-        Ok(o) => o.status(),
-        Err(e) => e.kind(),
-    };
-    let handles = inner.metrics.lock().ok().and_then(|mut cache| {
-        if let Some(h) = cache.get(event_type) {
-            return Some(h.clone());
-        }
-        if cache.len() >= MAX_CACHED_TYPES {
-            return None;
-        }
-        let h = Arc::new(TypeMetrics::new(event_type));
-        cache.insert(event_type.to_owned(), h.clone());
-        Some(h)
-    });
-    match (&handles, res) {
-        (Some(h), Ok(PublishOutcome::Stored(ack))) => {
-            if ack.duplicate {
-                h.duplicate.increment(1);
-            } else {
-                h.ok.increment(1);
-            }
-            h.duration.record(started.elapsed().as_secs_f64());
-        }
-        (Some(h), Ok(PublishOutcome::Spooled)) => h.spooled.increment(1),
-        _ => {
-            metrics::counter!(EVENTS_PUBLISHED_TOTAL, "event_type" => event_type.to_owned(), "status" => status)
-                .increment(1);
-            if let Ok(PublishOutcome::Stored(_)) = res {
-                metrics::histogram!(EVENT_PUBLISH_DURATION_SECONDS, "event_type" => event_type.to_owned())
-                    .record(started.elapsed().as_secs_f64());
-            }
-        }
-    }
-    match res {
-        Ok(_) => debug!(status, "published"),
-        Err(e) if e.is_transient() => warn!(error = %e, "publish failed"),
-        Err(e) => debug!(error = %e, "publish refused"),
-    }
-}
-
-/// True if a message of `size` bytes still fits `max_payload` with the batch headers.
-fn fits_batch(size: usize, max_payload: usize) -> bool {
-    max_payload == 0 || size + batch::BATCH_HEADER_ALLOWANCE <= max_payload
-}
-
-/// The batcher is gone (publisher closing): the event was never sent.
-fn item_closed(inner: &Inner, item: batch::Item) {
-    record(
-        inner,
-        &item.event_type,
-        Err(&PublishError::Closed),
-        item.started,
-    );
-    let _ = item.tx.send(Err(PublishError::Closed));
-}
-
-async fn spool_now(spool: &Arc<Spool>, wire: &Wire) -> Result<(), PublishError> {
-    let spool = spool.clone();
-    let rec = SpoolRecord {
-        subject: wire.subject.to_string(),
-        msg_id: wire.event_id.clone(),
-        payload: wire.payload.clone(),
-    };
-    tokio::task::spawn_blocking(move || spool.append(&rec))
-        .await
-        .map_err(|e| PublishError::Spool(std::io::Error::other(e.to_string())))?
-}
-
-/// Headers for a spooled record: the same `Content-Type` and `Nats-Msg-Id` as
-/// [`Event::encode`] gives.
-fn spool_headers(msg_id: &str) -> Option<HeaderMap> {
-    let mut h = HeaderMap::new();
-    h.insert(
-        CONTENT_TYPE_HEADER,
-        STRUCTURED_CONTENT_TYPE
-            .parse::<async_nats::HeaderValue>()
-            .ok()?,
-    );
-    h.insert(
-        MSG_ID_HEADER,
-        msg_id.parse::<async_nats::HeaderValue>().ok()?,
-    );
-    Some(h)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn event() -> Event {
-        Event::builder("auth.user.created")
-            .source("auth-service")
-            .organization("org-1")
-            .data(&serde_json::json!({"user": "u1"}))
-            .build()
-            .unwrap()
-    }
-
-    #[test]
-    fn wire_size_matches_header_serialization() {
-        let ev = event();
-        let enc = ev.encode();
-        let mut expected = String::from("NATS/1.0\r\n");
-        for (k, vs) in enc.headers.iter() {
-            for v in vs {
-                expected.push_str(&format!("{}: {}\r\n", AsRef::<str>::as_ref(k), v.as_str()));
-            }
-        }
-        expected.push_str("\r\n");
-        assert_eq!(
-            wire_size(&enc.headers, enc.payload.len()),
-            expected.len() + enc.payload.len()
-        );
-    }
-
-    #[test]
-    fn prepare_refuses_oversized_payload_with_size_and_limit() {
-        let ev = event();
-        match prepare(&ev, 100) {
-            Err(PublishError::PayloadTooLarge { size, limit, .. }) => {
-                assert_eq!(limit, 100);
-                assert!(size > 100);
-            }
-            other => panic!("unexpected {other:?}"),
-        }
-        prepare(&ev, 0).unwrap();
-        prepare(&ev, 1 << 20).unwrap();
-    }
-
-    #[test]
-    fn retry_after_first_try_sends_the_same_headers() {
-        let ev = event();
-        let mut wire = prepare(&ev, 0).unwrap();
-        let before = wire.headers.clone();
-        let _first = wire.take_message();
-        assert!(wire.headers.is_empty(), "moved out, not cloned");
-        let pairs = |h: &HeaderMap| {
-            let mut v: Vec<(String, String)> = h
-                .iter()
-                .flat_map(|(k, vs)| {
-                    vs.iter()
-                        .map(|v| (AsRef::<str>::as_ref(k).to_owned(), v.as_str().to_owned()))
-                })
-                .collect();
-            v.sort();
-            v
-        };
-        assert_eq!(pairs(&wire.headers_for_try()), pairs(&before));
-    }
-
-    #[test]
-    fn batch_headers_must_fit_max_payload() {
-        assert!(fits_batch(100, 0));
-        assert!(fits_batch(1000, 1000 + batch::BATCH_HEADER_ALLOWANCE));
-        assert!(!fits_batch(1001, 1000 + batch::BATCH_HEADER_ALLOWANCE));
-    }
-
-    #[test]
-    fn spool_headers_match_encode() {
-        let ev = event();
-        let enc = ev.encode();
-        let h = spool_headers(ev.id()).unwrap();
-        assert_eq!(
-            h.get(MSG_ID_HEADER).map(|v| v.as_str().to_owned()),
-            enc.headers
-                .get(MSG_ID_HEADER)
-                .map(|v| v.as_str().to_owned())
-        );
-        assert_eq!(
-            h.get(CONTENT_TYPE_HEADER).map(|v| v.as_str().to_owned()),
-            enc.headers
-                .get(CONTENT_TYPE_HEADER)
-                .map(|v| v.as_str().to_owned())
-        );
     }
 }

@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use futures::future::BoxFuture;
 
-use super::{EventPublisher, PublishAck, PublishError, PublishOutcome, TransientError, prepare};
+use super::wire::prepare;
+use super::{EventPublisher, PublishAck, PublishError, PublishOutcome, TransientError};
 use crate::event::Event;
 
 /// The server's default `max_payload` (1 MiB), the limit a [`RecordingPublisher`] applies

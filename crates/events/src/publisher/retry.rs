@@ -7,31 +7,29 @@ use std::time::Duration;
 use async_nats::jetstream;
 use async_nats::jetstream::context::{PublishError as NatsPublishError, PublishErrorKind};
 
-use super::config::RetryPolicy;
+use super::config::PublishRetryPolicy;
 use super::error::{PublishError, TransientError};
+use crate::backoff::{Backoff, apply_jitter};
 
 /// The wait before retry number `retry` (0 = the first retry) without jitter:
 /// `initial * multiplier^retry`, capped at `max_backoff`.
-pub(crate) fn base_backoff(policy: &RetryPolicy, retry: u32) -> Duration {
-    let initial = policy.initial_backoff.as_secs_f64();
-    let max = policy.max_backoff.as_secs_f64();
-    let exp = policy.multiplier.max(1.0).powi(retry.min(1_000) as i32);
-    let secs = (initial * exp).min(max);
-    Duration::from_secs_f64(if secs.is_finite() { secs } else { max })
+pub(crate) fn base_backoff(policy: &PublishRetryPolicy, retry: u32) -> Duration {
+    Backoff {
+        initial: policy.initial_backoff,
+        max: policy.max_backoff,
+        multiplier: policy.multiplier,
+    }
+    .delay(retry)
 }
 
-/// The jittered wait before retry `retry`; `unit` is a uniform pick in `[0, 1)`.
-/// The result lies in `[base * (1 - jitter), base * (1 + jitter)]`, capped at `max_backoff`.
-pub(crate) fn backoff(policy: &RetryPolicy, retry: u32, unit: f64) -> Duration {
-    let base = base_backoff(policy, retry).as_secs_f64();
-    let jitter = policy.jitter.clamp(0.0, 0.999);
-    let factor = 1.0 - jitter + 2.0 * jitter * unit.clamp(0.0, 1.0);
-    let secs = (base * factor).min(policy.max_backoff.as_secs_f64());
-    Duration::from_secs_f64(secs.max(0.0))
+/// The jittered wait before retry `retry`; `unit` is a uniform pick in `[0, 1)`. The
+/// crate's one jitter rule: the result lies in `[base * (1 - jitter), base]`.
+pub(crate) fn backoff(policy: &PublishRetryPolicy, retry: u32, unit: f64) -> Duration {
+    apply_jitter(base_backoff(policy, retry), policy.jitter, unit)
 }
 
 /// [`backoff`] with a random pick.
-pub(crate) fn jittered_backoff(policy: &RetryPolicy, retry: u32) -> Duration {
+pub(crate) fn jittered_backoff(policy: &PublishRetryPolicy, retry: u32) -> Duration {
     backoff(policy, retry, rand::random::<f64>())
 }
 
@@ -109,8 +107,8 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    fn policy(initial_ms: u64, max_ms: u64, mult: f64, jitter: f64) -> RetryPolicy {
-        RetryPolicy {
+    fn policy(initial_ms: u64, max_ms: u64, mult: f64, jitter: f64) -> PublishRetryPolicy {
+        PublishRetryPolicy {
             max_retries: 3,
             initial_backoff: Duration::from_millis(initial_ms),
             max_backoff: Duration::from_millis(max_ms),
@@ -121,11 +119,12 @@ mod tests {
 
     #[test]
     fn default_waits_about_1_2_4_seconds() {
-        let p = RetryPolicy::default();
+        let p = PublishRetryPolicy::default();
         let secs: Vec<f64> = (0..3).map(|r| base_backoff(&p, r).as_secs_f64()).collect();
         assert_eq!(secs, vec![1.0, 2.0, 4.0]);
         for r in 0..3 {
-            let d = backoff(&p, r, 0.0).as_secs_f64();
+            assert_eq!(backoff(&p, r, 0.0).as_secs_f64(), secs[r as usize]);
+            let d = backoff(&p, r, 1.0).as_secs_f64();
             assert!((d - secs[r as usize] * 0.8).abs() < 1e-9);
         }
     }
@@ -215,7 +214,7 @@ mod tests {
             let d = backoff(&p, retry, unit).as_secs_f64();
             prop_assert!(d <= p.max_backoff.as_secs_f64() + 1e-9);
             prop_assert!(d >= base * (1.0 - jitter) - 1e-9);
-            prop_assert!(d <= base * (1.0 + jitter) + 1e-9);
+            prop_assert!(d <= base + 1e-9);
         }
 
         #[test]
@@ -229,7 +228,7 @@ mod tests {
             prop_assert!(base_backoff(&p, retry + 1) >= base_backoff(&p, retry));
             // The next wait is never shorter than this one's jitter floor.
             let j = policy(initial, initial + extra, mult, 0.3);
-            let next_min = backoff(&j, retry + 1, 0.0).as_secs_f64();
+            let next_min = backoff(&j, retry + 1, 1.0).as_secs_f64();
             prop_assert!(next_min + 1e-9 >= base_backoff(&j, retry).as_secs_f64() * 0.7);
         }
     }

@@ -1,6 +1,7 @@
 //! Subscriber configuration: plain serde data with defaults and [`SubscriberConfig::validate`].
 
 #[cfg(feature = "schema")]
+pub use crate::error::ConfigError;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,7 +15,7 @@ use crate::schema::SchemaSet;
 /// TOML: `retry = { max_attempts = 5, initial_backoff = "1s", max_backoff = "1m", jitter = 0.2 }`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
-pub struct RetryPolicy {
+pub struct DeliveryRetryPolicy {
     /// Deliveries the handler gets before the message is dead-lettered; the first delivery
     /// counts. A later delivery (after an instance died during the last attempt) is
     /// dead-lettered without running the handler.
@@ -30,7 +31,7 @@ pub struct RetryPolicy {
     pub jitter: f64,
 }
 
-impl Default for RetryPolicy {
+impl Default for DeliveryRetryPolicy {
     fn default() -> Self {
         Self {
             max_attempts: 5,
@@ -41,7 +42,7 @@ impl Default for RetryPolicy {
     }
 }
 
-impl RetryPolicy {
+impl DeliveryRetryPolicy {
     /// Checks every field.
     ///
     /// # Errors
@@ -49,7 +50,7 @@ impl RetryPolicy {
     pub fn validate(&self) -> Result<(), ConfigError> {
         let mut problems = Vec::new();
         self.collect_problems(&mut problems);
-        ConfigError::from_problems(problems)
+        ConfigError::check("subscriber", problems)
     }
 
     fn collect_problems(&self, problems: &mut Vec<String>) {
@@ -87,7 +88,7 @@ impl RetryPolicy {
 #[serde(default, deny_unknown_fields)]
 pub struct SubscriberConfig {
     /// Retry and dead-letter policy.
-    pub retry: RetryPolicy,
+    pub retry: DeliveryRetryPolicy,
     /// How long the server waits for an ack before redelivering. Long handlers do not need a
     /// long `ack_wait`: they send in-progress acks (see `in_progress_interval`).
     #[serde(with = "humantime_serde")]
@@ -117,7 +118,7 @@ pub struct SubscriberConfig {
     /// Most messages asked for in one pull request (also capped by the free handler slots).
     pub fetch_batch: u32,
     /// How long one pull request waits on the server for messages. It also bounds how long
-    /// a lost pull request (server restart) goes unnoticed: about `fetch_expires + 5 s`.
+    /// a lost pull request (server restart) goes unnoticed: `fetch_expires + 10 s`.
     #[serde(with = "humantime_serde")]
     pub fetch_expires: Duration,
     /// Timeout of each request to the server (ack, dead-letter publish, consumer lookup).
@@ -126,6 +127,9 @@ pub struct SubscriberConfig {
     /// How often the `subscription_lag` gauge is refreshed from the consumer's info.
     #[serde(with = "humantime_serde")]
     pub lag_interval: Duration,
+    /// Where a **new** group starts reading (see [`StartPosition`]); a group that exists
+    /// resumes where it left off.
+    pub start: StartPosition,
     /// Opt-in event contracts (feature `schema`; not serialized: load the set from files or
     /// the registry and set it with [`Self::with_schemas`]). With a set, an event whose
     /// `data` does not validate against the schema of its type and version is dead-lettered
@@ -143,7 +147,7 @@ pub struct SubscriberConfig {
 impl Default for SubscriberConfig {
     fn default() -> Self {
         Self {
-            retry: RetryPolicy::default(),
+            retry: DeliveryRetryPolicy::default(),
             ack_wait: Duration::from_secs(30),
             max_in_flight: 32,
             max_ack_pending: 1000,
@@ -154,6 +158,7 @@ impl Default for SubscriberConfig {
             fetch_expires: Duration::from_secs(5),
             request_timeout: Duration::from_secs(5),
             lag_interval: Duration::from_secs(10),
+            start: StartPosition::All,
             #[cfg(feature = "schema")]
             schemas: None,
         }
@@ -217,7 +222,7 @@ impl SubscriberConfig {
         if self.lag_interval.is_zero() {
             problems.push("lag_interval must be greater than zero".into());
         }
-        ConfigError::from_problems(problems)
+        ConfigError::check("subscriber", problems)
     }
 
     /// The in-progress ack interval in effect.
@@ -226,28 +231,41 @@ impl SubscriberConfig {
     }
 }
 
-/// A configuration that cannot work.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invalid subscriber configuration: {}", .problems.join("; "))]
+/// Where a new group starts reading its stream. It applies when the group's durable
+/// consumer is created; a group that exists resumes after its last acked message whatever
+/// this says (the server refuses to change it for an existing consumer).
+///
+/// TOML: `start = "all"`, `start = "new"`, or `start = { from = "2026-01-01T00:00:00Z" }`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 #[non_exhaustive]
-pub struct ConfigError {
-    /// Every problem found, one sentence each.
-    pub problems: Vec<String>,
+pub enum StartPosition {
+    /// Every message the stream still holds (the default).
+    #[default]
+    All,
+    /// Only messages stored after the group was created.
+    New,
+    /// Messages stored at or after this time.
+    From(#[serde(with = "time::serde::rfc3339")] time::OffsetDateTime),
 }
 
-impl ConfigError {
-    fn from_problems(problems: Vec<String>) -> Result<(), Self> {
-        if problems.is_empty() {
-            Ok(())
-        } else {
-            Err(Self { problems })
-        }
-    }
-}
+/// The former name of [`DeliveryRetryPolicy`] (delivery attempts); kept so that code written against it
+/// still builds.
+pub type RetryPolicy = DeliveryRetryPolicy;
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn start_position_reads_from_toml() {
+        let read = |text: &str| toml::from_str::<SubscriberConfig>(text).unwrap().start;
+        assert_eq!(read(""), StartPosition::All);
+        assert_eq!(read(r#"start = "new""#), StartPosition::New);
+        let from = read(r#"start = { from = "2026-01-01T00:00:00Z" }"#);
+        let want = time::macros::datetime!(2026-01-01 00:00:00 UTC);
+        assert_eq!(from, StartPosition::From(want));
+    }
 
     #[test]
     fn defaults_are_valid_and_match_the_contract() {
@@ -262,7 +280,7 @@ mod tests {
     #[test]
     fn validate_lists_every_problem() {
         let c = SubscriberConfig {
-            retry: RetryPolicy {
+            retry: DeliveryRetryPolicy {
                 max_attempts: 0,
                 initial_backoff: Duration::from_secs(2),
                 max_backoff: Duration::from_secs(1),

@@ -28,8 +28,11 @@ impl Lag {
     pub fn total(&self) -> u64 {
         self.pending + self.ack_pending
     }
+}
 
-    pub(crate) fn from_info(info: &jetstream::consumer::Info) -> Self {
+impl From<&jetstream::consumer::Info> for Lag {
+    /// The lag the server reports in a consumer's info.
+    fn from(info: &jetstream::consumer::Info) -> Self {
         Self {
             pending: info.num_pending,
             ack_pending: info.num_ack_pending as u64,
@@ -77,7 +80,7 @@ pub async fn lag(js: &jetstream::Context, stream: &str, consumer: &str) -> Resul
         .consumer_info(consumer)
         .await
         .map_err(|e| err(e.into()))?;
-    Ok(Lag::from_info(&info))
+    Ok(Lag::from(&info))
 }
 
 /// The lag of every subscription of `group` on `stream` (the durable consumers named
@@ -96,7 +99,6 @@ pub async fn group_lag(
         consumer: format!("{group}{}*", super::DURABLE_SEPARATOR),
         source,
     };
-    let prefix = format!("{group}{}", super::DURABLE_SEPARATOR);
     let infos: Vec<jetstream::consumer::Info> = js
         .get_stream_no_info(stream)
         .await
@@ -106,8 +108,11 @@ pub async fn group_lag(
         .await
         .map_err(|e| err(e.into()))?;
     let mut total: Option<Lag> = None;
-    for info in infos.iter().filter(|i| i.name.starts_with(&prefix)) {
-        let l = Lag::from_info(info);
+    for info in infos
+        .iter()
+        .filter(|i| super::is_group_consumer(&i.name, group))
+    {
+        let l = Lag::from(info);
         total = Some(match total {
             None => l,
             Some(t) => Lag {

@@ -41,6 +41,13 @@
 //! one consumer's filter list. The stream is the one that holds the filter's subjects
 //! (`js.stream_by_subject`), or the one named with [`SubscriberBuilder::stream`].
 //!
+//! # Where a new group starts
+//!
+//! A group created by its first subscriber reads every message the stream still holds
+//! ([`StartPosition::All`], the default); [`SubscriberConfig::start`] can make it start with
+//! messages stored after it was created ([`StartPosition::New`]) or at a time
+//! ([`StartPosition::From`]). A group that exists resumes after its last acked message.
+//!
 //! # What happens to a delivery (CONTRACT.md §3)
 //!
 //! The decision is the pure function [`outcome::decide`] (and [`outcome::decide_before`]
@@ -97,7 +104,8 @@
 //! it returns. When a pull request fails (server
 //! restart, leader election, consumer deleted) it logs a warning, backs off (100 ms doubling
 //! to 5 s) and recreates the consumer from its declared config; a pull request lost without
-//! an answer is noticed after about `fetch_expires + 5 s`.
+//! an answer is noticed `fetch_expires + 10 s` after it was sent (the server ends every
+//! request by `fetch_expires`).
 
 //!
 //! # Handlers
@@ -123,6 +131,7 @@
 
 mod backoff;
 mod config;
+mod delivery;
 mod handler;
 mod lag;
 pub mod outcome;
@@ -132,7 +141,7 @@ mod service;
 use async_nats::jetstream::{self, consumer::pull};
 
 pub use backoff::backoff;
-pub use config::{ConfigError, RetryPolicy, SubscriberConfig};
+pub use config::{ConfigError, DeliveryRetryPolicy, RetryPolicy, StartPosition, SubscriberConfig};
 pub use handler::{DeliveryContext, Handler, HandlerError, ResultExt, handler_fn};
 pub use lag::{Lag, LagError, group_lag, lag, oldest_unfinished_age};
 pub use outcome::Outcome;
@@ -156,6 +165,17 @@ pub fn durable_name(group: &str, filter: &SubjectFilter) -> Result<ConsumerName,
         "{group}{DURABLE_SEPARATOR}{}",
         filter.to_name_fragment()
     ))
+}
+
+/// True if durable consumer `name` belongs to `group`: one of its subscriptions
+/// (`<group>__<filter fragment>`, see [`durable_name`]) or a consumer named after the group
+/// itself.
+pub fn is_group_consumer(name: &str, group: &str) -> bool {
+    match name.strip_prefix(group) {
+        Some("") => true,
+        Some(rest) => rest.starts_with(DURABLE_SEPARATOR),
+        None => false,
+    }
 }
 
 /// Why a subscription could not be set up.
@@ -253,7 +273,7 @@ impl SubscriberBuilder {
     }
 
     /// The retry policy.
-    pub fn retry(mut self, retry: RetryPolicy) -> Self {
+    pub fn retry(mut self, retry: DeliveryRetryPolicy) -> Self {
         self.config.retry = retry;
         self
     }
@@ -431,7 +451,7 @@ fn consumer_config(durable: &str, filter: &SubjectFilter, cfg: &SubscriberConfig
     pull::Config {
         durable_name: Some(durable.to_owned()),
         description: Some(format!("events subscriber of {filter}")),
-        deliver_policy: jetstream::consumer::DeliverPolicy::All,
+        deliver_policy: deliver_policy(cfg.start),
         ack_policy: jetstream::consumer::AckPolicy::Explicit,
         ack_wait: cfg.ack_wait,
         // Unlimited: the library enforces `retry.max_attempts` (see the module doc).
@@ -439,6 +459,16 @@ fn consumer_config(durable: &str, filter: &SubjectFilter, cfg: &SubscriberConfig
         filter_subject: filter.to_string(),
         max_ack_pending: i64::from(cfg.max_ack_pending),
         ..Default::default()
+    }
+}
+
+/// The server's deliver policy for a new group's start position.
+fn deliver_policy(start: StartPosition) -> jetstream::consumer::DeliverPolicy {
+    use jetstream::consumer::DeliverPolicy;
+    match start {
+        StartPosition::All => DeliverPolicy::All,
+        StartPosition::New => DeliverPolicy::New,
+        StartPosition::From(start_time) => DeliverPolicy::ByStartTime { start_time },
     }
 }
 
@@ -463,6 +493,16 @@ async fn create_consumer(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn group_consumers_are_the_group_and_its_subscriptions() {
+        let filter = SubjectFilter::new("auth.user.*").unwrap();
+        let name = durable_name("catalog", &filter).unwrap();
+        assert!(is_group_consumer(name.as_str(), "catalog"));
+        assert!(is_group_consumer("catalog", "catalog"));
+        assert!(!is_group_consumer(name.as_str(), "cat"));
+        assert!(!is_group_consumer("catalogue__auth_all", "catalog"));
+    }
 
     #[test]
     fn durable_names_do_not_clash_across_filters() {

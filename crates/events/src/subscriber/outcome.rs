@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use super::backoff::backoff;
-use super::config::RetryPolicy;
+use super::config::DeliveryRetryPolicy;
 use super::handler::HandlerError;
 use crate::DecodeError;
 use crate::dlq::DeadLetterReason;
@@ -28,7 +28,7 @@ pub enum Outcome {
 pub fn decide_before(
     decoded: Result<(), &DecodeError>,
     delivered: u64,
-    policy: &RetryPolicy,
+    policy: &DeliveryRetryPolicy,
 ) -> Option<Outcome> {
     if delivered > u64::from(policy.max_attempts) {
         return Some(Outcome::DeadLetter(DeadLetterReason::MaxDeliveries));
@@ -42,7 +42,11 @@ pub fn decide_before(
 }
 
 /// Decides after the handler ran (a panic counts as a transient error).
-pub fn decide(result: &Result<(), HandlerError>, delivered: u64, policy: &RetryPolicy) -> Outcome {
+pub fn decide(
+    result: &Result<(), HandlerError>,
+    delivered: u64,
+    policy: &DeliveryRetryPolicy,
+) -> Outcome {
     match result {
         Ok(()) => Outcome::Ack,
         Err(HandlerError::Permanent(_)) => Outcome::DeadLetter(DeadLetterReason::Permanent),
@@ -57,8 +61,8 @@ pub fn decide(result: &Result<(), HandlerError>, delivered: u64, policy: &RetryP
 mod tests {
     use super::*;
 
-    fn p() -> RetryPolicy {
-        RetryPolicy::default()
+    fn p() -> DeliveryRetryPolicy {
+        DeliveryRetryPolicy::default()
     }
 
     fn transient() -> Result<(), HandlerError> {
@@ -89,7 +93,7 @@ mod tests {
             decide(&transient(), 5, &p()),
             Outcome::DeadLetter(DeadLetterReason::MaxDeliveries)
         );
-        let one = RetryPolicy {
+        let one = DeliveryRetryPolicy {
             max_attempts: 1,
             ..p()
         };

@@ -7,7 +7,7 @@ use events::topology::{self, Action, ApplyOptions, TopologySpec};
 use futures::TryStreamExt as _;
 
 use super::{Check, DoctorArgs, Status, http, probe};
-use crate::cli::ConnArgs;
+use crate::args::ConnArgs;
 
 /// Bound on each JetStream request of the checks.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);

@@ -15,7 +15,7 @@ use events::topology::TopologySpec;
 use events::{SubjectFilter, security::probe_subject};
 
 use super::{Check, DoctorArgs, Status};
-use crate::cli::ConnArgs;
+use crate::args::ConnArgs;
 
 /// A stream name no deployment has: the target of probes that must be refused.
 const NO_STREAM: &str = "DOCTOR_PROBE_NO_SUCH_STREAM";

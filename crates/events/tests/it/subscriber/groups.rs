@@ -347,3 +347,53 @@ async fn subscriber_runs_up_to_max_in_flight_handlers_at_once_and_never_more() {
         "handlers at once: the peak must reach max_in_flight and never pass it"
     );
 }
+
+#[tokio::test]
+async fn subscriber_new_group_starts_where_configured() {
+    let nats = NatsServer::start().await;
+    let js = nats.jetstream().await;
+    create_streams(&js).await;
+    const OLD: usize = 3;
+    const NEW: usize = 2;
+    publish_range(&js, 0..OLD).await;
+    // Stored after every old event was acked (same clock as the server's).
+    let cut = OffsetDateTime::now_utc();
+    let groups = [
+        ("start-all", events::subscriber::StartPosition::All),
+        ("start-new", events::subscriber::StartPosition::New),
+        ("start-from", events::subscriber::StartPosition::From(cut)),
+    ];
+    let mut running = Vec::new();
+    for (i, (group, start_at)) in groups.into_iter().enumerate() {
+        let calls = Arc::new(Calls::default());
+        let cfg = SubscriberConfig {
+            start: start_at,
+            ..fast_config()
+        };
+        running.push((
+            start(&js, group, cfg, recording(calls.clone(), i)).await,
+            calls,
+        ));
+    }
+    publish_range(&js, OLD..OLD + NEW).await;
+    let expected = [OLD + NEW, NEW, NEW];
+    for ((_, calls), want) in running.iter().zip(expected) {
+        wait_for("the group handled its events", BOUND, async || {
+            calls.distinct() >= want
+        })
+        .await;
+    }
+    for ((run, calls), want) in running.into_iter().zip(expected) {
+        run.stop().await;
+        let first = OLD + NEW - want;
+        assert_eq!(
+            calls.distinct(),
+            want,
+            "the group starting at event {first}"
+        );
+        assert!(
+            (0..first).all(|n| calls.of(n).is_empty()),
+            "an old event reached a later start"
+        );
+    }
+}

@@ -1,57 +1,26 @@
-//! The durable local spool: an append-only log of events that NATS could not confirm,
-//! forwarded in order, with their original ids, once NATS is back.
+//! The spool's on-disk log: an append-only, fsynced, CRC-checked record log in segment
+//! files, read front to back, with an atomically replaced `acked` position. It knows nothing
+//! of the publisher (the forwarder in `forward.rs` drives it).
 //!
 //! # Format
 //! The spool directory holds numbered segment files (`0000000000000001.seg`, ...) and an
 //! `acked` file. A segment is a sequence of records, each
 //! `[body length: u32 LE][CRC-32 of body: u32 LE][body]`, the body being
 //! `[subject length: u16 LE][subject][id length: u16 LE][id][event JSON]`. Appends go to the
-//! last segment and are fsynced before `publish` reports
-//! [`PublishOutcome::Spooled`](super::PublishOutcome::Spooled); a segment past
-//! `segment_bytes` is closed and a new one started. `acked` holds the position (segment, offset) up to which records were
-//! forwarded, with its own CRC; it is replaced atomically (write a temporary file, fsync,
-//! rename, fsync the directory). Fully forwarded segments are deleted.
-//!
-//! # Why this and not an embedded database
-//! - **No dependency**: the whole store is a few hundred lines over `std::fs`, with a CRC-32
-//!   written here, where a store crate would bring its own file format, compaction and
-//!   tuning to audit for a queue that is only ever appended at one end and read at the other.
-//! - **Crash-safe**: a record is reported spooled only after `fsync`; a crash mid-append
-//!   leaves a torn tail that the length and CRC expose, so it is detected at open, logged
-//!   and cut off (that event was never reported spooled, its caller got an error or nothing).
-//!   A corrupt record in the middle (disk damage) is skipped with a warning, never a crash.
-//!   The `acked` offset is written after the forwarded events were acknowledged by the
-//!   stream: a crash between the two re-forwards a few events with their original
-//!   `Nats-Msg-Id`, which the stream de-duplicates within its duplicate window.
-//! - **Order-preserving**: one log, read front to back; the forwarder sends a chunk of up
-//!   to 1,000 records as one atomic batch when their stream allows it (stored whole or not
-//!   at all), else one record at a time, stopping at the first failure, so events reach
-//!   the stream in spool order.
-//!   While the spool holds a backlog, new events are spooled behind it rather than
-//!   overtaking it.
-//!
-//! Limits (honest ones): an event spooled after a try that did reach the stream (its ack
-//! was lost) is forwarded again with the same id; if NATS stays away longer than the
-//! stream's duplicate window, that event can be stored twice. A record the stream refuses
-//! permanently when forwarded (e.g. its stream was deleted) is moved to `rejected.log` in
-//! the spool directory (same record format) with an error log, not retried forever.
+//! last segment and are fsynced before they return; a segment past `segment_bytes` is
+//! closed and a new one started. `acked` holds the position (segment, offset) up to which
+//! records were forwarded, with its own CRC; it is replaced atomically (write a temporary
+//! file, fsync, rename, fsync the directory). Fully forwarded segments are deleted.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufReader, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use async_nats::connection::State as ConnState;
 use bytes::Bytes;
-use tracing::{error, info, warn};
-
-use super::config::SpoolConfig;
-use super::deliver::Stop;
-use super::error::PublishError;
-use super::{Inner, Wire, spool_headers, wire_size};
-use crate::metrics::EVENTS_PUBLISHED_TOTAL;
+use tracing::{info, warn};
 
 /// Largest record body accepted when reading (a sanity bound against garbage lengths).
 const MAX_RECORD: u32 = 64 << 20;
@@ -62,9 +31,26 @@ const REJECTED: &str = "rejected.log";
 /// How long `open` waits for another publisher (e.g. a just-dropped one) to release the
 /// directory lock.
 const LOCK_WAIT: Duration = Duration::from_secs(5);
-/// Records forwarded between two writes of the `acked` position (and most in one atomic
-/// batch: the server takes at most 1,000).
-const FORWARD_CHUNK: usize = 1000;
+
+/// How much the log may hold, and when it starts a new segment.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Limits {
+    /// Most bytes on disk: an append beyond is refused ([`AppendError::Full`]).
+    pub(crate) max_bytes: u64,
+    /// A segment past this size is closed and a new one started.
+    pub(crate) segment_bytes: u64,
+}
+
+/// Why an append was refused.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum AppendError {
+    /// The log holds `used` bytes of `limit`; the record (`record` bytes) does not fit.
+    #[error("spool full: {used} of {limit} bytes used, record of {record}")]
+    Full { used: u64, limit: u64, record: u64 },
+    /// Reading or writing the files failed.
+    #[error("spool I/O failed")]
+    Io(#[from] io::Error),
+}
 
 /// One spooled event.
 #[derive(Debug, Clone, PartialEq)]
@@ -179,7 +165,7 @@ struct State {
 /// The spool store. All methods do blocking I/O: call them from `spawn_blocking`.
 pub(crate) struct Spool {
     dir: PathBuf,
-    cfg: SpoolConfig,
+    limits: Limits,
     _lock: File,
     state: Mutex<State>,
     pending: AtomicU64,
@@ -254,8 +240,8 @@ fn lock_dir(dir: &Path) -> io::Result<File> {
 
 impl Spool {
     /// Opens (or creates) the spool, cutting off a torn tail and counting the backlog.
-    pub(crate) fn open(cfg: &SpoolConfig) -> io::Result<Spool> {
-        let dir = cfg.dir.clone();
+    pub(crate) fn open(dir: &Path, limits: Limits) -> io::Result<Spool> {
+        let dir = dir.to_path_buf();
         fs::create_dir_all(&dir)?;
         let lock = lock_dir(&dir)?;
         let mut segments: Vec<u64> = fs::read_dir(&dir)?
@@ -341,7 +327,7 @@ impl Spool {
         }
         Ok(Spool {
             dir,
-            cfg: cfg.clone(),
+            limits,
             _lock: lock,
             state: Mutex::new(State {
                 segments,
@@ -381,19 +367,19 @@ impl Spool {
     }
 
     /// Appends one record and fsyncs it.
-    pub(crate) fn append(&self, rec: &SpoolRecord) -> Result<(), PublishError> {
-        let bytes = rec.encode().map_err(PublishError::Spool)?;
+    pub(crate) fn append(&self, rec: &SpoolRecord) -> Result<(), AppendError> {
+        let bytes = rec.encode()?;
         let size = bytes.len() as u64;
         let mut st = self.state();
-        if st.used + size > self.cfg.max_bytes {
-            return Err(PublishError::SpoolFull {
+        if st.used + size > self.limits.max_bytes {
+            return Err(AppendError::Full {
                 used: st.used,
-                limit: self.cfg.max_bytes,
+                limit: self.limits.max_bytes,
                 record: size,
             });
         }
-        if st.write_len >= self.cfg.segment_bytes {
-            self.roll(&mut st).map_err(PublishError::Spool)?;
+        if st.write_len >= self.limits.segment_bytes {
+            self.roll(&mut st)?;
         }
         let res = st
             .writer
@@ -402,7 +388,7 @@ impl Spool {
         if let Err(e) = res {
             // Cut whatever part was written so the next append starts on a boundary.
             let _ = st.writer.set_len(st.write_len);
-            return Err(PublishError::Spool(e));
+            return Err(AppendError::Io(e));
         }
         st.write_len += size;
         st.used += size;
@@ -503,172 +489,6 @@ impl Spool {
     }
 }
 
-async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> io::Result<T> + Send + 'static,
-) -> io::Result<T> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| io::Error::other(e.to_string()))?
-}
-
-/// The forwarder: while the spool holds records and NATS is connected, publishes them one
-/// at a time in order (same ids, same retries), then advances the acked position.
-pub(super) async fn forward(inner: Arc<Inner>, spool: Arc<Spool>) {
-    let poll = spool.cfg.poll_interval;
-    let idle = || async {
-        tokio::select! {
-            biased;
-            () = inner.cancel.cancelled() => false,
-            () = tokio::time::sleep(poll) => true,
-        }
-    };
-    loop {
-        if inner.cancel.is_cancelled() {
-            break;
-        }
-        if spool.pending() == 0 || inner.client.connection_state() != ConnState::Connected {
-            if !idle().await {
-                break;
-            }
-            continue;
-        }
-        let s = spool.clone();
-        let batch = match blocking(move || s.peek(FORWARD_CHUNK)).await {
-            Ok(b) => b,
-            Err(e) => {
-                error!(error = %e, "cannot read the spool");
-                if !idle().await {
-                    break;
-                }
-                continue;
-            }
-        };
-        // Fast path: the whole chunk as one atomic batch (stored whole or not at all, so
-        // the order holds), when its stream takes atomic batches.
-        if forward_atomic(&inner, &batch.records).await {
-            let bytes = batch.records.iter().map(|r| r.2).sum();
-            let n = batch.records.len() as u64;
-            for (rec, _, _) in &batch.records {
-                metrics::counter!(EVENTS_PUBLISHED_TOTAL, "event_type" => rec.subject.clone(), "status" => "ok").increment(1);
-            }
-            let (s, end) = (spool.clone(), batch.end);
-            if let Err(e) = blocking(move || s.ack(end, n, bytes)).await {
-                error!(error = %e, "cannot persist the spool position; events may be forwarded again (same ids)");
-            }
-            continue;
-        }
-        let (mut acked, mut n, mut bytes) = (None, 0u64, 0u64);
-        let mut stalled = false;
-        for (rec, after, size) in batch.records {
-            let Some(headers) = spool_headers(&rec.msg_id) else {
-                error!(event_id = %rec.msg_id, "spooled event id is not a valid header value; moved to rejected.log");
-                let (s, r) = (spool.clone(), rec.clone());
-                if blocking(move || s.reject(&r)).await.is_err() {
-                    stalled = true;
-                    break;
-                }
-                (acked, n, bytes) = (Some(after), n + 1, bytes + size);
-                continue;
-            };
-            let wire = Wire {
-                size: wire_size(&headers, rec.payload.len()),
-                event_id: rec.msg_id.clone(),
-                subject: rec.subject.as_str().into(),
-                headers,
-                payload: rec.payload.clone(),
-            };
-            let deadline = Instant::now() + inner.config.deadline;
-            let res = tokio::select! {
-                biased;
-                () = inner.cancel.cancelled() => Err(Stop::Cancelled),
-                r = inner.deliver(&wire, None, deadline, true) => r,
-            };
-            match res {
-                Ok(ack) => {
-                    let status = if ack.duplicate { "duplicate" } else { "ok" };
-                    metrics::counter!(EVENTS_PUBLISHED_TOTAL, "event_type" => rec.subject.clone(), "status" => status).increment(1);
-                    (acked, n, bytes) = (Some(after), n + 1, bytes + size);
-                }
-                Err(Stop::Permanent(e)) => {
-                    error!(event_id = %rec.msg_id, subject = %rec.subject, error = %e, "stream refused a spooled event; moved to rejected.log");
-                    metrics::counter!(EVENTS_PUBLISHED_TOTAL, "event_type" => rec.subject.clone(), "status" => e.kind()).increment(1);
-                    let (s, r) = (spool.clone(), rec.clone());
-                    if let Err(e) = blocking(move || s.reject(&r)).await {
-                        error!(error = %e, "cannot write rejected.log; will retry the event");
-                        stalled = true;
-                        break;
-                    }
-                    (acked, n, bytes) = (Some(after), n + 1, bytes + size);
-                }
-                Err(Stop::Exhausted { .. } | Stop::Cancelled) => {
-                    stalled = true;
-                    break;
-                }
-            }
-        }
-        if !stalled {
-            acked = Some(batch.end);
-        }
-        if let Some(pos) = acked {
-            let s = spool.clone();
-            if let Err(e) = blocking(move || s.ack(pos, n, bytes)).await {
-                error!(error = %e, "cannot persist the spool position; events may be forwarded again (same ids)");
-            }
-        }
-        if stalled && !idle().await {
-            break;
-        }
-    }
-}
-
-/// Forwards a chunk as one atomic batch if every record goes to the same stream, that
-/// stream allows atomic publishing and every message fits; false if not tried or refused
-/// (then the records go one by one).
-async fn forward_atomic(inner: &Inner, records: &[(SpoolRecord, Pos, u64)]) -> bool {
-    if records.len() < 2 || records.len() > 1000 {
-        return false;
-    }
-    let max = inner.max_payload();
-    let mut wires = Vec::with_capacity(records.len());
-    let mut stream: Option<String> = None;
-    let mut routes: Vec<(&str, String)> = Vec::new();
-    for (rec, _, _) in records {
-        let Some(headers) = spool_headers(&rec.msg_id) else {
-            return false;
-        };
-        let size = wire_size(&headers, rec.payload.len());
-        if !super::fits_batch(size, max) {
-            return false;
-        }
-        let route = match routes.iter().find(|(s, _)| *s == rec.subject) {
-            Some((_, name)) => name.clone(),
-            None => match inner.route(&rec.subject).await {
-                super::batch::Route::Atomic(name) => {
-                    routes.push((&rec.subject, name.clone()));
-                    name
-                }
-                super::batch::Route::PerMessage => return false,
-            },
-        };
-        if stream.get_or_insert_with(|| route.clone()) != &route {
-            return false;
-        }
-        wires.push(Wire {
-            size,
-            event_id: rec.msg_id.clone(),
-            subject: rec.subject.as_str().into(),
-            headers,
-            payload: rec.payload.clone(),
-        });
-    }
-    let refs: Vec<&Wire> = wires.iter().collect();
-    tokio::select! {
-        biased;
-        () = inner.cancel.cancelled() => false,
-        r = super::batch::commit_atomic(inner, &refs) => r.is_some(),
-    }
-}
-
 /// CRC-32 (IEEE 802.3, reflected, as zlib's `crc32`).
 pub(crate) fn crc32(data: &[u8]) -> u32 {
     const TABLE: [u32; 256] = {
@@ -701,11 +521,10 @@ pub(crate) fn crc32(data: &[u8]) -> u32 {
 mod tests {
     use super::*;
 
-    fn cfg(dir: &Path) -> SpoolConfig {
-        SpoolConfig {
-            dir: dir.to_path_buf(),
+    fn limits() -> Limits {
+        Limits {
+            max_bytes: 1 << 30,
             segment_bytes: 300,
-            ..SpoolConfig::default()
         }
     }
 
@@ -726,7 +545,7 @@ mod tests {
     fn append_peek_ack_reopen_keeps_order_across_segments() {
         let dir = tempfile::tempdir().unwrap();
         {
-            let s = Spool::open(&cfg(dir.path())).unwrap();
+            let s = Spool::open(dir.path(), limits()).unwrap();
             for i in 0..10 {
                 s.append(&rec(i)).unwrap();
             }
@@ -739,7 +558,7 @@ mod tests {
             s.ack(pos, 4, bytes).unwrap();
             assert_eq!(s.pending(), 6);
         }
-        let s = Spool::open(&cfg(dir.path())).unwrap();
+        let s = Spool::open(dir.path(), limits()).unwrap();
         assert_eq!(s.pending(), 6);
         let b = s.peek(100).unwrap();
         let ids: Vec<_> = b.records.iter().map(|r| r.0.msg_id.clone()).collect();
@@ -766,12 +585,12 @@ mod tests {
     #[test]
     fn torn_tail_is_cut_and_corrupt_record_skipped() {
         let dir = tempfile::tempdir().unwrap();
-        let c = SpoolConfig {
+        let c = Limits {
             segment_bytes: 1 << 20,
-            ..cfg(dir.path())
+            ..limits()
         };
         {
-            let s = Spool::open(&c).unwrap();
+            let s = Spool::open(dir.path(), c).unwrap();
             for i in 0..3 {
                 s.append(&rec(i)).unwrap();
             }
@@ -789,7 +608,7 @@ mod tests {
         data.extend_from_slice(&torn[..torn.len() / 2]);
         fs::write(&seg, &data).unwrap();
 
-        let s = Spool::open(&c).unwrap();
+        let s = Spool::open(dir.path(), c).unwrap();
         assert_eq!(s.pending(), 2);
         let b = s.peek(10).unwrap();
         let ids: Vec<_> = b.records.iter().map(|r| r.0.msg_id.clone()).collect();
@@ -802,15 +621,18 @@ mod tests {
     #[test]
     fn full_spool_refuses_with_sizes() {
         let dir = tempfile::tempdir().unwrap();
-        let s = Spool::open(&SpoolConfig {
-            max_bytes: 100,
-            ..cfg(dir.path())
-        })
+        let s = Spool::open(
+            dir.path(),
+            Limits {
+                max_bytes: 100,
+                ..limits()
+            },
+        )
         .unwrap();
         s.append(&rec(0)).unwrap();
         let mut refused = false;
         for i in 1..10 {
-            if let Err(PublishError::SpoolFull { limit, .. }) = s.append(&rec(i)) {
+            if let Err(AppendError::Full { limit, .. }) = s.append(&rec(i)) {
                 assert_eq!(limit, 100);
                 refused = true;
                 break;
@@ -822,9 +644,9 @@ mod tests {
     #[test]
     fn second_open_of_a_locked_dir_fails() {
         let dir = tempfile::tempdir().unwrap();
-        let _s = Spool::open(&cfg(dir.path())).unwrap();
+        let _s = Spool::open(dir.path(), limits()).unwrap();
         let t = Instant::now();
-        assert!(Spool::open(&cfg(dir.path())).is_err());
+        assert!(Spool::open(dir.path(), limits()).is_err());
         assert!(t.elapsed() >= LOCK_WAIT);
     }
 }
