@@ -1,7 +1,7 @@
 //! Subscriber configuration: plain serde data with defaults and [`SubscriberConfig::validate`].
 
-#[cfg(feature = "schema")]
 pub use crate::error::ConfigError;
+#[cfg(feature = "schema")]
 use std::sync::Arc;
 use std::time::Duration;
 

@@ -10,21 +10,33 @@ use tokio::time::{Instant, sleep};
 
 use super::support::*;
 
-/// Waits until every node's replica of AUTH_EVENTS reports what was read back.
-async fn replicas_agree(cluster: &NatsCluster, stored: &[StoredMessage]) {
-    let want = (stored.len() as u64, stored.last().map_or(0, |m| m.sequence));
+/// Reads AUTH_EVENTS back once every node's replica reports the same messages and last
+/// sequence, and checks the read matches them. Waiting first matters: a leader that was
+/// paused or killed answers from its stale state for a moment after it is back.
+async fn read_back_settled(
+    cluster: &NatsCluster,
+    js: &async_nats::jetstream::Context,
+) -> Vec<StoredMessage> {
     let deadline = Instant::now() + BOUND;
-    loop {
-        let last = cluster.replica_states(STREAM).await;
-        if last.len() == cluster.size() && last.iter().all(|&(_, m, l)| (m, l) == want) {
-            return;
+    let settled = loop {
+        let states = cluster.replica_states(STREAM).await;
+        let first = states.first().map(|&(_, m, l)| (m, l));
+        if states.len() == cluster.size() && states.iter().all(|&(_, m, l)| Some((m, l)) == first) {
+            break first.unwrap_or_default();
         }
         assert!(
             Instant::now() < deadline,
-            "replicas disagree: want (messages, last_seq) = {want:?} on every node, got {last:?}"
+            "replicas disagree: want the same (messages, last_seq) on every node, got {states:?}"
         );
         sleep(Duration::from_millis(100)).await;
-    }
+    };
+    let stored = read_back(js, STREAM).await;
+    let read = (stored.len() as u64, stored.last().map_or(0, |m| m.sequence));
+    assert_eq!(
+        read, settled,
+        "read back (messages, last_seq) vs what every replica reports"
+    );
+    stored
 }
 
 async fn cluster_with_streams() -> (NatsCluster, async_nats::Client) {
@@ -49,8 +61,7 @@ async fn faults_cluster_stream_leader_killed_mid_publish() {
     assert!(errors.is_empty(), "the election is ridden out: {errors:?}");
     assert_ne!(cluster.stream_leader(STREAM).await, leader);
     cluster.restart(leader).await;
-    let stored = read_back(&js, STREAM).await;
-    replicas_agree(&cluster, &stored).await;
+    let stored = read_back_settled(&cluster, &js).await;
     publisher.close(Duration::from_secs(5)).await.unwrap();
     checker.check(&stored);
 }
@@ -89,8 +100,7 @@ async fn faults_cluster_consumer_leader_node_killed_mid_consume() {
     .await;
     consumer.stop().await;
     cluster.restart(leader).await;
-    let stored = read_back(&js, STREAM).await;
-    replicas_agree(&cluster, &stored).await;
+    let stored = read_back_settled(&cluster, &js).await;
     checker.check(&stored);
 }
 
@@ -154,8 +164,7 @@ async fn faults_cluster_quorum_lost_for_10s_fails_typed_within_deadline() {
         errors.len(),
         errors.first()
     );
-    let stored = read_back(&js, STREAM).await;
-    replicas_agree(&cluster, &stored).await;
+    let stored = read_back_settled(&cluster, &js).await;
     publisher.close(Duration::from_secs(5)).await.unwrap();
     let report = checker.check(&stored);
     assert_eq!(report.acked, (BEFORE + AFTER) as u64);
@@ -201,8 +210,7 @@ async fn faults_cluster_leader_paused_past_election_timeout() {
         errors.len(),
         errors.first()
     );
-    let stored = read_back(&js, STREAM).await;
-    replicas_agree(&cluster, &stored).await;
+    let stored = read_back_settled(&cluster, &js).await;
     publisher.close(Duration::from_secs(5)).await.unwrap();
     checker.check(&stored);
 }
