@@ -497,22 +497,9 @@ fn check_readable(what: &'static str, path: &Path) -> Result<(), ConnectError> {
 /// TLS file (naming the path), a timeout, refused credentials, a TLS failure or any other
 /// connect failure, each naming the URLs tried.
 pub async fn connect(config: &ConnectConfig) -> Result<Connection, ConnectError> {
-    let urls = config.urls_display();
-    let denials = Denials::new();
-    let options = options(config, &denials).await?;
-    let attempt = options.connect(config.urls.clone());
-    let client = match tokio::time::timeout(config.connect_timeout, attempt).await {
-        Err(_) => {
-            return Err(ConnectError::Timeout {
-                urls,
-                timeout: config.connect_timeout,
-            });
-        }
-        Ok(Err(err)) => return Err(connect_error(err, urls, config.connect_timeout)),
-        Ok(Ok(client)) => client,
-    };
-    tracing::debug!(client = %config.name.as_deref().unwrap_or_default(), %urls, "connected to NATS");
-    Ok(Connection::new(client, config, urls, denials))
+    let conn = open(config, false).await?;
+    tracing::debug!(client = %config.name.as_deref().unwrap_or_default(), urls = %conn.urls(), "connected to NATS");
+    Ok(conn)
 }
 
 /// Connects by `config` without waiting for a server: returns at once with a client that
@@ -525,11 +512,21 @@ pub async fn connect(config: &ConnectConfig) -> Result<Connection, ConnectError>
 /// Only what can be known without a server: an invalid config or an unreadable
 /// credentials, seed or TLS file. Refused credentials show later, in the logs.
 pub async fn connect_in_background(config: &ConnectConfig) -> Result<Connection, ConnectError> {
+    let conn = open(config, true).await?;
+    tracing::info!(client = %config.name.as_deref().unwrap_or_default(), urls = %conn.urls(), "connecting to NATS in the background");
+    Ok(conn)
+}
+
+/// The one connect path: options from `config`, then the connect under
+/// `config.connect_timeout`. With `in_background`, async-nats returns before any network
+/// I/O (`retry_on_initial_connect`) and the bound only guards against that changing.
+async fn open(config: &ConnectConfig, in_background: bool) -> Result<Connection, ConnectError> {
     let urls = config.urls_display();
     let denials = Denials::new();
-    let options = options(config, &denials).await?.retry_on_initial_connect();
-    // With retry_on_initial_connect, async-nats returns before any network I/O; the bound
-    // only guards against that changing.
+    let mut options = options(config, &denials).await?;
+    if in_background {
+        options = options.retry_on_initial_connect();
+    }
     let attempt = options.connect(config.urls.clone());
     let client = match tokio::time::timeout(config.connect_timeout, attempt).await {
         Err(_) => {
@@ -541,7 +538,6 @@ pub async fn connect_in_background(config: &ConnectConfig) -> Result<Connection,
         Ok(Err(err)) => return Err(connect_error(err, urls, config.connect_timeout)),
         Ok(Ok(client)) => client,
     };
-    tracing::info!(client = %config.name.as_deref().unwrap_or_default(), %urls, "connecting to NATS in the background");
     Ok(Connection::new(client, config, urls, denials))
 }
 
