@@ -24,6 +24,10 @@ pub const EVENT_HANDLER_ERRORS_TOTAL: &str = "event_handler_errors_total";
 pub const EVENTS_DEAD_LETTERED_TOTAL: &str = "events_dead_lettered_total";
 /// Gauge `subscription_lag{stream,consumer}`: pending plus delivered-but-unacked messages.
 pub const SUBSCRIPTION_LAG: &str = "subscription_lag";
+/// Gauge `subscription_lag_seconds{stream,consumer}`: the age of the oldest message the
+/// consumer has not finished (the stream's stored time of its first unacknowledged or
+/// undelivered message); 0 when it has caught up.
+pub const SUBSCRIPTION_LAG_SECONDS: &str = "subscription_lag_seconds";
 /// Histogram `event_end_to_end_seconds{consumer}`: from the event's `time` to the end of
 /// handling.
 pub const EVENT_END_TO_END_SECONDS: &str = "event_end_to_end_seconds";
@@ -48,6 +52,7 @@ pub const ALL: &[&str] = &[
     EVENT_HANDLER_ERRORS_TOTAL,
     EVENTS_DEAD_LETTERED_TOTAL,
     SUBSCRIPTION_LAG,
+    SUBSCRIPTION_LAG_SECONDS,
     EVENT_END_TO_END_SECONDS,
     OUTBOX_PENDING,
     OUTBOX_OLDEST_AGE_SECONDS,
@@ -101,6 +106,11 @@ pub fn describe() {
     describe_gauge!(
         SUBSCRIPTION_LAG,
         "Messages pending plus delivered and not yet acked"
+    );
+    describe_gauge!(
+        SUBSCRIPTION_LAG_SECONDS,
+        Unit::Seconds,
+        "Age of the oldest message the consumer has not finished"
     );
     describe_histogram!(
         EVENT_END_TO_END_SECONDS,

@@ -34,6 +34,7 @@ const EXPORTED: &[(&str, &[&str])] = &[
     ("event_handler_errors_total", &["consumer", "kind"]),
     ("events_dead_lettered_total", &["consumer", "reason"]),
     ("subscription_lag", &["stream", "consumer"]),
+    ("subscription_lag_seconds", &["stream", "consumer"]),
     ("event_end_to_end_seconds_count", &["consumer"]),
 ];
 

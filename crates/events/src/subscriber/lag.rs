@@ -83,6 +83,33 @@ pub async fn lag(js: &jetstream::Context, stream: &str, consumer: &str) -> Resul
     Ok(Lag::from(&info))
 }
 
+/// The lag of durable consumer `consumer` on `stream` in messages and, when its oldest
+/// unfinished message can be read, in seconds ([`oldest_unfinished_age`]): the two gauges
+/// a running subscriber exports.
+pub(crate) async fn lag_with_age(
+    js: &jetstream::Context,
+    stream: &str,
+    consumer: &str,
+) -> Result<(Lag, Option<Duration>), LagError> {
+    let err = |source: crate::error::BoxError| LagError::Info {
+        stream: stream.to_owned(),
+        consumer: consumer.to_owned(),
+        source,
+    };
+    let handle = js
+        .get_stream_no_info(stream)
+        .await
+        .map_err(|e| err(e.into()))?;
+    let info = handle
+        .consumer_info(consumer)
+        .await
+        .map_err(|e| err(e.into()))?;
+    Ok((
+        Lag::from(&info),
+        oldest_unfinished_age(&handle, &info).await,
+    ))
+}
+
 /// The lag of every subscription of `group` on `stream` (the durable consumers named
 /// `<group>__…`, one per subject filter), summed; `Ok(None)` if the group has none there.
 ///

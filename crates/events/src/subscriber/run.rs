@@ -564,10 +564,19 @@ async fn lag_loop(
             _ = stop.cancelled() => return,
             _ = tick.tick() => {}
         }
-        match timeout(request_timeout, super::lag(&js, &stream, &consumer)).await {
-            Ok(Ok(lag)) => {
+        match timeout(
+            request_timeout,
+            super::lag::lag_with_age(&js, &stream, &consumer),
+        )
+        .await
+        {
+            Ok(Ok((lag, age))) => {
                 metrics::gauge!(m::SUBSCRIPTION_LAG, "stream" => stream.clone(), "consumer" => consumer.clone())
                     .set(lag.total() as f64);
+                if let Some(age) = age {
+                    metrics::gauge!(m::SUBSCRIPTION_LAG_SECONDS, "stream" => stream.clone(), "consumer" => consumer.clone())
+                        .set(age.as_secs_f64());
+                }
             }
             Ok(Err(e)) => debug!(consumer = %consumer, error = %error_chain(&e), "cannot read lag"),
             Err(_) => debug!(consumer = %consumer, "lag request timed out"),

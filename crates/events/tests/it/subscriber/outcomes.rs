@@ -506,3 +506,54 @@ async fn subscriber_records_the_contract_metrics() {
     assert_eq!(e2e.len(), 3);
     assert!(e2e.iter().all(|s| (0.0..60.0).contains(s)), "{e2e:?}");
 }
+
+#[tokio::test]
+async fn subscriber_exports_lag_in_seconds_while_a_message_is_unfinished() {
+    let recorder: &'static TestRecorder = Box::leak(Box::default());
+    if metrics::set_global_recorder(recorder).is_err() {
+        panic!("another test installed a global metrics recorder");
+    }
+    let nats = NatsServer::start().await;
+    let js = nats.jetstream().await;
+    create_streams(&js).await;
+    let release = Arc::new(tokio::sync::Notify::new());
+    let r = release.clone();
+    let handler = handler_fn(move |_event: Event, _ctx: DeliveryContext| {
+        let release = r.clone();
+        async move {
+            release.notified().await;
+            Ok::<_, HandlerError>(())
+        }
+    });
+    let cfg = SubscriberConfig {
+        lag_interval: Duration::from_millis(100),
+        ..fast_config()
+    };
+    let sub = start(&js, "lagsecs", cfg, handler).await;
+    let key = format!(
+        "subscription_lag_seconds{{consumer={},stream={STREAM}}}",
+        sub.durable
+    );
+    publish_range(&js, 0..1).await;
+    // The held message grows older: the gauge reads its stored time, so it passes any
+    // bound once the message has waited that long.
+    let held = Duration::from_millis(500);
+    wait_for(
+        "the gauge shows the held message's age",
+        BOUND,
+        async || {
+            recorder
+                .gauge(&key)
+                .is_some_and(|s| s >= held.as_secs_f64())
+        },
+    )
+    .await;
+    release.notify_one();
+    wait_for(
+        "the gauge back at zero once it is acked",
+        BOUND,
+        async || recorder.gauge(&key) == Some(0.0),
+    )
+    .await;
+    sub.stop().await;
+}
