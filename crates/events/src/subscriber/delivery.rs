@@ -14,6 +14,7 @@ use tokio::time::{Instant, timeout};
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug, debug_span, error, warn};
 
+use super::acker::Acker;
 use super::backoff::backoff;
 use super::config::SubscriberConfig;
 use super::handler::{DeliveryContext, Handler, HandlerError};
@@ -34,6 +35,8 @@ struct HandlerPanic(String);
 pub(super) struct Shared<H> {
     pub(super) handler: H,
     pub(super) js: jetstream::Context,
+    /// Where acks go, to be confirmed in groups.
+    acker: Acker,
     pub(super) cfg: SubscriberConfig,
     pub(super) stream: String,
     pub(super) consumer: String,
@@ -51,6 +54,7 @@ impl<H> Shared<H> {
     pub(super) fn new(
         handler: H,
         js: jetstream::Context,
+        acker: Acker,
         cfg: SubscriberConfig,
         stream: String,
         consumer: String,
@@ -60,6 +64,7 @@ impl<H> Shared<H> {
         Self {
             handler,
             js,
+            acker,
             cfg,
             stream,
             handler_duration: metrics::histogram!(m::EVENT_HANDLER_DURATION_SECONDS, "consumer" => consumer.clone()),
@@ -363,10 +368,11 @@ async fn settle<H>(shared: &Shared<H>, msg: &jetstream::Message, verdict: &Verdi
     }
 }
 
-/// Acks `msg` and waits for the server to confirm; unconfirmed, it will be redelivered.
+/// Acks `msg` and waits for the server to confirm (in a group, see [`Acker`]);
+/// unconfirmed, it will be redelivered.
 async fn ack<H>(shared: &Shared<H>, msg: &jetstream::Message, verdict: &Verdict) {
-    match timeout(shared.cfg.request_timeout, msg.double_ack()).await {
-        Ok(Ok(())) => {
+    match shared.acker.ack(msg.reply.as_ref()).await {
+        Ok(()) => {
             shared.count_acked(&verdict.event_type);
             if let Some(t) = verdict.event_time {
                 let e2e = (OffsetDateTime::now_utc() - t).as_seconds_f64().max(0.0);
@@ -374,13 +380,9 @@ async fn ack<H>(shared: &Shared<H>, msg: &jetstream::Message, verdict: &Verdict)
             }
             debug!("acked");
         }
-        Ok(Err(e)) => {
+        Err(e) => {
             consumed_counter(&verdict.event_type, "ack_failed").increment(1);
             warn!(error = %e, "ack not confirmed; the message will be redelivered");
-        }
-        Err(_) => {
-            consumed_counter(&verdict.event_type, "ack_failed").increment(1);
-            warn!("ack not confirmed in time; the message will be redelivered");
         }
     }
 }

@@ -129,6 +129,7 @@
 //! `event_end_to_end_seconds{consumer}` for acked events. [`lag`] and [`group_lag`] read the
 //! backlog on demand.
 
+mod acker;
 mod backoff;
 mod config;
 mod delivery;

@@ -19,6 +19,7 @@ use tokio::time::{Instant, timeout, timeout_at};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
+use super::acker::Acker;
 use super::delivery::{Chain, Shared, deliver, nak, panic_message};
 use super::handler::Handler;
 use super::{Subscriber, create_consumer};
@@ -140,6 +141,14 @@ pub(super) async fn run<H: Handler>(
     pulls.drain().await
 }
 
+/// A pull request: its messages as they arrive, the handler slots reserved for them, and
+/// when it was sent.
+struct Pull {
+    batch: Result<Batch, Failure>,
+    held: OwnedSemaphorePermit,
+    sent_at: Instant,
+}
+
 /// The pull loop of one running subscriber and everything it keeps between pulls.
 struct PullLoop<H> {
     shared: Arc<Shared<H>>,
@@ -160,13 +169,17 @@ struct PullLoop<H> {
     in_flight: InFlight,
     /// Ordered mode: per subject, the completion signal of the last message handed out.
     chains: HashMap<String, oneshot::Receiver<()>>,
+    /// The next pull, sent ahead once half of the current one arrived and handlers had
+    /// slots free for it, so that its messages are on their way while the current ones are
+    /// handled instead of after.
+    ahead: Option<Pull>,
     /// Consecutive failures: the exponent of the reconnect delay.
     failures: u32,
     released: usize,
     denied: bool,
     /// The subject a pull request is published on (what a denial names).
     next_subject: String,
-    /// The lag gauge's task, stopped by `lag_stop` when the loop drains.
+    /// The lag gauge's and the acker's tasks, stopped by `lag_stop` when the loop drains.
     lag: JoinSet<()>,
     lag_stop: CancellationToken,
 }
@@ -188,6 +201,7 @@ impl<H: Handler> PullLoop<H> {
         let next_subject = format!("$JS.API.CONSUMER.MSG.NEXT.{stream}.{durable}");
         let lag_stop = CancellationToken::new();
         let mut lag = JoinSet::new();
+        let acker = Acker::spawn(js.client(), cfg.request_timeout, lag_stop.clone(), &mut lag);
         lag.spawn(lag_loop(
             js.clone(),
             stream.clone(),
@@ -196,7 +210,7 @@ impl<H: Handler> PullLoop<H> {
             cfg.request_timeout,
             lag_stop.clone(),
         ));
-        let shared = Shared::new(handler, js, cfg, stream, durable, shutdown.clone());
+        let shared = Shared::new(handler, js, acker, cfg, stream, durable, shutdown.clone());
         Self {
             shared: Arc::new(shared),
             consumer_config,
@@ -208,6 +222,7 @@ impl<H: Handler> PullLoop<H> {
             fetch_batch,
             in_flight: FuturesUnordered::new(),
             chains: HashMap::new(),
+            ahead: None,
             failures: 0,
             released: 0,
             denied: false,
@@ -225,16 +240,25 @@ impl<H: Handler> PullLoop<H> {
         let Some(consumer) = self.ensure_consumer().await? else {
             return Ok(());
         };
-        let held = self.reserve_slots().await?;
-        let batch = match self.pull(&consumer, held.num_permits()).await? {
+        let pull = match self.ahead.take() {
+            Some(pull) => pull,
+            None => {
+                let held = self.reserve_slots().await?;
+                self.pull(&consumer, held).await?
+            }
+        };
+        let pulled_at = pull.sent_at;
+        let batch = match pull.batch {
             Ok(batch) => batch,
             Err(failure) => {
-                drop(held);
+                drop(pull.held);
                 return self.back_off(failure).await;
             }
         };
-        let pulled_at = Instant::now();
-        match self.dispatch(batch, held, pulled_at).await? {
+        match self
+            .dispatch(&consumer, batch, pull.held, pulled_at)
+            .await?
+        {
             PullEnd::Broken(failure) => self.back_off(failure).await,
             PullEnd::Received => {
                 if self.failures > 0 {
@@ -309,27 +333,55 @@ impl<H: Handler> PullLoop<H> {
         Ok(held)
     }
 
-    /// Sends one pull request for `want` messages.
+    /// Sends one pull request for as many messages as `held` has slots.
     async fn pull(
         &mut self,
         consumer: &PullConsumer,
-        want: usize,
-    ) -> Result<Result<Batch, Failure>, Stopped> {
+        held: OwnedSemaphorePermit,
+    ) -> Result<Pull, Stopped> {
         let cfg = &self.shared.cfg;
         let request = consumer
             .batch()
-            .max_messages(want)
+            .max_messages(held.num_permits())
             .expires(cfg.fetch_expires)
             .messages();
         let request = timeout(cfg.request_timeout, request);
-        Ok(
-            match alongside(&self.shutdown, &mut self.in_flight, request).await {
-                None => return Err(Stopped),
-                Some(Ok(Ok(batch))) => Ok(batch),
-                Some(Ok(Err(e))) => Err(Failure::Request(e.to_string())),
-                Some(Err(_)) => Err(Failure::NotSent),
-            },
-        )
+        let sent_at = Instant::now();
+        let batch = match alongside(&self.shutdown, &mut self.in_flight, request).await {
+            None => return Err(Stopped),
+            Some(Ok(Ok(batch))) => Ok(batch),
+            Some(Ok(Err(e))) => Err(Failure::Request(e.to_string())),
+            Some(Err(_)) => Err(Failure::NotSent),
+        };
+        Ok(Pull {
+            batch,
+            held,
+            sent_at,
+        })
+    }
+
+    /// Sends the next pull ahead if handlers have at least half a batch of slots free (fast
+    /// handlers; slow ones keep every slot busy and pull one batch at a time). The slots
+    /// are reserved for it now, so the messages asked for never exceed `max_in_flight`.
+    async fn pull_ahead(&mut self, consumer: &PullConsumer) -> Result<(), Stopped> {
+        let half = self.fetch_batch.div_ceil(2);
+        if self.ahead.is_some()
+            || self.in_flight.len() >= self.max_settling
+            || self.slots.available_permits() < half
+        {
+            return Ok(());
+        }
+        let Ok(mut held) = self.slots.clone().try_acquire_many_owned(half as u32) else {
+            return Ok(());
+        };
+        while held.num_permits() < self.fetch_batch {
+            match self.slots.clone().try_acquire_owned() {
+                Ok(p) => held.merge(p),
+                Err(_) => break,
+            }
+        }
+        self.ahead = Some(self.pull(consumer, held).await?);
+        Ok(())
     }
 
     /// Hands every message of `batch` to a delivery on one of the `held` slots, until the
@@ -337,6 +389,7 @@ impl<H: Handler> PullLoop<H> {
     /// denied, or shutdown releases what it has not handed out.
     async fn dispatch(
         &mut self,
+        consumer: &PullConsumer,
         mut batch: Batch,
         mut held: OwnedSemaphorePermit,
         pulled_at: Instant,
@@ -344,7 +397,8 @@ impl<H: Handler> PullLoop<H> {
         let bound = self.shared.cfg.fetch_expires + LOST_PULL_GRACE;
         let pull_denied = pull_denied(self.denials.clone(), self.next_subject.clone(), pulled_at);
         tokio::pin!(pull_denied);
-        let mut received = false;
+        let asked = held.num_permits();
+        let mut received = 0usize;
         loop {
             let next = tokio::select! {
                 biased;
@@ -365,7 +419,7 @@ impl<H: Handler> PullLoop<H> {
             };
             match next {
                 Ok(Some(Ok(msg))) => {
-                    received = true;
+                    received += 1;
                     let slot = match held.split(1) {
                         Some(p) => p,
                         // The server never sends more than asked for; if it did, wait for
@@ -373,9 +427,12 @@ impl<H: Handler> PullLoop<H> {
                         None => self.wait_for_slot().await?,
                     };
                     self.start(msg, slot);
+                    if received * 2 >= asked {
+                        self.pull_ahead(consumer).await?;
+                    }
                 }
                 Ok(Some(Err(e))) => return Ok(PullEnd::Broken(Failure::Ended(e.to_string()))),
-                Ok(None) if received => return Ok(PullEnd::Received),
+                Ok(None) if received > 0 => return Ok(PullEnd::Received),
                 Ok(None) => return Ok(PullEnd::Empty),
                 Err(_) => return Ok(PullEnd::Broken(Failure::NoAnswer(bound))),
             }
@@ -416,6 +473,8 @@ impl<H: Handler> PullLoop<H> {
         failure.log(&self.shared.consumer, &self.shared.stream, self.failures);
         if failure.loses_consumer() {
             self.consumer = None;
+            // Sent on the connection or consumer that failed: asked again once re-established.
+            self.ahead = None;
         }
         let delay = reconnect_delay(self.failures);
         match pause(&self.shutdown, &mut self.in_flight, delay).await {
@@ -430,6 +489,14 @@ impl<H: Handler> PullLoop<H> {
         let started = Instant::now();
         let consumer = self.shared.consumer.clone();
         let drain_timeout = self.shared.cfg.drain_timeout;
+        if let Some(Pull {
+            batch: Ok(mut batch),
+            ..
+        }) = self.ahead.take()
+        {
+            let (client, bound) = (self.shared.js.client(), self.shared.cfg.request_timeout);
+            self.released += release_unread(&client, &mut batch, bound).await;
+        }
         self.chains.clear();
         let in_flight_at_stop = self.in_flight.len();
         let deadline = started + drain_timeout;
