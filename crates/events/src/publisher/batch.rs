@@ -9,6 +9,12 @@
 //! sequence `seq - (n - 1 - i)`. The batcher sends every message itself, commits included,
 //! so batches leave (and are stored) in submission order.
 //!
+//! A batch does not wait for its linger when nothing is in flight: an event that finds no
+//! batch being stored goes out at once (alone, at a low rate), and the events that arrive
+//! while batches are being stored go out together as soon as one of them is answered (the
+//! stores clock the batches, as Nagle's algorithm does), so `linger` is only the bound on
+//! that wait, and a low rate pays one round trip, not the linger.
+//!
 //! The server stores an atomic batch whole or not at all. When a batch is refused, for
 //! instance because it holds a `Nats-Msg-Id` already stored (err_code 10201: a retried
 //! event), or its ack does not come, its events fall back to per-message publishing with
@@ -28,7 +34,7 @@ use async_nats::header::{NATS_BATCH_COMMIT, NATS_BATCH_ID, NATS_BATCH_SEQUENCE};
 use async_nats::jetstream;
 use futures::StreamExt;
 use serde::Deserialize;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc};
 use tracing::{Instrument, debug, warn};
 
 use super::completion::Pending;
@@ -45,6 +51,19 @@ const ATOMIC_DISABLED: u64 = 10174;
 const ROUTE_TTL: Duration = Duration::from_secs(30);
 /// How long a failed lookup is remembered (the per-message path reports the problem).
 const FAILED_ROUTE_TTL: Duration = Duration::from_secs(1);
+
+/// A batch's place among the `max_batches_in_flight`; freeing it wakes the batcher, which
+/// then sends what gathered meanwhile.
+struct Slot {
+    _permit: OwnedSemaphorePermit,
+    freed: Arc<Notify>,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.freed.notify_one();
+    }
+}
 
 /// One event waiting for a batch.
 pub(super) struct Item {
@@ -143,6 +162,7 @@ impl Routes {
 pub(super) async fn run(inner: Arc<Inner>, mut rx: mpsc::Receiver<(String, Item)>) {
     let cfg = inner.config.batch.clone();
     let slots = Arc::new(Semaphore::new(cfg.max_batches_in_flight));
+    let freed = Arc::new(Notify::new());
     let mut pending: HashMap<String, (Instant, Vec<Item>)> = HashMap::new();
     loop {
         let next = pending.values().map(|(t, _)| *t + cfg.linger).min();
@@ -166,13 +186,18 @@ pub(super) async fn run(inner: Arc<Inner>, mut rx: mpsc::Receiver<(String, Item)
                     }
                 }
             }
+            // A batch was answered: what gathered while it was stored goes now.
+            () = freed.notified(), if !pending.is_empty() => {
+                to_send.extend(pending.drain().map(|(_, (_, items))| items));
+            }
             item = rx.recv() => {
                 let Some((stream, item)) = item else { break };
                 let entry = pending
                     .entry(stream.clone())
                     .or_insert_with(|| (Instant::now(), Vec::new()));
                 entry.1.push(item);
-                if entry.1.len() >= cfg.max_messages
+                let idle = slots.available_permits() == cfg.max_batches_in_flight;
+                if (idle || entry.1.len() >= cfg.max_messages)
                     && let Some((_, items)) = pending.remove(&stream)
                 {
                     to_send.push(items);
@@ -189,7 +214,13 @@ pub(super) async fn run(inner: Arc<Inner>, mut rx: mpsc::Receiver<(String, Item)
                 s = slots.clone().acquire_owned() => s,
             };
             match slot {
-                Ok(slot) => send_batch(&inner, items, slot).await,
+                Ok(permit) => {
+                    let slot = Slot {
+                        _permit: permit,
+                        freed: freed.clone(),
+                    };
+                    send_batch(&inner, items, slot).await;
+                }
                 Err(_) => abandon(&inner, items).await,
             }
         }
@@ -218,7 +249,7 @@ async fn abandon(inner: &Arc<Inner>, items: Vec<Item>) {
 
 /// Sends one batch (all messages and the commit, in order) and leaves a tracked task
 /// waiting for the commit's reply.
-async fn send_batch(inner: &Arc<Inner>, items: Vec<Item>, slot: OwnedSemaphorePermit) {
+async fn send_batch(inner: &Arc<Inner>, items: Vec<Item>, slot: Slot) {
     let n = items.len();
     let wires: Vec<&Wire> = items.iter().map(|i| &i.wire).collect();
     let sent = tokio::time::timeout(
