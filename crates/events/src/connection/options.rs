@@ -39,20 +39,12 @@ async fn with_auth(
         options = options
             .credentials_file(path)
             .await
-            .map_err(|source| ConnectError::File {
-                what: "credentials file",
-                path: path.clone(),
-                source,
-            })?;
+            .map_err(file_error("credentials file", path))?;
     }
     if let Some(path) = &auth.nkey_seed_file {
         let seed = tokio::fs::read_to_string(path)
             .await
-            .map_err(|source| ConnectError::File {
-                what: "nkey seed file",
-                path: path.clone(),
-                source,
-            })?;
+            .map_err(file_error("nkey seed file", path))?;
         options = options.nkey(seed.trim().to_owned());
     }
     if let Some(token) = &auth.token {
@@ -85,11 +77,13 @@ fn with_tls(mut options: ConnectOptions, tls: &TlsConfig) -> Result<ConnectOptio
 fn check_readable(what: &'static str, path: &Path) -> Result<(), ConnectError> {
     std::fs::File::open(path)
         .map(drop)
-        .map_err(|source| ConnectError::File {
-            what,
-            path: path.to_owned(),
-            source,
-        })
+        .map_err(file_error(what, path))
+}
+
+/// The error of a named file (`what`) that could not be read.
+fn file_error(what: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> ConnectError {
+    let path = path.to_owned();
+    move |source| ConnectError::File { what, path, source }
 }
 
 /// The connect, request and ping bounds and the reconnect limit.
