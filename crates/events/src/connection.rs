@@ -35,13 +35,14 @@
 
 use crate::backoff::Backoff;
 use std::fmt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use async_nats::jetstream;
 use serde::{Deserialize, Deserializer, Serialize};
 
 pub mod denials;
+mod options;
 
 pub use denials::{Denial, Denials, DeniedOperation, PermissionDenied};
 
@@ -341,57 +342,44 @@ impl ConnectConfig {
     /// a zero timeout, interval or delay, an inbox prefix that is not subject tokens.
     pub fn validate(&self) -> Result<(), ConnectError> {
         let mut problems = Vec::new();
-        let mut bad = |field: &'static str, reason: String| {
-            problems.push(ConfigProblem { field, reason });
-        };
+        self.identity_problems(&mut problems);
+        self.auth.problems(&mut problems);
+        self.tls.problems(&mut problems);
+        self.duration_problems(&mut problems);
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(ConnectError::InvalidConfig { problems })
+        }
+    }
+
+    /// URLs that are missing or do not parse, an empty name, a bad inbox prefix.
+    fn identity_problems(&self, out: &mut Vec<ConfigProblem>) {
         if self.urls.is_empty() {
-            bad("urls", "at least one URL is needed".into());
+            out.push(ConfigProblem::new("urls", "at least one URL is needed"));
         }
         for url in &self.urls {
             if url.trim().is_empty() {
-                bad("urls", "an empty URL".into());
+                out.push(ConfigProblem::new("urls", "an empty URL"));
             } else if let Err(e) = url.parse::<async_nats::ServerAddr>() {
-                bad("urls", format!("{url:?} is not a NATS URL: {e}"));
+                out.push(ConfigProblem::new(
+                    "urls",
+                    format!("{url:?} is not a NATS URL: {e}"),
+                ));
             }
         }
         if self.name.as_deref() == Some("") {
-            bad("name", "must not be empty when set".into());
+            out.push(ConfigProblem::new("name", "must not be empty when set"));
         }
         if let Some(prefix) = &self.inbox_prefix
             && let Err(reason) = check_inbox_prefix(prefix)
         {
-            bad("inbox_prefix", reason);
+            out.push(ConfigProblem::new("inbox_prefix", reason));
         }
-        let methods = self.auth.methods();
-        if methods.len() > 1 {
-            bad(
-                "auth",
-                format!(
-                    "set at most one auth method; found {}",
-                    methods.join(" and ")
-                ),
-            );
-        }
-        if self.auth.token.as_deref() == Some("") {
-            bad("auth.token", "must not be empty".into());
-        }
-        match (&self.auth.user, &self.auth.password) {
-            (Some(u), _) if u.is_empty() => bad("auth.user", "must not be empty".into()),
-            (Some(_), None) => bad("auth.password", "user is set but password is not".into()),
-            (None, Some(_)) => bad("auth.user", "password is set but user is not".into()),
-            _ => {}
-        }
-        match (&self.tls.cert_file, &self.tls.key_file) {
-            (Some(_), None) => bad(
-                "tls.key_file",
-                "cert_file is set but key_file is not".into(),
-            ),
-            (None, Some(_)) => bad(
-                "tls.cert_file",
-                "key_file is set but cert_file is not".into(),
-            ),
-            _ => {}
-        }
+    }
+
+    /// A zero timeout, interval or delay.
+    fn duration_problems(&self, out: &mut Vec<ConfigProblem>) {
         for (field, d) in [
             ("connect_timeout", self.connect_timeout),
             ("ping_interval", self.ping_interval),
@@ -399,13 +387,56 @@ impl ConnectConfig {
             ("reconnect.max_delay", self.reconnect.max_delay),
         ] {
             if d.is_zero() {
-                bad(field, "must be greater than zero".into());
+                out.push(ConfigProblem::new(field, "must be greater than zero"));
             }
         }
-        if problems.is_empty() {
-            Ok(())
-        } else {
-            Err(ConnectError::InvalidConfig { problems })
+    }
+}
+
+impl AuthConfig {
+    /// More than one method, an empty token or user, a user without password (or the
+    /// reverse).
+    fn problems(&self, out: &mut Vec<ConfigProblem>) {
+        let methods = self.methods();
+        if methods.len() > 1 {
+            out.push(ConfigProblem::new(
+                "auth",
+                format!(
+                    "set at most one auth method; found {}",
+                    methods.join(" and ")
+                ),
+            ));
+        }
+        if self.token.as_deref() == Some("") {
+            out.push(ConfigProblem::new("auth.token", "must not be empty"));
+        }
+        let problem = match (&self.user, &self.password) {
+            (Some(u), _) if u.is_empty() => Some(("auth.user", "must not be empty")),
+            (Some(_), None) => Some(("auth.password", "user is set but password is not")),
+            (None, Some(_)) => Some(("auth.user", "password is set but user is not")),
+            _ => None,
+        };
+        out.extend(problem.map(|(field, reason)| ConfigProblem::new(field, reason)));
+    }
+}
+
+impl TlsConfig {
+    /// A client certificate without its key, or the reverse.
+    fn problems(&self, out: &mut Vec<ConfigProblem>) {
+        let problem = match (&self.cert_file, &self.key_file) {
+            (Some(_), None) => Some(("tls.key_file", "cert_file is set but key_file is not")),
+            (None, Some(_)) => Some(("tls.cert_file", "key_file is set but cert_file is not")),
+            _ => None,
+        };
+        out.extend(problem.map(|(field, reason)| ConfigProblem::new(field, reason)));
+    }
+}
+
+impl ConfigProblem {
+    fn new(field: &'static str, reason: impl Into<String>) -> Self {
+        Self {
+            field,
+            reason: reason.into(),
         }
     }
 }
@@ -477,16 +508,6 @@ impl Connection {
     }
 }
 
-fn check_readable(what: &'static str, path: &Path) -> Result<(), ConnectError> {
-    std::fs::File::open(path)
-        .map(drop)
-        .map_err(|source| ConnectError::File {
-            what,
-            path: path.to_owned(),
-            source,
-        })
-}
-
 /// Connects by `config`.
 ///
 /// Tries each URL once; fails within `config.connect_timeout`. After that the client
@@ -523,7 +544,7 @@ pub async fn connect_in_background(config: &ConnectConfig) -> Result<Connection,
 async fn open(config: &ConnectConfig, in_background: bool) -> Result<Connection, ConnectError> {
     let urls = config.urls_display();
     let denials = Denials::new();
-    let mut options = options(config, &denials).await?;
+    let mut options = options::options(config, &denials).await?;
     if in_background {
         options = options.retry_on_initial_connect();
     }
@@ -592,112 +613,6 @@ impl Connection {
             urls,
             denials,
         }
-    }
-}
-
-/// The async-nats options of `config` (validated; named files read).
-async fn options(
-    config: &ConnectConfig,
-    denials: &Denials,
-) -> Result<async_nats::ConnectOptions, ConnectError> {
-    config.validate()?;
-    let name = config.name.clone().unwrap_or_default();
-    let mut options = async_nats::ConnectOptions::new();
-    let auth = &config.auth;
-    if let Some(path) = &auth.credentials_file {
-        options = options
-            .credentials_file(path)
-            .await
-            .map_err(|source| ConnectError::File {
-                what: "credentials file",
-                path: path.clone(),
-                source,
-            })?;
-    }
-    if let Some(path) = &auth.nkey_seed_file {
-        let seed = tokio::fs::read_to_string(path)
-            .await
-            .map_err(|source| ConnectError::File {
-                what: "nkey seed file",
-                path: path.clone(),
-                source,
-            })?;
-        options = options.nkey(seed.trim().to_owned());
-    }
-    if let Some(token) = &auth.token {
-        options = options.token(token.clone());
-    }
-    if let (Some(user), Some(password)) = (&auth.user, &auth.password) {
-        options = options.user_and_password(user.clone(), password.clone());
-    }
-    if let Some(ca) = &config.tls.ca_file {
-        check_readable("TLS CA file", ca)?;
-        options = options.add_root_certificates(ca.clone());
-    }
-    if let (Some(cert), Some(key)) = (&config.tls.cert_file, &config.tls.key_file) {
-        check_readable("TLS client certificate", cert)?;
-        check_readable("TLS client key", key)?;
-        options = options.add_client_certificate(cert.clone(), key.clone());
-    }
-    if config.tls.require_tls {
-        options = options.require_tls(true);
-    }
-    if let Some(n) = &config.name {
-        options = options.name(n);
-    }
-    if let Some(prefix) = &config.inbox_prefix {
-        options = options.custom_inbox_prefix(prefix);
-    }
-    let denials = denials.clone();
-    let policy = config.reconnect.clone();
-    let delay_name = name.clone();
-    let event_name = name.clone();
-    options = options
-        .connection_timeout(config.connect_timeout)
-        .request_timeout(Some(config.request_timeout))
-        .ping_interval(config.ping_interval)
-        .max_reconnects(config.reconnect.max_reconnects)
-        .reconnect_delay_callback(move |attempt| {
-            let delay = policy.delay(attempt);
-            if attempt > 1 {
-                tracing::info!(client = %delay_name, attempt, ?delay, "NATS reconnecting");
-            }
-            delay
-        })
-        .event_callback(move |event| {
-            let name = event_name.clone();
-            let denied = match &event {
-                async_nats::Event::ServerError(async_nats::ServerError::Other(text)) => {
-                    denials.record_server_error(text)
-                }
-                _ => None,
-            };
-            async move {
-                match denied {
-                    Some(d) => tracing::warn!(client = %name, operation = ?d.operation, subject = %d.subject, "NATS denied this for lack of permission"),
-                    None => log_event(&name, &event),
-                }
-            }
-        });
-
-    Ok(options)
-}
-
-fn log_event(name: &str, event: &async_nats::Event) {
-    use async_nats::Event as E;
-    match event {
-        E::Connected => tracing::info!(client = %name, "NATS connected"),
-        E::Disconnected => tracing::warn!(client = %name, "NATS disconnected"),
-        E::LameDuckMode => {
-            tracing::warn!(client = %name, "NATS server entered lame duck mode")
-        }
-        E::SlowConsumer(sid) => {
-            tracing::warn!(client = %name, sid, "NATS slow consumer: messages dropped")
-        }
-        E::ServerError(err) => tracing::error!(client = %name, error = %err, "NATS server error"),
-        E::ClientError(err) => tracing::warn!(client = %name, error = %err, "NATS client error"),
-        E::Draining => tracing::info!(client = %name, "NATS draining"),
-        E::Closed => tracing::info!(client = %name, "NATS connection closed"),
     }
 }
 

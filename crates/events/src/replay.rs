@@ -398,14 +398,7 @@ impl WindowReplay {
         F: AsyncFnMut(Scanned) -> Result<(), ReplayError>,
     {
         let started = Instant::now();
-        let spec = ScanSpec {
-            stream: self.stream.as_str().to_owned(),
-            filter_subject: self.subject_filter.as_ref().map(|f| f.as_str().to_owned()),
-            start: ScanStart::Time(self.from),
-            batch: self.batch,
-            request_timeout: self.request_timeout,
-        };
-        let mut scanner = Scanner::open(js, spec).await?;
+        let mut scanner = Scanner::open(js, self.scan_spec()).await?;
         let mut summary = ReplaySummary {
             matched: 0,
             unparsable: 0,
@@ -426,28 +419,16 @@ impl WindowReplay {
                     continue;
                 }
                 let seq = m.sequence;
-                if let Some(raw) = raw_headers::unparsed_base64(Some(&m.headers)) {
-                    tracing::warn!(stream = %self.stream.as_str(), sequence = seq, raw_headers_base64 = %raw,
-                        "message with an unparsable header block (not UTF-8) in the window");
-                    summary.unparsable += 1;
-                    if skip_unparsable {
-                        continue;
-                    }
+                if self.count_unparsable(&m, &mut summary) && skip_unparsable {
+                    continue;
                 }
                 each(m).await?;
                 summary.matched += 1;
                 summary.first_sequence.get_or_insert(seq);
                 summary.last_sequence = Some(seq);
-                if let Some(p) = self.progress.as_mut()
-                    && last_report.elapsed() >= self.progress_interval
-                {
+                if last_report.elapsed() >= self.progress_interval {
                     last_report = Instant::now();
-                    p(&Progress {
-                        processed: summary.matched,
-                        upper_bound,
-                        elapsed: started.elapsed(),
-                        finished: false,
-                    });
+                    self.report(summary.matched, upper_bound, started.elapsed(), false);
                 }
             }
             Ok::<(), ReplayError>(())
@@ -456,15 +437,42 @@ impl WindowReplay {
         scanner.close().await;
         result?;
         summary.elapsed = started.elapsed();
+        self.report(summary.matched, upper_bound, summary.elapsed, true);
+        Ok((summary, ()))
+    }
+
+    /// The scan of the window: from `from`, of the subjects the filter names.
+    fn scan_spec(&self) -> ScanSpec {
+        ScanSpec {
+            stream: self.stream.as_str().to_owned(),
+            filter_subject: self.subject_filter.as_ref().map(|f| f.as_str().to_owned()),
+            start: ScanStart::Time(self.from),
+            batch: self.batch,
+            request_timeout: self.request_timeout,
+        }
+    }
+
+    /// True (logged and counted in `summary`) if `m`'s header block could not be parsed.
+    fn count_unparsable(&self, m: &Scanned, summary: &mut ReplaySummary) -> bool {
+        let Some(raw) = raw_headers::unparsed_base64(Some(&m.headers)) else {
+            return false;
+        };
+        tracing::warn!(stream = %self.stream.as_str(), sequence = m.sequence, raw_headers_base64 = %raw,
+            "message with an unparsable header block (not UTF-8) in the window");
+        summary.unparsable += 1;
+        true
+    }
+
+    /// Calls the progress callback, if there is one.
+    fn report(&mut self, processed: u64, upper_bound: u64, elapsed: Duration, finished: bool) {
         if let Some(p) = self.progress.as_mut() {
             p(&Progress {
-                processed: summary.matched,
+                processed,
                 upper_bound,
-                elapsed: summary.elapsed,
-                finished: true,
+                elapsed,
+                finished,
             });
         }
-        Ok((summary, ()))
     }
 }
 

@@ -19,7 +19,7 @@ use async_nats::HeaderMap;
 use async_nats::jetstream::consumer::pull::{self, Batch};
 use async_nats::jetstream::consumer::{AckPolicy, DeliverPolicy, PullConsumer, ReplayPolicy};
 use async_nats::jetstream::context::GetStreamErrorKind;
-use async_nats::jetstream::stream::Stream;
+use async_nats::jetstream::stream::{self, Stream};
 use async_nats::jetstream::{self, ErrorCode};
 use bytes::Bytes;
 use futures::StreamExt;
@@ -157,34 +157,18 @@ impl Scanner {
     pub(crate) async fn open(js: &jetstream::Context, spec: ScanSpec) -> Result<Self, ScanError> {
         let name = spec.stream.clone();
         let t = spec.request_timeout;
-        let mut stream = match timeout(t, js.get_stream(&name)).await {
-            Err(_) => return Err(timeout_err(&name, "get stream", t)),
-            Ok(Err(e)) => {
-                if let GetStreamErrorKind::JetStream(j) = e.kind()
-                    && j.error_code() == ErrorCode::STREAM_NOT_FOUND
-                {
-                    return Err(ScanError::StreamNotFound { stream: name });
-                }
-                return Err(ScanError::StreamInfo {
-                    stream: name,
-                    source: Box::new(e),
-                });
-            }
-            Ok(Ok(s)) => s,
-        };
-        let state = match timeout(t, stream.info()).await {
-            Err(_) => return Err(timeout_err(&name, "stream info", t)),
-            Ok(Err(e)) => {
-                return Err(ScanError::StreamInfo {
-                    stream: name,
-                    source: Box::new(e),
-                });
-            }
-            Ok(Ok(info)) => info.state.clone(),
-        };
+        let mut stream = get_stream(js, &name, t).await?;
+        let state = within(t, &name, "stream info", stream.info())
+            .await?
+            .map_err(|e| ScanError::StreamInfo {
+                stream: name.clone(),
+                source: Box::new(e),
+            })?
+            .state
+            .clone();
         let mut scanner = Scanner {
             stream,
-            stream_name: name.clone(),
+            stream_name: name,
             consumer: None,
             batch: None,
             batch_delivered: 0,
@@ -196,52 +180,33 @@ impl Scanner {
             buffer: VecDeque::new(),
             spec,
         };
-        let nothing_to_read = match scanner.spec.start {
-            _ if state.messages == 0 || state.last_sequence == 0 => true,
-            ScanStart::Sequence(s) => s > state.last_sequence,
-            ScanStart::Time(from) => from > state.last_timestamp,
-            ScanStart::All => false,
-        };
-        if nothing_to_read {
+        if nothing_to_read(scanner.spec.start, &state) {
             scanner.done = true;
             return Ok(scanner);
         }
-        let deliver_policy = match scanner.spec.start {
-            ScanStart::All => DeliverPolicy::All,
-            ScanStart::Sequence(s) => DeliverPolicy::ByStartSequence {
-                start_sequence: s.max(1),
-            },
-            ScanStart::Time(from) => DeliverPolicy::ByStartTime { start_time: from },
-        };
-        let config = pull::Config {
-            name: Some(format!("events_scan_{}", uuid::Uuid::now_v7().simple())),
-            description: Some("events: read-only scan (ephemeral)".to_owned()),
-            deliver_policy,
-            ack_policy: AckPolicy::None,
-            replay_policy: ReplayPolicy::Instant,
-            filter_subject: scanner.spec.filter_subject.clone().unwrap_or_default(),
-            inactive_threshold: INACTIVE_THRESHOLD,
-            memory_storage: true,
-            num_replicas: 1,
-            ..Default::default()
-        };
-        let consumer: PullConsumer = match timeout(t, scanner.stream.create_consumer(config)).await
-        {
-            Err(_) => return Err(timeout_err(&name, "create scan consumer", t)),
-            Ok(Err(e)) => {
-                return Err(ScanError::CreateConsumer {
-                    stream: name,
-                    source: Box::new(e),
-                });
-            }
-            Ok(Ok(c)) => c,
-        };
+        let consumer = scanner.create_consumer().await?;
         scanner.initial_pending = consumer.cached_info().num_pending;
         if scanner.initial_pending == 0 {
             scanner.done = true;
         }
         scanner.consumer = Some(consumer);
         Ok(scanner)
+    }
+
+    /// Creates the ephemeral scan consumer (see [`scan_consumer_config`]).
+    async fn create_consumer(&self) -> Result<PullConsumer, ScanError> {
+        let config = scan_consumer_config(&self.spec);
+        within(
+            self.spec.request_timeout,
+            &self.stream_name,
+            "create scan consumer",
+            self.stream.create_consumer(config),
+        )
+        .await?
+        .map_err(|e| ScanError::CreateConsumer {
+            stream: self.stream_name.clone(),
+            source: Box::new(e),
+        })
     }
 
     /// The stream's last sequence when the scan opened: nothing after it is returned.
@@ -275,41 +240,19 @@ impl Scanner {
 
     /// Waits for one message from the current pull (or starts a new pull) and buffers it.
     async fn pull_one(&mut self) -> Result<(), ScanError> {
-        let t = self.spec.request_timeout;
-        let Some(consumer) = self.consumer.as_mut() else {
+        if self.consumer.is_none() {
             self.done = true;
             return Ok(());
-        };
+        }
         if self.batch.is_none() {
-            let expires = t.max(Duration::from_secs(1));
-            let req = consumer
-                .batch()
-                .max_messages(self.spec.batch.max(1))
-                .expires(expires)
-                .messages();
-            let batch = match timeout(t, req).await {
-                Err(_) => return Err(timeout_err(&self.stream_name, "pull request", t)),
-                Ok(Err(e)) => {
-                    return Err(ScanError::Fetch {
-                        stream: self.stream_name.clone(),
-                        source: Box::new(e),
-                    });
-                }
-                Ok(Ok(b)) => b,
-            };
-            self.batch = Some(batch);
-            self.batch_delivered = 0;
+            self.start_pull().await?;
         }
         let Some(batch) = self.batch.as_mut() else {
             return Ok(());
         };
         // The pull request itself expires after `expires`; the client adds 5 s of grace.
-        let wait = t.max(Duration::from_secs(1)) + Duration::from_secs(6);
-        let next = match timeout(wait, batch.next()).await {
-            Err(_) => return Err(timeout_err(&self.stream_name, "pull", wait)),
-            Ok(n) => n,
-        };
-        match next {
+        let wait = pull_expiry(self.spec.request_timeout) + Duration::from_secs(6);
+        match within(wait, &self.stream_name, "pull", batch.next()).await? {
             None => {
                 // The pull ended: complete (pull again) or expired empty (check why).
                 self.batch = None;
@@ -325,34 +268,63 @@ impl Scanner {
                     source: e,
                 })
             }
-            Some(Ok(msg)) => {
-                self.empty_pulls = 0;
-                self.batch_delivered += 1;
-                let info = msg.info().map_err(|e| ScanError::Fetch {
-                    stream: self.stream_name.clone(),
-                    source: e,
-                })?;
-                let (sequence, stored_at, pending) =
-                    (info.stream_sequence, info.published, info.pending);
-                self.received_up_to = self.received_up_to.max(sequence);
-                if sequence > self.end_sequence {
-                    self.done = true;
-                    return Ok(());
-                }
-                if pending == 0 || sequence == self.end_sequence {
-                    self.done = true;
-                }
-                let msg = msg.message;
-                self.buffer.push_back(Scanned {
-                    sequence,
-                    stored_at,
-                    subject: msg.subject.to_string(),
-                    headers: msg.headers.unwrap_or_default(),
-                    payload: msg.payload,
-                });
-                Ok(())
-            }
+            Some(Ok(msg)) => self.accept(msg),
         }
+    }
+
+    /// Sends a pull request for the next batch.
+    async fn start_pull(&mut self) -> Result<(), ScanError> {
+        let Some(consumer) = self.consumer.as_mut() else {
+            return Ok(());
+        };
+        let req = consumer
+            .batch()
+            .max_messages(self.spec.batch.max(1))
+            .expires(pull_expiry(self.spec.request_timeout))
+            .messages();
+        let batch = within(
+            self.spec.request_timeout,
+            &self.stream_name,
+            "pull request",
+            req,
+        )
+        .await?
+        .map_err(|e| ScanError::Fetch {
+            stream: self.stream_name.clone(),
+            source: Box::new(e),
+        })?;
+        self.batch = Some(batch);
+        self.batch_delivered = 0;
+        Ok(())
+    }
+
+    /// Buffers a delivered message unless it lies past the scan's upper bound; marks the
+    /// scan done at the bound or when nothing more is pending.
+    fn accept(&mut self, msg: jetstream::Message) -> Result<(), ScanError> {
+        self.empty_pulls = 0;
+        self.batch_delivered += 1;
+        let info = msg.info().map_err(|e| ScanError::Fetch {
+            stream: self.stream_name.clone(),
+            source: e,
+        })?;
+        let (sequence, stored_at, pending) = (info.stream_sequence, info.published, info.pending);
+        self.received_up_to = self.received_up_to.max(sequence);
+        if sequence > self.end_sequence {
+            self.done = true;
+            return Ok(());
+        }
+        if pending == 0 || sequence == self.end_sequence {
+            self.done = true;
+        }
+        let msg = msg.message;
+        self.buffer.push_back(Scanned {
+            sequence,
+            stored_at,
+            subject: msg.subject.to_string(),
+            headers: msg.headers.unwrap_or_default(),
+            payload: msg.payload,
+        });
+        Ok(())
     }
 
     /// After a pull that returned nothing: done if the consumer has nothing pending, else
@@ -363,16 +335,13 @@ impl Scanner {
             self.done = true;
             return Ok(());
         };
-        let (pending, delivered_up_to) = match timeout(t, consumer.info()).await {
-            Err(_) => return Err(timeout_err(&self.stream_name, "consumer info", t)),
-            Ok(Err(e)) => {
-                return Err(ScanError::Fetch {
-                    stream: self.stream_name.clone(),
-                    source: Box::new(e),
-                });
-            }
-            Ok(Ok(info)) => (info.num_pending, info.delivered.stream_sequence),
-        };
+        let info = within(t, &self.stream_name, "consumer info", consumer.info())
+            .await?
+            .map_err(|e| ScanError::Fetch {
+                stream: self.stream_name.clone(),
+                source: Box::new(e),
+            })?;
+        let (pending, delivered_up_to) = (info.num_pending, info.delivered.stream_sequence);
         if pending == 0 {
             // Nothing left to deliver; but if the server delivered past what arrived, the
             // rest was lost on the way, and an empty or short answer would be a lie.
@@ -429,4 +398,72 @@ fn timeout_err(stream: &str, what: &'static str, after: Duration) -> ScanError {
         what,
         after,
     }
+}
+
+/// Awaits `fut` for at most `after`; running out is [`ScanError::Timeout`] naming `what`.
+async fn within<T>(
+    after: Duration,
+    stream: &str,
+    what: &'static str,
+    fut: impl Future<Output = T>,
+) -> Result<T, ScanError> {
+    timeout(after, fut)
+        .await
+        .map_err(|_| timeout_err(stream, what, after))
+}
+
+/// The stream, or [`ScanError::StreamNotFound`] if there is none of that name.
+async fn get_stream(js: &jetstream::Context, name: &str, t: Duration) -> Result<Stream, ScanError> {
+    within(t, name, "get stream", js.get_stream(name))
+        .await?
+        .map_err(|e| match e.kind() {
+            GetStreamErrorKind::JetStream(j) if j.error_code() == ErrorCode::STREAM_NOT_FOUND => {
+                ScanError::StreamNotFound {
+                    stream: name.to_owned(),
+                }
+            }
+            _ => ScanError::StreamInfo {
+                stream: name.to_owned(),
+                source: Box::new(e),
+            },
+        })
+}
+
+/// True if the stream holds nothing at or after `start`, so no consumer is needed.
+fn nothing_to_read(start: ScanStart, state: &stream::State) -> bool {
+    match start {
+        _ if state.messages == 0 || state.last_sequence == 0 => true,
+        ScanStart::Sequence(s) => s > state.last_sequence,
+        ScanStart::Time(from) => from > state.last_timestamp,
+        ScanStart::All => false,
+    }
+}
+
+/// The scan's consumer: ephemeral, unacknowledged, in memory, removed by the server when
+/// left idle for [`INACTIVE_THRESHOLD`].
+fn scan_consumer_config(spec: &ScanSpec) -> pull::Config {
+    let deliver_policy = match spec.start {
+        ScanStart::All => DeliverPolicy::All,
+        ScanStart::Sequence(s) => DeliverPolicy::ByStartSequence {
+            start_sequence: s.max(1),
+        },
+        ScanStart::Time(from) => DeliverPolicy::ByStartTime { start_time: from },
+    };
+    pull::Config {
+        name: Some(format!("events_scan_{}", uuid::Uuid::now_v7().simple())),
+        description: Some("events: read-only scan (ephemeral)".to_owned()),
+        deliver_policy,
+        ack_policy: AckPolicy::None,
+        replay_policy: ReplayPolicy::Instant,
+        filter_subject: spec.filter_subject.clone().unwrap_or_default(),
+        inactive_threshold: INACTIVE_THRESHOLD,
+        memory_storage: true,
+        num_replicas: 1,
+        ..Default::default()
+    }
+}
+
+/// How long a pull request lives on the server: the request timeout, at least 1 s.
+fn pull_expiry(request_timeout: Duration) -> Duration {
+    request_timeout.max(Duration::from_secs(1))
 }

@@ -14,7 +14,7 @@
 //! `invalid_body` (not a JSON object of the documented fields), 404 `not_found`,
 //! 405 `method_not_allowed`, 409 `email_taken` (also the answer to a retry of a committed
 //! sign-up), 413 `event_too_large`, 422 `too_large` (e.g. more than
-//! [`MAX_ROLES`](crate::users::MAX_ROLES) roles), 503 `storage_unavailable` (the database
+//! [`MAX_ROLES`](crate::user::MAX_ROLES) roles), 503 `storage_unavailable` (the database
 //! failed; nothing was changed, try again), 500 otherwise.
 
 use std::sync::Arc;
@@ -32,7 +32,8 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
-use crate::users::{NewUser, UserError, UserPatch, UserService};
+use crate::error::UserError;
+use crate::users::{NewUser, UserPatch, UserService};
 
 /// The users API over `users`.
 pub fn router(users: Arc<UserService>) -> Router {

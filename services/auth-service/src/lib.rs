@@ -22,6 +22,8 @@
 //! sign-ups keep working and `/readyz` stays ready, and the relay catches up.
 //!
 //! - [`users`]: the users API's logic, one transaction per change;
+//! - [`user`]: a user as stored, and the limits on its fields;
+//! - [`error`]: `UserError`, why a request failed;
 //! - [`store`]: the `users` table (SQLite or PostgreSQL, `migrations/`);
 //! - `validate`: the input rules;
 //! - [`schema`]: the event payloads and envelopes;
@@ -31,9 +33,11 @@
 //!   127.0.0.1:9091, graceful shutdown).
 
 pub mod config;
+pub mod error;
 pub mod http;
 pub mod schema;
 pub mod store;
+pub mod user;
 pub mod users;
 mod validate;
 

@@ -11,7 +11,7 @@ use events::schema::URI_PREFIX;
 use events::{Event, EventError};
 use serde::Serialize;
 
-use crate::users::User;
+use crate::user::User;
 
 /// The `source` of every event this service publishes.
 pub const SOURCE: &str = "auth-service";

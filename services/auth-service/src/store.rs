@@ -6,7 +6,7 @@ use events::db::{Backend, Database, DbError};
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
 
-use crate::users::User;
+use crate::user::User;
 
 /// Opens the database at `url`, creating the outbox, inbox and `users` tables if missing.
 ///

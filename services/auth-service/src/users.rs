@@ -1,5 +1,5 @@
-//! Users: input validation, the `users` table, and an event for every change through the
-//! transactional outbox.
+//! The users API's logic: validated input, the `users` table, and an event for every
+//! change through the transactional outbox.
 //!
 //! Each change writes the user row and its event (`events::outbox`) in **one database
 //! transaction** and answers as soon as it commits: nothing is published on the request
@@ -10,45 +10,21 @@
 //! email)` is unique in the table, so a retry of a committed sign-up is a 409.
 
 use events::db::Database;
-use events::outbox::{Outbox, OutboxError};
-use events::{Event, EventError, OrganizationId};
+use events::outbox::Outbox;
+use events::{Event, OrganizationId};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use crate::error::UserError;
 use crate::schema;
 use crate::store;
+use crate::user::User;
 use crate::validate::{required, valid_email, valid_name, valid_roles};
 
-/// Longest accepted e-mail address (RFC 5321 path limit).
-pub(crate) const MAX_EMAIL_LEN: usize = 254;
-/// Longest display name, in characters (EVENT_CATALOG.md).
-pub(crate) const MAX_NAME_CHARS: usize = 200;
-/// Longest role name.
-pub(crate) const MAX_ROLE_LEN: usize = 64;
-/// Most roles per user: keeps every user's event far below the server's `max_payload`
-/// (100 roles of 64 bytes are under 7 KiB).
-pub const MAX_ROLES: usize = 100;
 /// Roles of a user created without any.
 const DEFAULT_ROLE: &str = "member";
 /// Most users per page of [`UserService::list`].
 pub const MAX_PAGE: usize = 1000;
-
-/// A user as this service stores and returns it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct User {
-    /// UUID v7, assigned on creation.
-    pub id: String,
-    /// The tenant the user belongs to.
-    pub organization_id: OrganizationId,
-    /// Lower case; unique within the organization.
-    pub email: String,
-    /// Display name (`display_name` in the events).
-    pub name: String,
-    /// Role names.
-    pub roles: Vec<String>,
-    /// 1 on creation, +1 with each change (the events carry it so consumers can order them).
-    pub revision: u64,
-}
 
 /// Body of `POST /users`. Fields are optional here only so that a missing one is reported
 /// by name ([`UserError::Invalid`]) instead of as a generic parse error.
@@ -104,69 +80,6 @@ pub struct Page {
     pub users: Vec<User>,
     /// Pass as `after` for the next page; `None` on the last page.
     pub next_after: Option<String>,
-}
-
-/// Why a request failed.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum UserError {
-    /// A field is missing or breaks its rule.
-    #[error("invalid {field}: {reason}")]
-    Invalid {
-        /// The field, as named in the request body.
-        field: &'static str,
-        /// What is wrong with it.
-        reason: String,
-    },
-    /// No user has this id.
-    #[error("no user with id {0}")]
-    NotFound(String),
-    /// Another user of the organization has this e-mail address.
-    #[error("email {email} is already used in organization {organization_id}")]
-    EmailTaken {
-        /// The address.
-        email: String,
-        /// The organization.
-        organization_id: String,
-    },
-    /// The event could not be built (a bug: the input was validated).
-    #[error("cannot build the {event_type} event")]
-    Event {
-        /// The event type.
-        event_type: &'static str,
-        /// What the library refused.
-        #[source]
-        source: EventError,
-    },
-    /// A value is over a size limit (e.g. too many roles): HTTP 422.
-    #[error("{field} too large: {reason}")]
-    TooLarge {
-        /// The field, as named in the request body.
-        field: &'static str,
-        /// The limit broken.
-        reason: String,
-    },
-    /// The outbox refused the event (e.g. too large to publish); nothing was changed.
-    #[error("the {event_type} event cannot be published; the change was not made")]
-    Outbox {
-        /// The event type.
-        event_type: &'static str,
-        /// What the outbox said.
-        #[source]
-        source: OutboxError,
-    },
-    /// The database failed; nothing was changed.
-    #[error("the database failed; the change was not made")]
-    Storage(#[from] sqlx::Error),
-}
-
-impl UserError {
-    pub(crate) fn invalid(field: &'static str, reason: impl Into<String>) -> Self {
-        Self::Invalid {
-            field,
-            reason: reason.into(),
-        }
-    }
 }
 
 /// The users, in the service's database, and the outbox their events go through.
@@ -372,6 +285,7 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+    use crate::user::{MAX_ROLE_LEN, MAX_ROLES};
 
     /// A service over a fresh SQLite file (kept by the returned directory).
     async fn service_with(outbox: Outbox) -> (tempfile::TempDir, UserService) {

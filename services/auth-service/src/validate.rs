@@ -1,6 +1,7 @@
 //! The rules of the users API's input: each failure names the field.
 
-use crate::users::{MAX_EMAIL_LEN, MAX_NAME_CHARS, MAX_ROLE_LEN, MAX_ROLES, UserError};
+use crate::error::UserError;
+use crate::user::{MAX_EMAIL_LEN, MAX_NAME_CHARS, MAX_ROLE_LEN, MAX_ROLES};
 
 pub(crate) fn required(field: &'static str, value: Option<String>) -> Result<String, UserError> {
     value.ok_or_else(|| UserError::invalid(field, "is required"))

@@ -268,36 +268,16 @@ impl DeadLetters {
         dl: &DeadLetter,
         subject: &Subject,
     ) -> Result<(Bytes, bool), DlqError> {
-        let Some(omitted) = dl.headers.get(headers::BODY_OMITTED) else {
+        let Some(original) = Original::of(dl)? else {
             return Ok((dl.body.clone(), false));
         };
-        let sequence = dl.sequence;
-        let missing = |header| DlqError::NoOriginalLocation { sequence, header };
-        let len: usize = omitted
-            .as_str()
-            .trim()
-            .parse()
-            .map_err(|_| missing(headers::BODY_OMITTED))?;
-        let stream = dl
-            .original_stream
-            .as_deref()
-            .filter(|s| StreamName::new(s).is_ok())
-            .ok_or_else(|| missing(headers::ORIGINAL_STREAM))?;
-        let original_sequence = dl
-            .original_sequence
-            .filter(|s| *s > 0)
-            .ok_or_else(|| missing(headers::ORIGINAL_SEQUENCE))?;
-        let gone = |why| DlqError::OriginalGone {
-            sequence,
-            stream: stream.to_owned(),
-            original_sequence,
-            why,
-        };
         let t = self.request_timeout;
-        let m = match get_stored(&self.js, stream, original_sequence, t).await {
+        let m = match get_stored(&self.js, original.stream, original.original_sequence, t).await {
             Ok(Some(m)) => m,
-            Ok(None) => return Err(gone("no message at that sequence")),
-            Err(GetFailure::StreamNotFound) => return Err(gone("the stream does not exist")),
+            Ok(None) => return Err(original.gone("no message at that sequence")),
+            Err(GetFailure::StreamNotFound) => {
+                return Err(original.gone("the stream does not exist"));
+            }
             Err(GetFailure::Timeout) => {
                 return Err(DlqError::Timeout {
                     what: "read the original of a dead letter",
@@ -306,31 +286,14 @@ impl DeadLetters {
             }
             Err(GetFailure::Other(source)) => {
                 return Err(DlqError::GetOriginal {
-                    sequence,
-                    stream: stream.to_owned(),
-                    original_sequence,
+                    sequence: original.sequence,
+                    stream: original.stream.to_owned(),
+                    original_sequence: original.original_sequence,
                     source,
                 });
             }
         };
-        let mismatch = |detail| DlqError::OriginalMismatch {
-            sequence,
-            stream: stream.to_owned(),
-            original_sequence,
-            detail,
-        };
-        if m.subject.as_str() != subject.as_str() {
-            return Err(mismatch(format!(
-                "its subject is {}, not {subject}",
-                m.subject
-            )));
-        }
-        if m.payload.len() != len {
-            return Err(mismatch(format!(
-                "its body is {} bytes, not {len}",
-                m.payload.len()
-            )));
-        }
+        original.check(&m.subject, m.payload.len(), subject)?;
         Ok((m.payload, true))
     }
 
@@ -424,5 +387,82 @@ fn failed_item(dl: &DeadLetter, e: DlqError) -> ReplayItem {
                 error: error_chain(&other),
             },
         },
+    }
+}
+
+/// Where the original of a dead letter whose body was omitted is stored, and its length.
+struct Original<'a> {
+    /// The dead letter's own sequence.
+    sequence: u64,
+    stream: &'a str,
+    original_sequence: u64,
+    len: usize,
+}
+
+impl<'a> Original<'a> {
+    /// `None` if the dead letter carries its body; else the record's location, each
+    /// header that is missing or bad named in [`DlqError::NoOriginalLocation`].
+    fn of(dl: &'a DeadLetter) -> Result<Option<Self>, DlqError> {
+        let Some(omitted) = dl.headers.get(headers::BODY_OMITTED) else {
+            return Ok(None);
+        };
+        let sequence = dl.sequence;
+        let missing = |header| DlqError::NoOriginalLocation { sequence, header };
+        let len: usize = omitted
+            .as_str()
+            .trim()
+            .parse()
+            .map_err(|_| missing(headers::BODY_OMITTED))?;
+        let stream = dl
+            .original_stream
+            .as_deref()
+            .filter(|s| StreamName::new(s).is_ok())
+            .ok_or_else(|| missing(headers::ORIGINAL_STREAM))?;
+        let original_sequence = dl
+            .original_sequence
+            .filter(|s| *s > 0)
+            .ok_or_else(|| missing(headers::ORIGINAL_SEQUENCE))?;
+        Ok(Some(Self {
+            sequence,
+            stream,
+            original_sequence,
+            len,
+        }))
+    }
+
+    fn gone(&self, why: &'static str) -> DlqError {
+        DlqError::OriginalGone {
+            sequence: self.sequence,
+            stream: self.stream.to_owned(),
+            original_sequence: self.original_sequence,
+            why,
+        }
+    }
+
+    /// The stored message is the one the record names: same subject, same length.
+    fn check(
+        &self,
+        stored_subject: &str,
+        stored_len: usize,
+        subject: &Subject,
+    ) -> Result<(), DlqError> {
+        let mismatch = |detail| DlqError::OriginalMismatch {
+            sequence: self.sequence,
+            stream: self.stream.to_owned(),
+            original_sequence: self.original_sequence,
+            detail,
+        };
+        if stored_subject != subject.as_str() {
+            return Err(mismatch(format!(
+                "its subject is {stored_subject}, not {subject}"
+            )));
+        }
+        if stored_len != self.len {
+            return Err(mismatch(format!(
+                "its body is {stored_len} bytes, not {}",
+                self.len
+            )));
+        }
+        Ok(())
     }
 }

@@ -149,59 +149,37 @@ impl EventBuilder {
         self.build_with(Ids::Uuid)
     }
 
-    pub(super) fn build_with(self, ids: Ids) -> Result<Event, EventError> {
+    pub(super) fn build_with(mut self, ids: Ids) -> Result<Event, EventError> {
+        // Required attributes are taken out, so that the optional ones can be checked
+        // through `&self` in the order errors are reported.
         let ty = check_type(&self.ty)?;
-        let id = match self.id {
-            Some(id) => {
-                check_id("id", &id)?;
-                if matches!(ids, Ids::Uuid) {
-                    check_uuid(&id)?;
-                }
-                id
-            }
-            None => Uuid::now_v7().to_string(),
-        };
+        let id = checked_id(self.id.take(), ids)?;
         let source = self
             .source
+            .take()
             .ok_or_else(|| EventError::new("source", "is required"))?;
         check_id("source", &source)?;
         let org = self
             .organization
+            .take()
             .ok_or_else(|| EventError::new("organizationid", "is required"))?;
         let organization_id =
             OrganizationId::new(&org).map_err(|e| EventError::from_name("organizationid", e))?;
         let schema_version = self
             .schema_version
+            .take()
             .unwrap_or_else(|| DEFAULT_SCHEMA_VERSION.to_owned());
         check_schema_version(&schema_version)?;
         let data_content_type = self
             .data_content_type
+            .take()
             .unwrap_or_else(|| DATA_CONTENT_TYPE.to_owned());
         check_data_content_type(&data_content_type)?;
         let data = self
             .data
+            .take()
             .ok_or_else(|| EventError::new("data", "is required"))??;
-        if let Some(s) = &self.subject {
-            check_text("subject", s, MAX_TEXT_LEN)?;
-        }
-        if let Some(s) = &self.data_schema {
-            check_uri("dataschema", s)?;
-        }
-        if let Some(s) = &self.traceparent {
-            check_traceparent(s)?;
-        }
-        if let Some(s) = &self.tracestate {
-            check_text("tracestate", s, MAX_TEXT_LEN)?;
-        }
-        if let Some(s) = &self.correlation_id {
-            check_id("correlationid", s)?;
-        }
-        if let Some(s) = &self.causation_id {
-            check_id("causationid", s)?;
-        }
-        for (name, value) in &self.extensions {
-            check_extension(name, value)?;
-        }
+        self.check_optional()?;
         let time = self
             .time
             .unwrap_or_else(OffsetDateTime::now_utc)
@@ -224,6 +202,44 @@ impl EventBuilder {
             data,
         })
     }
+
+    /// Checks the optional attributes that are set, and the extensions.
+    fn check_optional(&self) -> Result<(), EventError> {
+        if let Some(s) = &self.subject {
+            check_text("subject", s, MAX_TEXT_LEN)?;
+        }
+        if let Some(s) = &self.data_schema {
+            check_uri("dataschema", s)?;
+        }
+        if let Some(s) = &self.traceparent {
+            check_traceparent(s)?;
+        }
+        if let Some(s) = &self.tracestate {
+            check_text("tracestate", s, MAX_TEXT_LEN)?;
+        }
+        if let Some(s) = &self.correlation_id {
+            check_id("correlationid", s)?;
+        }
+        if let Some(s) = &self.causation_id {
+            check_id("causationid", s)?;
+        }
+        for (name, value) in &self.extensions {
+            check_extension(name, value)?;
+        }
+        Ok(())
+    }
+}
+
+/// An explicit id, checked (a UUID for [`Ids::Uuid`]), or a new UUID v7.
+fn checked_id(id: Option<String>, ids: Ids) -> Result<String, EventError> {
+    let Some(id) = id else {
+        return Ok(Uuid::now_v7().to_string());
+    };
+    check_id("id", &id)?;
+    if matches!(ids, Ids::Uuid) {
+        check_uuid(&id)?;
+    }
+    Ok(id)
 }
 
 /// How [`EventBuilder`] checks an explicit id.

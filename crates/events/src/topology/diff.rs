@@ -7,8 +7,9 @@ use std::time::Duration;
 use async_nats::jetstream::consumer;
 use async_nats::jetstream::stream;
 
+use super::file::format_size;
 use super::report::{ChangeRisk, FieldChange};
-use super::spec::{ConsumerSpec, Discard, Retention, Storage, StreamSpec, format_size};
+use super::spec::{ConsumerSpec, Discard, Retention, Storage, StreamSpec};
 
 fn storage_to_nats(s: Storage) -> stream::StorageType {
     match s {
@@ -111,49 +112,72 @@ fn age_limit(d: Duration) -> Duration {
 
 const SHRINK: &str = "a smaller limit removes stored messages";
 
-/// The declared fields on which `current` differs from `spec`, with their risk.
+/// The declared fields on which `current` differs from `spec`, with their risk, in the
+/// order the file lists them.
 pub(crate) fn stream_changes(current: &stream::Config, spec: &StreamSpec) -> Vec<FieldChange> {
     let mut out = Vec::new();
-    let mut push = |field: &'static str, from: String, to: String, risk: ChangeRisk| {
-        out.push(FieldChange {
-            field,
-            from,
-            to,
-            risk,
-        });
-    };
+    out.extend(subjects_change(current, spec));
+    out.extend(description_change(
+        current.description.as_deref(),
+        spec.description.as_deref(),
+    ));
+    out.extend(policy_changes(current, spec));
+    out.extend(limit_changes(current, spec));
+    out.extend(safe_setting_changes(current, spec));
+    out
+}
 
+fn change(field: &'static str, from: String, to: String, risk: ChangeRisk) -> FieldChange {
+    FieldChange {
+        field,
+        from,
+        to,
+        risk,
+    }
+}
+
+/// A set of subjects as the report shows it.
+fn joined(set: &BTreeSet<&str>) -> String {
+    set.iter().copied().collect::<Vec<_>>().join(", ")
+}
+
+/// Removing a subject stops storing it; adding one is safe.
+fn subjects_change(current: &stream::Config, spec: &StreamSpec) -> Option<FieldChange> {
     let have: BTreeSet<&str> = current.subjects.iter().map(String::as_str).collect();
     let want: BTreeSet<&str> = spec.subjects.iter().map(|s| s.as_str()).collect();
-    if have != want {
-        let removed: Vec<&str> = have.difference(&want).copied().collect();
-        let risk = if removed.is_empty() {
-            ChangeRisk::Safe
-        } else {
-            ChangeRisk::DropsData(format!(
-                "removing subject(s) {} stops storing them",
-                removed.join(", ")
-            ))
-        };
-        push(
-            "subjects",
-            have.into_iter().collect::<Vec<_>>().join(", "),
-            want.into_iter().collect::<Vec<_>>().join(", "),
-            risk,
-        );
+    if have == want {
+        return None;
     }
-    if let Some(d) = &spec.description
-        && current.description.as_deref() != Some(d.as_str())
-    {
-        push(
+    let removed: Vec<&str> = have.difference(&want).copied().collect();
+    let risk = if removed.is_empty() {
+        ChangeRisk::Safe
+    } else {
+        ChangeRisk::DropsData(format!(
+            "removing subject(s) {} stops storing them",
+            removed.join(", ")
+        ))
+    };
+    Some(change("subjects", joined(&have), joined(&want), risk))
+}
+
+/// A declared description that differs (an undeclared one is never drift).
+fn description_change(current: Option<&str>, declared: Option<&str>) -> Option<FieldChange> {
+    let d = declared?;
+    (current != Some(d)).then(|| {
+        change(
             "description",
-            current.description.clone().unwrap_or_default(),
-            d.clone(),
+            current.unwrap_or_default().to_owned(),
+            d.to_owned(),
             ChangeRisk::Safe,
-        );
-    }
+        )
+    })
+}
+
+/// Storage (never in place), retention (drops data) and discard (safe).
+fn policy_changes(current: &stream::Config, spec: &StreamSpec) -> Vec<FieldChange> {
+    let mut out = Vec::new();
     if current.storage != storage_to_nats(spec.storage) {
-        push(
+        out.push(change(
             "storage",
             storage_from_nats(current.storage),
             spec.storage.to_string(),
@@ -162,102 +186,130 @@ pub(crate) fn stream_changes(current: &stream::Config, spec: &StreamSpec) -> Vec
                  recreate the stream by hand"
                     .into(),
             ),
-        );
+        ));
     }
     if current.retention != retention_to_nats(spec.retention) {
-        push(
+        out.push(change(
             "retention",
             retention_from_nats(current.retention),
             spec.retention.to_string(),
             ChangeRisk::DropsData(
                 "another retention policy removes messages by other rules".into(),
             ),
-        );
+        ));
     }
     if current.discard != discard_to_nats(spec.discard) {
-        push(
+        out.push(change(
             "discard",
             discard_from_nats(current.discard),
             spec.discard.to_string(),
             ChangeRisk::Safe,
-        );
+        ));
     }
+    out
+}
+
+/// The risk of moving a limit: a smaller one removes stored messages.
+fn shrink_risk(shrinks: bool) -> ChangeRisk {
+    if shrinks {
+        ChangeRisk::DropsData(SHRINK.into())
+    } else {
+        ChangeRisk::Safe
+    }
+}
+
+/// Age, size and count limits; a smaller one drops data, except `max_msg_size`, which
+/// only refuses larger new messages.
+fn limit_changes(current: &stream::Config, spec: &StreamSpec) -> Vec<FieldChange> {
+    let mut out = Vec::new();
     if current.max_age != spec.max_age {
-        let risk = if age_limit(spec.max_age) < age_limit(current.max_age) {
-            ChangeRisk::DropsData(SHRINK.into())
-        } else {
-            ChangeRisk::Safe
-        };
-        push(
+        out.push(change(
             "max_age",
             show_age(current.max_age),
             show_age(spec.max_age),
-            risk,
-        );
+            shrink_risk(age_limit(spec.max_age) < age_limit(current.max_age)),
+        ));
     }
-    let mut count = |field: &'static str, cur: i64, want: Option<u64>, show: fn(u64) -> String| {
-        if let Some(want) = want
-            && limit(cur) != want
-        {
-            let risk = if want < limit(cur) {
-                ChangeRisk::DropsData(SHRINK.into())
-            } else {
-                ChangeRisk::Safe
-            };
-            push(field, show_limit(cur, show), show(want), risk);
-        }
-    };
-    count(
+    let count = |n: u64| n.to_string();
+    out.extend(count_change(
         "max_bytes",
         current.max_bytes,
         Some(spec.max_bytes),
         format_size,
-    );
-    count("max_msgs", current.max_messages, spec.max_msgs, |n| {
-        n.to_string()
-    });
-    count(
+    ));
+    out.extend(count_change(
+        "max_msgs",
+        current.max_messages,
+        spec.max_msgs,
+        count,
+    ));
+    out.extend(count_change(
         "max_msgs_per_subject",
         current.max_messages_per_subject,
         spec.max_msgs_per_subject,
-        |n| n.to_string(),
-    );
+        count,
+    ));
     if let Some(want) = spec.max_msg_size {
         let cur = i64::from(current.max_message_size);
         if limit(cur) != want {
             // Stored messages stay; only larger new ones are refused.
-            push(
+            out.push(change(
                 "max_msg_size",
                 show_limit(cur, format_size),
                 format_size(want),
                 ChangeRisk::Safe,
-            );
+            ));
         }
     }
-    if current.duplicate_window != spec.duplicate_window {
-        push(
-            "duplicate_window",
-            show_age(current.duplicate_window),
-            show_age(spec.duplicate_window),
-            ChangeRisk::Safe,
-        );
-    }
-    if current.num_replicas != spec.replicas {
-        push(
-            "replicas",
-            current.num_replicas.to_string(),
-            spec.replicas.to_string(),
-            ChangeRisk::Safe,
-        );
-    }
-    if current.allow_atomic_publish != spec.allow_atomic {
-        push(
-            "allow_atomic",
-            current.allow_atomic_publish.to_string(),
-            spec.allow_atomic.to_string(),
-            ChangeRisk::Safe,
-        );
-    }
+    out
+}
+
+/// A declared count limit (`want`) that differs from the server's (`cur`, non-positive
+/// meaning unlimited).
+fn count_change(
+    field: &'static str,
+    cur: i64,
+    want: Option<u64>,
+    show: fn(u64) -> String,
+) -> Option<FieldChange> {
+    let want = want?;
+    (limit(cur) != want).then(|| {
+        change(
+            field,
+            show_limit(cur, show),
+            show(want),
+            shrink_risk(want < limit(cur)),
+        )
+    })
+}
+
+/// Settings any value of which is safe to change: duplicate window, replicas, atomic
+/// publish.
+fn safe_setting_changes(current: &stream::Config, spec: &StreamSpec) -> Vec<FieldChange> {
+    let mut out = Vec::new();
+    let mut safe = |differs: bool, field: &'static str, from: String, to: String| {
+        if differs {
+            out.push(change(field, from, to, ChangeRisk::Safe));
+        }
+    };
+    safe(
+        current.duplicate_window != spec.duplicate_window,
+        "duplicate_window",
+        show_age(current.duplicate_window),
+        show_age(spec.duplicate_window),
+    );
+    safe(
+        current.num_replicas != spec.replicas,
+        "replicas",
+        current.num_replicas.to_string(),
+        spec.replicas.to_string(),
+    );
+    safe(
+        current.allow_atomic_publish != spec.allow_atomic,
+        "allow_atomic",
+        current.allow_atomic_publish.to_string(),
+        spec.allow_atomic.to_string(),
+    );
     out
 }
 
@@ -299,56 +351,43 @@ pub(crate) fn consumer_changes(
     current: &consumer::Config,
     spec: &ConsumerSpec,
 ) -> Vec<FieldChange> {
+    let safe =
+        |field: &'static str, from: String, to: String| change(field, from, to, ChangeRisk::Safe);
     let mut out = Vec::new();
-    let mut push = |field: &'static str, from: String, to: String| {
-        out.push(FieldChange {
-            field,
-            from,
-            to,
-            risk: ChangeRisk::Safe,
-        });
-    };
     let mut have: BTreeSet<&str> = current.filter_subjects.iter().map(String::as_str).collect();
     if !current.filter_subject.is_empty() {
         have.insert(current.filter_subject.as_str());
     }
     let want: BTreeSet<&str> = spec.filter_subjects.iter().map(|s| s.as_str()).collect();
     if have != want {
-        push(
-            "filter_subjects",
-            have.into_iter().collect::<Vec<_>>().join(", "),
-            want.into_iter().collect::<Vec<_>>().join(", "),
-        );
+        out.push(safe("filter_subjects", joined(&have), joined(&want)));
     }
-    if let Some(d) = &spec.description
-        && current.description.as_deref() != Some(d.as_str())
-    {
-        push(
-            "description",
-            current.description.clone().unwrap_or_default(),
-            d.clone(),
-        );
-    }
+    out.extend(description_change(
+        current.description.as_deref(),
+        spec.description.as_deref(),
+    ));
     if current.ack_wait != spec.ack_wait {
-        push(
+        out.push(safe(
             "ack_wait",
             show_age(current.ack_wait),
             show_age(spec.ack_wait),
-        );
+        ));
     }
-    if limit(current.max_deliver) != spec.max_deliver {
-        push(
-            "max_deliver",
-            show_limit(current.max_deliver, |n| n.to_string()),
-            spec.max_deliver.to_string(),
-        );
-    }
-    if limit(current.max_ack_pending) != spec.max_ack_pending {
-        push(
+    for (field, cur, want) in [
+        ("max_deliver", current.max_deliver, spec.max_deliver),
+        (
             "max_ack_pending",
-            show_limit(current.max_ack_pending, |n| n.to_string()),
-            spec.max_ack_pending.to_string(),
-        );
+            current.max_ack_pending,
+            spec.max_ack_pending,
+        ),
+    ] {
+        if limit(cur) != want {
+            out.push(safe(
+                field,
+                show_limit(cur, |n| n.to_string()),
+                want.to_string(),
+            ));
+        }
     }
     out
 }

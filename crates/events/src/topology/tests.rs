@@ -214,7 +214,8 @@ fn layering_defaults_profile_stream() {
 
 #[test]
 fn sizes_and_overlaps() {
-    use spec::{filter_covers, filters_overlap, format_size, parse_size};
+    use file::{format_size, parse_size};
+    use spec::{filter_covers, filters_overlap};
     assert_eq!(parse_size("1GiB").unwrap(), 1 << 30);
     assert_eq!(parse_size("512 MiB").unwrap(), 512 << 20);
     assert_eq!(parse_size("10MB").unwrap(), 10_000_000);

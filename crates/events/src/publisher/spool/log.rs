@@ -238,92 +238,125 @@ fn lock_dir(dir: &Path) -> io::Result<File> {
     }
 }
 
+/// The segment numbers in `dir`, oldest first.
+fn list_segments(dir: &Path) -> io::Result<Vec<u64>> {
+    let mut segments: Vec<u64> = fs::read_dir(dir)?
+        .filter_map(|e| e.ok())
+        .filter_map(|e| {
+            let name = e.file_name().into_string().ok()?;
+            let stem = name.strip_suffix(".seg")?;
+            u64::from_str_radix(stem, 16).ok()
+        })
+        .collect();
+    segments.sort_unstable();
+    Ok(segments)
+}
+
+/// Where forwarding resumes: the `acked` position if it names a segment that is there,
+/// else the oldest segment. With no segment at all, creates the first (after the acked
+/// one, so numbers never repeat) and adds it to `segments`.
+fn start_position(dir: &Path, segments: &mut Vec<u64>) -> io::Result<Pos> {
+    let oldest = |seg: u64| Pos { seg, off: 0 };
+    Ok(match (read_acked(dir), segments.first().copied()) {
+        (Some(a), Some(first)) if a.seg < first => oldest(first),
+        (Some(a), Some(_)) if segments.contains(&a.seg) => a,
+        (None, Some(first)) => oldest(first),
+        (Some(a), Some(first)) => {
+            warn!(dir = %dir.display(), acked_segment = a.seg, "spool acked position names a missing segment; forwarding from the oldest");
+            oldest(first)
+        }
+        (acked, None) => {
+            let seg = acked.map_or(1, |a| a.seg + 1);
+            File::create(seg_path(dir, seg))?.sync_all()?;
+            sync_dir(dir)?;
+            segments.push(seg);
+            oldest(seg)
+        }
+    })
+}
+
+/// Records not yet forwarded, and their bytes on disk.
+#[derive(Debug, Default)]
+struct Backlog {
+    records: u64,
+    bytes: u64,
+}
+
+/// Scans every segment from `ack` on: counts the backlog, skips corrupt records and cuts a
+/// torn tail off the `last` segment. Clamps `ack.off` to its segment's length.
+fn scan_backlog(dir: &Path, segments: &[u64], ack: &mut Pos, last: u64) -> io::Result<Backlog> {
+    let mut backlog = Backlog::default();
+    for &seg in segments.iter().filter(|s| **s >= ack.seg) {
+        let path = seg_path(dir, seg);
+        let len = fs::metadata(&path)?.len();
+        let mut off = 0;
+        if seg == ack.seg {
+            ack.off = ack.off.min(len);
+            off = ack.off;
+        }
+        scan_segment(&path, len, off, seg == last, &mut backlog)?;
+    }
+    Ok(backlog)
+}
+
+/// Counts the records of one segment from `off` into `backlog`; a torn end is cut off
+/// when `is_last` (an older segment's is only logged).
+fn scan_segment(
+    path: &Path,
+    len: u64,
+    mut off: u64,
+    is_last: bool,
+    backlog: &mut Backlog,
+) -> io::Result<()> {
+    let mut r = BufReader::new(File::open(path)?);
+    loop {
+        match read_at(&mut r, len, off)? {
+            Found::Record { next, .. } => {
+                backlog.bytes += next - off;
+                backlog.records += 1;
+                off = next;
+            }
+            Found::Corrupt { next } => {
+                warn!(segment = %path.display(), offset = off, "corrupt spool record (CRC mismatch) skipped");
+                off = next;
+            }
+            Found::End => return Ok(()),
+            Found::Torn => {
+                warn!(segment = %path.display(), offset = off, bytes = len - off, "torn record at the end of a spool segment (crash during append) cut off");
+                if is_last {
+                    let f = OpenOptions::new().write(true).open(path)?;
+                    f.set_len(off)?;
+                    f.sync_all()?;
+                }
+                return Ok(());
+            }
+        }
+    }
+}
+
+/// Deletes the segments before `ack` (forwarded before a crash) and forgets them.
+fn drop_forwarded_segments(dir: &Path, segments: &mut Vec<u64>, ack: Pos) {
+    for &seg in segments.iter().filter(|s| **s < ack.seg) {
+        let _ = fs::remove_file(seg_path(dir, seg));
+    }
+    segments.retain(|s| *s >= ack.seg);
+}
+
 impl Spool {
     /// Opens (or creates) the spool, cutting off a torn tail and counting the backlog.
     pub(crate) fn open(dir: &Path, limits: Limits) -> io::Result<Spool> {
         let dir = dir.to_path_buf();
         fs::create_dir_all(&dir)?;
         let lock = lock_dir(&dir)?;
-        let mut segments: Vec<u64> = fs::read_dir(&dir)?
-            .filter_map(|e| e.ok())
-            .filter_map(|e| {
-                let name = e.file_name().into_string().ok()?;
-                let stem = name.strip_suffix(".seg")?;
-                u64::from_str_radix(stem, 16).ok()
-            })
-            .collect();
-        segments.sort_unstable();
-        let acked = read_acked(&dir);
-        let mut ack = match (acked, segments.first()) {
-            (Some(a), Some(first)) if a.seg < *first => Pos {
-                seg: *first,
-                off: 0,
-            },
-            (Some(a), Some(_)) if segments.contains(&a.seg) => a,
-            (None, Some(first)) => Pos {
-                seg: *first,
-                off: 0,
-            },
-            (Some(a), Some(first)) => {
-                warn!(dir = %dir.display(), acked_segment = a.seg, "spool acked position names a missing segment; forwarding from the oldest");
-                Pos {
-                    seg: *first,
-                    off: 0,
-                }
-            }
-            (acked, None) => {
-                let seg = acked.map_or(1, |a| a.seg + 1);
-                File::create(seg_path(&dir, seg))?.sync_all()?;
-                sync_dir(&dir)?;
-                segments.push(seg);
-                Pos { seg, off: 0 }
-            }
-        };
-        // Scan from the acked position: count the backlog, cut a torn tail.
-        let mut used = 0u64;
-        let mut pending = 0u64;
+        let mut segments = list_segments(&dir)?;
+        let mut ack = start_position(&dir, &mut segments)?;
         let last = *segments.last().unwrap_or(&ack.seg);
-        for &seg in segments.iter().filter(|s| **s >= ack.seg) {
-            let path = seg_path(&dir, seg);
-            let len = fs::metadata(&path)?.len();
-            let mut off = if seg == ack.seg { ack.off.min(len) } else { 0 };
-            if seg == ack.seg {
-                ack.off = off;
-            }
-            let mut r = BufReader::new(File::open(&path)?);
-            loop {
-                match read_at(&mut r, len, off)? {
-                    Found::Record { next, .. } => {
-                        used += next - off;
-                        pending += 1;
-                        off = next;
-                    }
-                    Found::Corrupt { next } => {
-                        warn!(segment = %path.display(), offset = off, "corrupt spool record (CRC mismatch) skipped");
-                        off = next;
-                    }
-                    Found::End => break,
-                    Found::Torn => {
-                        warn!(segment = %path.display(), offset = off, bytes = len - off, "torn record at the end of a spool segment (crash during append) cut off");
-                        if seg == last {
-                            let f = OpenOptions::new().write(true).open(&path)?;
-                            f.set_len(off)?;
-                            f.sync_all()?;
-                        }
-                        break;
-                    }
-                }
-            }
-        }
-        for &seg in segments.iter().filter(|s| **s < ack.seg) {
-            let _ = fs::remove_file(seg_path(&dir, seg));
-        }
-        segments.retain(|s| *s >= ack.seg);
-        let last_path = seg_path(&dir, last);
-        let writer = OpenOptions::new().append(true).open(&last_path)?;
+        let backlog = scan_backlog(&dir, &segments, &mut ack, last)?;
+        drop_forwarded_segments(&dir, &mut segments, ack);
+        let writer = OpenOptions::new().append(true).open(seg_path(&dir, last))?;
         let write_len = writer.metadata()?.len();
-        if pending > 0 {
-            info!(dir = %dir.display(), pending, bytes = used, "spool holds events to forward");
+        if backlog.records > 0 {
+            info!(dir = %dir.display(), pending = backlog.records, bytes = backlog.bytes, "spool holds events to forward");
         }
         Ok(Spool {
             dir,
@@ -334,9 +367,9 @@ impl Spool {
                 ack,
                 writer,
                 write_len,
-                used,
+                used: backlog.bytes,
             }),
-            pending: AtomicU64::new(pending),
+            pending: AtomicU64::new(backlog.records),
         })
     }
 
