@@ -41,6 +41,8 @@ struct Control {
     cuts: watch::Sender<u64>,
     /// Connections accepted and forwarded so far.
     accepted: Mutex<u64>,
+    /// Bytes read from clients so far (forwarded, held, or lost in a cut).
+    from_clients: Mutex<u64>,
 }
 
 impl Control {
@@ -81,6 +83,7 @@ impl TcpProxy {
             stall_until: Mutex::new(None),
             cuts: watch::channel(0).0,
             accepted: Mutex::new(0),
+            from_clients: Mutex::new(0),
         });
         let upstream = SocketAddr::from(([127, 0, 0, 1], upstream_port));
         let task = tokio::spawn(accept_loop(listener, upstream, control.clone()));
@@ -126,6 +129,16 @@ impl TcpProxy {
             .stall_until
             .lock()
             .unwrap_or_else(|e| e.into_inner()) = None;
+    }
+
+    /// Bytes read from clients so far: forwarded, held by a stall, or lost in a cut. A test
+    /// waits on it to know that what a client sent has left the client.
+    pub fn bytes_from_clients(&self) -> u64 {
+        *self
+            .control
+            .from_clients
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
     }
 
     /// Client connections forwarded to the server so far (refused ones not counted).
@@ -177,21 +190,27 @@ async fn forward(client: TcpStream, upstream: SocketAddr, control: Arc<Control>)
     let (client_read, client_write) = client.into_split();
     let (server_read, server_write) = server.into_split();
     tokio::select! {
-        _ = pump(client_read, server_write, &control) => {}
-        _ = pump(server_read, client_write, &control) => {}
+        _ = pump(client_read, server_write, &control, true) => {}
+        _ = pump(server_read, client_write, &control, false) => {}
         _ = cuts.changed() => {}
     }
     // Returning drops all four halves: both sockets close.
 }
 
 /// Copies `from` to `to`, holding each chunk while a stall lasts.
-async fn pump(mut from: OwnedReadHalf, mut to: OwnedWriteHalf, control: &Control) {
+async fn pump(mut from: OwnedReadHalf, mut to: OwnedWriteHalf, control: &Control, client: bool) {
     let mut buf = vec![0u8; BUFFER];
     loop {
         let n = match from.read(&mut buf).await {
             Ok(0) | Err(_) => return,
             Ok(n) => n,
         };
+        if client {
+            *control
+                .from_clients
+                .lock()
+                .unwrap_or_else(|e| e.into_inner()) += n as u64;
+        }
         while let Some(until) = Control::until(&control.stall_until) {
             sleep_until(until).await;
         }

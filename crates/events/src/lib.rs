@@ -93,6 +93,7 @@ pub mod names;
 pub mod outbox;
 pub mod publisher;
 pub mod raw_headers;
+mod reconnect;
 pub mod replay;
 pub mod scan;
 #[cfg(feature = "schema")]

@@ -938,6 +938,13 @@ impl Client {
         self.state.borrow().to_owned()
     }
 
+    /// A receiver of the connection's state: `changed()` resolves on every connect and
+    /// disconnect, so a caller can act on a reconnect at once (patched in by `events`, see
+    /// PATCH.md).
+    pub fn state_changes(&self) -> tokio::sync::watch::Receiver<State> {
+        self.state.clone()
+    }
+
     /// Forces the client to reconnect.
     /// Keep in mind that client will reconnect automatically if the connection is lost and this
     /// method does not have to be used in normal circumstances.

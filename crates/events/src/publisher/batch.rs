@@ -42,6 +42,7 @@ use super::deliver::Inner;
 use super::spool::spool_now;
 use super::wire::Wire;
 use super::{PublishAck, PublishError, PublishOutcome};
+use crate::reconnect::Reconnect;
 
 /// Room left in `max_payload` for the three batch headers.
 pub(super) const BATCH_HEADER_ALLOWANCE: usize = 128;
@@ -350,10 +351,13 @@ struct BatchReply {
 }
 
 async fn await_commit(inner: &Arc<Inner>, items: Vec<Item>, mut sub: Subscriber, n: usize) {
+    let mut reconnect = Reconnect::watch(&inner.client);
     let reply = tokio::select! {
         biased;
         () = inner.cancel.cancelled() => None,
         r = tokio::time::timeout(inner.config.ack_timeout, sub.next()) => r.ok().flatten(),
+        // Reconnected: the commit's answer will not come; its events go again, same ids.
+        () = reconnect.happened() => None,
         () = batch_denied(inner, &items) => {
             // Nothing of a denied batch is stored; each event settles on its own (a
             // denied one at once, typed).

@@ -13,6 +13,7 @@ use tracing::warn;
 
 use super::error::{PublishError, TransientError};
 use super::retry::{self, Failure};
+use crate::reconnect::Reconnect;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
@@ -131,13 +132,22 @@ impl Inner {
         deadline: Instant,
     ) -> Result<jetstream::publish::PublishAck, Failure> {
         let remaining = Self::remaining(deadline);
+        let mut reconnect = Reconnect::watch(&self.client);
         // The ack future times out by itself after `ack_timeout` (the context's timeout);
-        // a timer of our own is needed only when the deadline comes first.
+        // a timer of our own is needed only when the deadline comes first. A reconnect
+        // ends the wait at once: that answer will not come.
         let ack = async {
-            if remaining >= self.config.ack_timeout {
-                Ok(fut.into_future().await)
-            } else {
-                tokio::time::timeout(remaining, fut.into_future()).await
+            let ack = async {
+                if remaining >= self.config.ack_timeout {
+                    Ok(fut.into_future().await)
+                } else {
+                    tokio::time::timeout(remaining, fut.into_future()).await
+                }
+            };
+            tokio::select! {
+                biased;
+                r = ack => Some(r),
+                () = reconnect.happened() => None,
             }
         };
         // A denied publish gets no answer at all: the server's asynchronous permissions
@@ -162,11 +172,12 @@ impl Inner {
             }
         };
         match res {
-            Ok(Ok(ack)) => Ok(ack),
-            Ok(Err(e)) => Err(self.classify(e, wire)),
-            Err(_) => Err(Failure::Transient(TransientError::AckTimeout(
+            Some(Ok(Ok(ack))) => Ok(ack),
+            Some(Ok(Err(e))) => Err(self.classify(e, wire)),
+            Some(Err(_)) => Err(Failure::Transient(TransientError::AckTimeout(
                 self.config.ack_timeout,
             ))),
+            None => Err(Failure::Transient(TransientError::Reconnected)),
         }
     }
 
@@ -247,8 +258,16 @@ impl Inner {
                     }));
                 }
             }
-            let wait = retry::jittered_backoff(policy, attempts - 1);
+            // Watching before reading the state: a reconnect from now on ends the wait.
+            let mut reconnect = Reconnect::watch(&self.client);
             let down = self.client.connection_state() != State::Connected;
+            // Lost with a connection that is back already: no reason to wait.
+            let wait = match last {
+                TransientError::Reconnected | TransientError::ConnectionLost if !down => {
+                    Duration::ZERO
+                }
+                _ => retry::jittered_backoff(policy, attempts - 1),
+            };
             if attempts > policy.max_retries
                 || Instant::now() + wait >= deadline
                 || (bail_when_down && down)
@@ -269,6 +288,8 @@ impl Inner {
                 biased;
                 () = self.cancel.cancelled() => return Err(Stop::Cancelled),
                 () = tokio::time::sleep(wait) => {}
+                // Down while waiting: the connection coming back is the moment to retry.
+                () = reconnect.happened(), if down => {}
             }
             attempts += 1;
             sent = self.send(wire, deadline).await;

@@ -20,6 +20,10 @@ pub enum TransientError {
     /// The connection broke (or was not up) before the ack arrived.
     #[error("connection to NATS lost before the ack")]
     ConnectionLost,
+    /// The connection went down and came back while the ack was awaited: the answer of a
+    /// try sent before will not come (it may have been stored; the retry keeps the id).
+    #[error("reconnected to NATS before the ack came")]
+    Reconnected,
     /// Nobody answered on the subject (503): no stream listens, or its leader is being
     /// elected, or the stream is being created.
     #[error("no responders for the subject (no stream, or stream leader not available)")]

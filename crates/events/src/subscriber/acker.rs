@@ -20,6 +20,8 @@ use tokio::task::JoinSet;
 use tokio::time::timeout;
 use tokio_util::sync::CancellationToken;
 
+use crate::reconnect::Reconnect;
+
 /// The most acks confirmed by one answer.
 const MAX_GROUP: usize = 1024;
 
@@ -140,17 +142,27 @@ async fn send_group(
         return Ok(());
     };
     let sent = async {
-        for p in rest {
-            client
-                .publish(p.reply.clone(), PLAIN_ACK)
-                .await
-                .map_err(|e| AckErrorKind::Failed(e.to_string()))?;
+        // Acks sent before a reconnect may be lost with the old connection: the group goes
+        // once more on the new one (acking twice is harmless).
+        for _ in 0..2 {
+            let mut reconnect = Reconnect::watch(client);
+            for p in rest {
+                client
+                    .publish(p.reply.clone(), PLAIN_ACK)
+                    .await
+                    .map_err(|e| AckErrorKind::Failed(e.to_string()))?;
+            }
+            tokio::select! {
+                biased;
+                r = client.request(last.reply.clone(), ACK) => {
+                    return r.map(drop).map_err(|e| AckErrorKind::Failed(e.to_string()));
+                }
+                () = reconnect.happened() => {}
+            }
         }
-        client
-            .request(last.reply.clone(), ACK)
-            .await
-            .map(drop)
-            .map_err(|e| AckErrorKind::Failed(e.to_string()))
+        Err(AckErrorKind::Failed(
+            "reconnected twice while confirming".to_owned(),
+        ))
     };
     timeout(request_timeout, sent)
         .await

@@ -27,6 +27,7 @@ use crate::backoff::Backoff;
 use crate::connection::Denials;
 use crate::error::error_chain;
 use crate::metrics as m;
+use crate::reconnect::Reconnect;
 
 /// What [`Subscriber::run`] did when it stopped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -82,6 +83,9 @@ enum Failure {
     /// The pull request ended empty long before it expired (e.g. the connection is
     /// closing): backing off rather than spinning.
     EarlyEmpty,
+    /// The connection went down and came back: the pull requests sent before are gone
+    /// with the old connection (or the restarted server), so they are asked again now.
+    Reconnected,
 }
 
 impl Failure {
@@ -109,6 +113,7 @@ impl Failure {
                 "pull request got no answer in time; re-establishing the consumer"
             ),
             Self::EarlyEmpty => debug!(consumer, failures, "pull request ended early and empty"),
+            Self::Reconnected => info!(consumer, "reconnected; pulling again"),
         }
     }
 }
@@ -397,6 +402,7 @@ impl<H: Handler> PullLoop<H> {
         let bound = self.shared.cfg.fetch_expires + LOST_PULL_GRACE;
         let pull_denied = pull_denied(self.denials.clone(), self.next_subject.clone(), pulled_at);
         tokio::pin!(pull_denied);
+        let mut reconnect = Reconnect::watch(&self.shared.js.client());
         let asked = held.num_permits();
         let mut received = 0usize;
         loop {
@@ -409,6 +415,7 @@ impl<H: Handler> PullLoop<H> {
                 }
                 Some(()) = self.in_flight.next() => continue,
                 n = timeout_at(pulled_at + bound, batch.next()) => n,
+                () = reconnect.happened() => return Ok(PullEnd::Broken(Failure::Reconnected)),
                 () = &mut pull_denied => {
                     error!(consumer = %self.shared.consumer, stream = %self.shared.stream,
                         subject = %self.next_subject,

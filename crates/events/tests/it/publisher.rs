@@ -12,10 +12,11 @@ use events::publisher::{
     BatchConfig, PublishError, PublishOutcome, Publisher, PublisherConfig, RetryPolicy,
     SpoolConfig, TraceContextHook,
 };
-use events_testkit::{NatsCluster, NatsServer, wait_for_stream_messages};
+use events_testkit::{NatsCluster, NatsServer, TcpProxy, wait_for_stream_messages};
 
 mod batch;
 mod metrics;
+mod reconnect;
 
 const BOUND: Duration = Duration::from_secs(60);
 
