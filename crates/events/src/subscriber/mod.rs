@@ -132,6 +132,7 @@
 mod acker;
 mod backoff;
 mod config;
+mod context;
 mod delivery;
 mod handler;
 mod lag;
@@ -143,7 +144,8 @@ use async_nats::jetstream::{self, consumer::pull};
 
 pub use backoff::backoff;
 pub use config::{ConfigError, DeliveryRetryPolicy, RetryPolicy, StartPosition, SubscriberConfig};
-pub use handler::{DeliveryContext, Handler, HandlerError, ResultExt, handler_fn};
+pub use context::{DeliveryContext, ShutdownSignal};
+pub use handler::{Handler, HandlerError, ResultExt, WithState, handler_fn, handler_fn_with};
 pub use lag::{Lag, LagError, group_lag, lag, oldest_unfinished_age};
 pub use outcome::Outcome;
 pub use run::DrainReport;
