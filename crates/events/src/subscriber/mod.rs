@@ -138,6 +138,7 @@ mod handler;
 mod lag;
 pub mod outcome;
 mod run;
+mod running;
 mod service;
 
 use async_nats::jetstream::{self, consumer::pull};
@@ -149,8 +150,10 @@ pub use handler::{Handler, HandlerError, ResultExt, WithState, handler_fn, handl
 pub use lag::{Lag, LagError, group_lag, lag, oldest_unfinished_age};
 pub use outcome::Outcome;
 pub use run::DrainReport;
+pub use running::{RunningSubscriber, StopError};
 pub use service::{Delivery, Permanent, ServiceHandler, service_handler};
 
+use crate::connection::Nats;
 use crate::error::BoxError;
 use crate::names::{ConsumerName, NameError, SubjectFilter};
 
@@ -381,26 +384,28 @@ pub struct Subscriber {
 }
 
 impl Subscriber {
-    /// Starts building a subscription of `filter` (`auth.user.*`, `auth.>`).
-    pub fn builder(js: jetstream::Context, filter: SubjectFilter) -> SubscriberBuilder {
+    /// Starts building a subscription of `filter` (`auth.user.*`, `auth.>`) on `nats`: the
+    /// library's `&Connection` (its permission denials then fail the setup at once, see
+    /// [`SubscriberBuilder::denials`]), a JetStream context or a client.
+    pub fn builder(nats: impl Into<Nats>, filter: SubjectFilter) -> SubscriberBuilder {
+        let nats = nats.into();
         SubscriberBuilder {
-            js,
+            js: nats.jetstream(),
             filter,
             service: None,
             group: None,
             stream: None,
             config: SubscriberConfig::default(),
-            denials: None,
+            denials: nats.denials().cloned(),
         }
     }
 
-    /// [`builder`](Self::builder) on a connection's JetStream context, watching its
-    /// permission denials (see [`SubscriberBuilder::denials`]).
+    /// [`builder`](Self::builder) on a connection (the same as `builder(conn, filter)`).
     pub fn on_connection(
         conn: &crate::connection::Connection,
         filter: SubjectFilter,
     ) -> SubscriberBuilder {
-        Self::builder(conn.jetstream().clone(), filter).denials(conn.denials().clone())
+        Self::builder(conn, filter)
     }
 
     /// The stream consumed from.
@@ -447,6 +452,17 @@ impl Subscriber {
         shutdown: tokio_util::sync::CancellationToken,
     ) -> DrainReport {
         run::run(self, handler, shutdown).await
+    }
+
+    /// Runs `handler` on a Tokio task of its own and returns its handle: its durable name
+    /// and lag while it runs, and [`RunningSubscriber::stop`] (or `stop_after(n, ..)`,
+    /// `stop_on(condition, ..)`) to drain it and get the [`DrainReport`]. Dropping the
+    /// handle begins the shutdown without waiting for it.
+    ///
+    /// # Panics
+    /// Outside a Tokio runtime.
+    pub fn start<H: Handler>(self, handler: H) -> RunningSubscriber {
+        RunningSubscriber::spawn(self, handler)
     }
 }
 
