@@ -10,7 +10,11 @@
 //!   the same outcome); at most [`PublisherConfig::window`] events are in flight, a submit
 //!   beyond that waits (backpressure, bounded memory). [`Publisher::flush`] waits until every
 //!   accepted event has its outcome; [`Publisher::publish_all`] is a batch helper on the same
-//!   path; [`Publisher::close`] stops accepting, flushes and stops the background work.
+//!   path, and [`Publisher::publish_stream`] yields each outcome as it settles, with the
+//!   event's index, polled on the caller's task; [`Publisher::close`] stops accepting,
+//!   flushes and stops the background work.
+//! - [`Publisher::new`] takes the library's [`Connection`](crate::Connection) (`&conn`), a
+//!   client or a JetStream context ([`Nats`]), as [`Subscriber::builder`](crate::Subscriber::builder) does.
 //! - Every try carries `Nats-Msg-Id` = event id, and all tries of one publish happen within
 //!   [`PublisherConfig::deadline`], which `validate()` keeps shorter than the stream's
 //!   duplicate window: a retry is de-duplicated by the server, never stored twice.
@@ -21,8 +25,8 @@
 //! use events::Event;
 //! use events::publisher::{PublishOutcome, Publisher, PublisherConfig};
 //!
-//! let client = async_nats::connect("nats://127.0.0.1:4222").await?;
-//! let publisher = Publisher::new(client, PublisherConfig::new("auth-service")).await?;
+//! let conn = events::connect(&events::ConnectConfig::for_url("nats://127.0.0.1:4222")).await?;
+//! let publisher = Publisher::new(&conn, PublisherConfig::new("auth-service")).await?;
 //! let event = Event::builder("auth.user.created")
 //!     .source("auth-service")
 //!     .organization("org-1")

@@ -9,7 +9,7 @@
 //! #[derive(serde::Deserialize)]
 //! struct UserCreated { user_id: String }
 //!
-//! let subscriber = Subscriber::builder(js, SubjectFilter::new("auth.user.*")?)
+//! let subscriber = Subscriber::builder(&js, SubjectFilter::new("auth.user.*")?)
 //!     .service("catalog-service") // the group, unless .group(..) says otherwise
 //!     .config(SubscriberConfig { max_in_flight: 16, ..Default::default() })
 //!     .build()
@@ -91,7 +91,8 @@
 //!
 //! # Shutdown and resilience
 //!
-//! [`Subscriber::run`] returns after its cancellation token is cancelled: it stops pulling,
+//! [`Subscriber::run`] returns after its cancellation token is cancelled (for a started
+//! subscriber: after [`RunningSubscriber::stop`]): it stops pulling,
 //! lets in-flight handlers finish for up to `drain_timeout`, settles what finished, and
 //! leaves the rest unacked for redelivery. Messages of the pull under way that no handler
 //! took yet (received, or on the wire until a flush returns) are NAKed at once, so another
@@ -113,8 +114,23 @@
 //! A [`Handler`] gets the decoded [`crate::Event`] and a [`DeliveryContext`]; any closure
 //! `Fn(Event, DeliveryContext) -> impl Future<Output = Result<(), HandlerError>>` is one
 //! ([`handler_fn`] helps inference). `?` on any error is transient; `.permanent()?`
-//! ([`ResultExt`]) dead-letters. Tower stacks plug in with [`service_handler`]; the
-//! idempotency wrapper is [`crate::idempotency::Idempotent`].
+//! ([`ResultExt`]) dead-letters. A handler with state is [`handler_fn_with`]`(state, |state,
+//! event, ctx| ..)` (the closure gets its own clone per call) or a type implementing
+//! [`Handler`] (see [`handler_fn_with`]). The context also shows the message as stored,
+//! without a copy ([`DeliveryContext::payload`], [`DeliveryContext::headers`]), and the
+//! shutdown read-only ([`ShutdownSignal`]: a handler cannot stop the subscriber). Tower
+//! stacks plug in with [`service_handler`]; the idempotency wrapper is
+//! [`crate::idempotency::Idempotent`].
+//!
+//! # A running subscriber as a handle
+//!
+//! [`Subscriber::start`] runs the subscriber on a task of its own and returns a
+//! [`RunningSubscriber`]: its durable name and [`lag`](RunningSubscriber::lag) while it
+//! runs, [`stop`](RunningSubscriber::stop) to drain it and get the [`DrainReport`] (bounded:
+//! `drain_timeout + request_timeout` and a margin), [`stop_after`](RunningSubscriber::stop_after)
+//! `(n, bound)` once the handler finished `n` events, [`stop_on`](RunningSubscriber::stop_on)
+//! `(condition, bound)` once a future completes. Dropping the handle begins the shutdown
+//! without waiting for it.
 //!
 //! # Observability
 //!
