@@ -9,7 +9,7 @@ use std::time::Duration;
 use async_nats::jetstream::{self, stream};
 use events::publisher::{PublishOutcome, Publisher, PublisherConfig};
 use events::subscriber::{
-    DeliveryContext, DeliveryRetryPolicy, HandlerError, Subscriber, SubscriberConfig,
+    DeliveryContext, DeliveryRetryPolicy, HandlerError, StopError, Subscriber, SubscriberConfig,
     handler_fn_with,
 };
 use events::{ConnectConfig, Connection, Event, SubjectFilter, connect};
@@ -258,4 +258,39 @@ async fn stop_on_a_condition_the_handler_signals() {
         lag.ack_floor_stream_sequence >= 7,
         "the 7th event was acked: {lag:?}"
     );
+}
+
+#[tokio::test]
+async fn a_count_never_reached_stops_anyway_and_says_how_many_were_handled() {
+    let (_nats, conn) = setup().await;
+    let batch = events(3);
+    let n = batch.len();
+    let publisher = Publisher::new(&conn, PublisherConfig::new("auth-service"))
+        .await
+        .unwrap();
+    publisher.publish_all(&batch).await;
+
+    let seen = Seen::default();
+    let running = subscriber(&conn, "short")
+        .await
+        .start(recorder(seen.clone()));
+    let wait_seen = seen.clone();
+    let all_handled = async move {
+        while wait_seen.lock().unwrap().len() < n {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    tokio::time::timeout(BOUND, all_handled)
+        .await
+        .expect("all handled");
+    let wanted = n as u64 + 1; // one more than was published
+    match running.stop_after(wanted, Duration::from_millis(500)).await {
+        Err(StopError::NotReached {
+            handled, report, ..
+        }) => {
+            assert_eq!(handled, n as u64);
+            assert!(report.is_some(), "stopped anyway, with a drain report");
+        }
+        other => panic!("expected NotReached, got {other:?}"),
+    }
 }
