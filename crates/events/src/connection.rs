@@ -42,9 +42,11 @@ use async_nats::jetstream;
 use serde::{Deserialize, Deserializer, Serialize};
 
 pub mod denials;
+mod handle;
 mod options;
 
 pub use denials::{Denial, Denials, DeniedOperation, PermissionDenied};
+pub use handle::Nats;
 
 /// The URL used when none is configured: a local dev server.
 pub const DEFAULT_URL: &str = "nats://127.0.0.1:4222";

@@ -8,14 +8,15 @@
 //!
 //! # Quick start
 //!
-//! Publish (the call returns once the stream has stored the event, once):
+//! Connect once; the publisher and the subscriber take the same [`Connection`]. Publish (the
+//! call returns once the stream has stored the event, once):
 //!
 //! ```no_run
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
 //! use events::{Event, Publisher, PublisherConfig, connect, ConnectConfig};
 //!
 //! let conn = connect(&ConnectConfig::for_url("nats://127.0.0.1:4222")).await?;
-//! let publisher = Publisher::new(conn.client().clone(), PublisherConfig::new("auth-service")).await?;
+//! let publisher = Publisher::new(&conn, PublisherConfig::new("auth-service")).await?;
 //! let event = Event::builder("auth.user.created")
 //!     .source("auth-service")
 //!     .organization("org-1")
@@ -28,30 +29,36 @@
 //! ```
 //!
 //! Consume as the group `catalog-service` (every instance shares the work; failures are
-//! retried with a growing delay, then dead-lettered):
+//! retried with a growing delay, then dead-lettered). [`Subscriber::start`] runs it on a task
+//! of its own and returns a [`RunningSubscriber`] to ask its lag and stop it;
+//! [`handler_fn_with`] hands the handler its state:
 //!
 //! ```no_run
-//! # async fn run(js: async_nats::jetstream::Context) -> Result<(), Box<dyn std::error::Error>> {
-//! use events::{HandlerError, SubjectFilter, Subscriber, handler_fn};
-//! use tokio_util::sync::CancellationToken;
+//! # async fn run(conn: events::Connection) -> Result<(), Box<dyn std::error::Error>> {
+//! use std::sync::Arc;
+//! use std::sync::atomic::{AtomicU64, Ordering};
+//! use events::{HandlerError, SubjectFilter, Subscriber, handler_fn_with};
 //!
-//! let shutdown = CancellationToken::new(); // cancel on SIGTERM / ctrl-c to drain
-//! let subscriber = Subscriber::builder(js, SubjectFilter::new("auth.user.*")?)
+//! let welcomed = Arc::new(AtomicU64::new(0)); // the handler's state
+//! let running = Subscriber::builder(&conn, SubjectFilter::new("auth.user.*")?)
 //!     .group("catalog-service")
 //!     .build()
-//!     .await?;
-//! let report = subscriber
-//!     .run(
-//!         handler_fn(|event, ctx| async move {
-//!             println!("{} (delivery {})", event.id(), ctx.delivered);
-//!             Ok::<_, HandlerError>(())
-//!         }),
-//!         shutdown,
-//!     )
-//!     .await;
-//! println!("drained: {report:?}");
+//!     .await?
+//!     .start(handler_fn_with(welcomed.clone(), |welcomed, event, ctx| async move {
+//!         println!("{} (delivery {}, {} bytes)", event.id(), ctx.delivered, ctx.payload().len());
+//!         welcomed.fetch_add(1, Ordering::Relaxed);
+//!         Ok::<_, HandlerError>(())
+//!     }));
+//! println!("{}: {:?}", running.durable_name(), running.lag().await?);
+//! tokio::signal::ctrl_c().await?; // or SIGTERM
+//! let report = running.stop().await?; // drains: in-flight handlers finish and are acked
+//! println!("drained: {report:?}, welcomed {}", welcomed.load(Ordering::Relaxed));
 //! # Ok(()) }
 //! ```
+//!
+//! In a test, `running.stop_after(n, bound)` stops once the handler has finished `n`
+//! events; [`Subscriber::run`] with a `CancellationToken` is the form for a service that
+//! manages its own tasks.
 //!
 //! # Module map
 //!
@@ -102,7 +109,12 @@ pub mod security;
 pub mod subscriber;
 pub mod topology;
 
-pub use connection::{ConnectConfig, ConnectError, Connection, connect};
+/// The README's examples, compiled as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+struct ReadmeExamples;
+
+pub use connection::{ConnectConfig, ConnectError, Connection, Nats, connect};
 pub use dlq::{DeadLetter, DeadLetterFilter, DeadLetterReason, DeadLetters, DlqError};
 pub use error::{BoxError, ConfigError, error_chain};
 pub use event::{DecodeError, EncodedEvent, Event, EventBuilder, EventError};
@@ -116,7 +128,7 @@ pub use publisher::{
 };
 pub use replay::{ReplayError, WindowReplay};
 pub use subscriber::{
-    DeliveryContext, DrainReport, Handler, HandlerError, ResultExt, SubscribeError, Subscriber,
-    SubscriberConfig, handler_fn,
+    DeliveryContext, DrainReport, Handler, HandlerError, ResultExt, RunningSubscriber,
+    SubscribeError, Subscriber, SubscriberConfig, handler_fn, handler_fn_with,
 };
 pub use topology::{ApplyOptions, ApplyReport, SpecError, TopologyError, TopologySpec, apply};

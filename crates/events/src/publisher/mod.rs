@@ -10,7 +10,11 @@
 //!   the same outcome); at most [`PublisherConfig::window`] events are in flight, a submit
 //!   beyond that waits (backpressure, bounded memory). [`Publisher::flush`] waits until every
 //!   accepted event has its outcome; [`Publisher::publish_all`] is a batch helper on the same
-//!   path; [`Publisher::close`] stops accepting, flushes and stops the background work.
+//!   path, and [`Publisher::publish_stream`] yields each outcome as it settles, with the
+//!   event's index, polled on the caller's task; [`Publisher::close`] stops accepting,
+//!   flushes and stops the background work.
+//! - [`Publisher::new`] takes the library's [`Connection`](crate::Connection) (`&conn`), a
+//!   client or a JetStream context ([`Nats`]), as [`Subscriber::builder`](crate::Subscriber::builder) does.
 //! - Every try carries `Nats-Msg-Id` = event id, and all tries of one publish happen within
 //!   [`PublisherConfig::deadline`], which `validate()` keeps shorter than the stream's
 //!   duplicate window: a retry is de-duplicated by the server, never stored twice.
@@ -21,8 +25,8 @@
 //! use events::Event;
 //! use events::publisher::{PublishOutcome, Publisher, PublisherConfig};
 //!
-//! let client = async_nats::connect("nats://127.0.0.1:4222").await?;
-//! let publisher = Publisher::new(client, PublisherConfig::new("auth-service")).await?;
+//! let conn = events::connect(&events::ConnectConfig::for_url("nats://127.0.0.1:4222")).await?;
+//! let publisher = Publisher::new(&conn, PublisherConfig::new("auth-service")).await?;
 //! let event = Event::builder("auth.user.created")
 //!     .source("auth-service")
 //!     .organization("org-1")
@@ -109,6 +113,7 @@ mod deliver;
 mod error;
 mod recording;
 mod retry;
+mod settled;
 mod spool;
 mod wire;
 
@@ -127,6 +132,7 @@ use tokio_util::sync::{CancellationToken, DropGuard};
 use tokio_util::task::TaskTracker;
 use tracing::{Instrument, Span, debug, warn};
 
+use crate::connection::Nats;
 use crate::event::Event;
 
 pub use config::{
@@ -135,6 +141,7 @@ pub use config::{
 };
 pub use error::{FlushError, NewPublisherError, PublishError, TransientError};
 pub use recording::{DEFAULT_MAX_PAYLOAD, RecordingPublisher};
+pub use settled::Settled;
 
 use completion::{Outcomes, Pending};
 use deliver::Inner;
@@ -278,19 +285,27 @@ fn publish_span(event: &Event) -> Span {
 }
 
 impl Publisher {
-    /// A publisher over a connected client. Builds its own JetStream context (request
+    /// A publisher on `nats`: the library's `&Connection` (its permission denials then fail
+    /// a publish at once, see [`Publisher::on_connection`]), a client or a JetStream
+    /// context (only its client is used). Builds its own JetStream context (request
     /// timeout = `ack_timeout`, in-flight acks bounded by the window) and, with a spool
     /// configured, opens it and starts the forwarder (which needs a Tokio runtime).
     ///
     /// # Errors
     /// [`NewPublisherError::Config`] if `config.validate()` fails; [`NewPublisherError::Spool`]
     /// if the spool directory cannot be opened or is locked by another publisher.
-    pub async fn new(client: Client, config: PublisherConfig) -> Result<Self, NewPublisherError> {
-        Self::build(client, config, None).await
+    pub async fn new(
+        nats: impl Into<Nats>,
+        config: PublisherConfig,
+    ) -> Result<Self, NewPublisherError> {
+        let nats = nats.into();
+        let denials = nats.denials().cloned();
+        Self::build(nats.client().clone(), config, denials).await
     }
 
-    /// [`Publisher::new`] over a [`Connection`](crate::connection::Connection), watching
-    /// its [`Denials`](crate::connection::Denials): a publish the server refuses for
+    /// [`Publisher::new`] over a [`Connection`](crate::connection::Connection) (the same as
+    /// `Publisher::new(conn, config)`), watching its
+    /// [`Denials`](crate::connection::Denials): a publish the server refuses for
     /// permissions fails at once with [`PublishError::PermissionDenied`] instead of
     /// waiting out its deadline.
     ///
@@ -300,7 +315,7 @@ impl Publisher {
         conn: &crate::connection::Connection,
         config: PublisherConfig,
     ) -> Result<Self, NewPublisherError> {
-        Self::build(conn.client().clone(), config, Some(conn.denials().clone())).await
+        Self::new(conn, config).await
     }
 
     async fn build(
@@ -558,6 +573,34 @@ impl Publisher {
             });
         }
         out
+    }
+
+    /// Publishes every event through the windowed path and yields each outcome as soon as
+    /// it settles, with the event's index in `events`: `(index, outcome)`, in the order
+    /// they settle (not input order). The events are submitted in order as the stream is
+    /// polled (at most `window` in flight), and everything runs on the polling task: no task
+    /// per event. An event refused before sending (invalid, too large, closed) is yielded
+    /// with its error at once. The stream ends after the last outcome.
+    ///
+    /// ```no_run
+    /// # async fn run(publisher: events::Publisher, batch: Vec<events::Event>) {
+    /// use futures::StreamExt;
+    ///
+    /// let mut settled = std::pin::pin!(publisher.publish_stream(&batch));
+    /// while let Some((i, outcome)) = settled.next().await {
+    ///     if let Err(e) = outcome {
+    ///         eprintln!("event {} failed: {e}", batch[i].id());
+    ///     }
+    /// }
+    /// # }
+    /// ```
+    pub fn publish_stream<'a, I>(&'a self, events: I) -> impl futures::Stream<Item = Settled> + 'a
+    where
+        I: IntoIterator,
+        I::IntoIter: 'a,
+        I::Item: std::borrow::Borrow<Event>,
+    {
+        settled::settle(self, events)
     }
 
     /// Waits until every event accepted before this call has its outcome (stored, spooled

@@ -17,7 +17,8 @@ use tracing::{Instrument, debug, debug_span, error, warn};
 use super::acker::Acker;
 use super::backoff::backoff;
 use super::config::SubscriberConfig;
-use super::handler::{DeliveryContext, Handler, HandlerError};
+use super::context::{DeliveryContext, Meta};
+use super::handler::{Handler, HandlerError};
 use super::outcome::{Outcome, decide, decide_before};
 use crate::backoff::jittered;
 use crate::dlq::{DeadLetterReason, FailureRecord, publish_dead_letter};
@@ -109,15 +110,6 @@ fn register_series(consumer: &str) {
     }
 }
 
-/// The delivery metadata of a pulled message.
-#[derive(Debug, Clone, Copy)]
-struct Meta {
-    delivered: u64,
-    stream_sequence: u64,
-    consumer_sequence: u64,
-    published: OffsetDateTime,
-}
-
 /// What a delivery came to.
 struct Verdict {
     outcome: Outcome,
@@ -170,6 +162,8 @@ pub(super) fn deliver<H: Handler>(
     };
     let span = debug_span!("deliver", consumer = %shared.consumer, subject = %msg.subject,
         stream_seq = meta.stream_sequence, delivered = meta.delivered);
+    // Shared with the handler's context (its raw payload and headers), not copied.
+    let msg = Arc::new(msg);
     let delivery = async move {
         if let Some(prev) = prev {
             // Ordered mode: the previous message of this subject settles first.
@@ -190,7 +184,11 @@ pub(super) fn deliver<H: Handler>(
 
 /// Decodes `msg` and decides: settled before the handler (beyond `max_attempts`,
 /// undecodable, invalid, breaking its schema), or by the handler's result.
-async fn evaluate<H: Handler>(shared: &Shared<H>, msg: &jetstream::Message, meta: Meta) -> Verdict {
+async fn evaluate<H: Handler>(
+    shared: &Shared<H>,
+    msg: &Arc<jetstream::Message>,
+    meta: Meta,
+) -> Verdict {
     let retry = &shared.cfg.retry;
     let decoded = raw_headers::decode_message(&msg.subject, msg.headers.as_ref(), &msg.payload);
     if let Some(outcome) = decide_before(decoded.as_ref().map(|_| ()), meta.delivered, retry) {
@@ -208,16 +206,8 @@ async fn evaluate<H: Handler>(shared: &Shared<H>, msg: &jetstream::Message, meta
         let invalid = Outcome::DeadLetter(DeadLetterReason::Invalid);
         return Verdict::before_handler(invalid, text, event.event_type().as_str().to_owned());
     }
-    let ctx = DeliveryContext {
-        delivered: meta.delivered,
-        stream_sequence: meta.stream_sequence,
-        consumer_sequence: meta.consumer_sequence,
-        stream: shared.stream.clone(),
-        consumer: shared.consumer.clone(),
-        subject: msg.subject.to_string(),
-        published: meta.published,
-        shutdown: shared.shutdown.clone(),
-    };
+    let (stream, consumer) = (shared.stream.clone(), shared.consumer.clone());
+    let ctx = DeliveryContext::new(meta, stream, consumer, &shared.shutdown, msg.clone());
     run_handler(shared, msg, event, ctx).await
 }
 

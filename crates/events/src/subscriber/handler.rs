@@ -3,9 +3,7 @@
 use std::fmt;
 use std::future::Future;
 
-use time::OffsetDateTime;
-use tokio_util::sync::CancellationToken;
-
+use super::context::DeliveryContext;
 use crate::Event;
 
 /// A boxed error, as handlers produce them.
@@ -114,30 +112,6 @@ impl<T, E: Into<BoxError>> ResultExt<T> for Result<T, E> {
     }
 }
 
-/// What a handler knows about the delivery besides the event.
-#[derive(Debug, Clone)]
-#[non_exhaustive]
-pub struct DeliveryContext {
-    /// Which delivery this is, 1 for the first.
-    pub delivered: u64,
-    /// Sequence of the message in its stream.
-    pub stream_sequence: u64,
-    /// Sequence of this delivery in the consumer.
-    pub consumer_sequence: u64,
-    /// The stream the message is stored in.
-    pub stream: String,
-    /// The durable consumer (group) delivering it.
-    pub consumer: String,
-    /// The subject the message was published on.
-    pub subject: String,
-    /// When the stream stored the message.
-    pub published: OffsetDateTime,
-    /// Cancelled when the subscriber starts shutting down. The handler's result still
-    /// settles the message, so a handler may finish, or stop at a safe point and return a
-    /// transient error (the message comes back later).
-    pub shutdown: CancellationToken,
-}
-
 /// Handles one delivery. Implemented for every
 /// `Fn(Event, DeliveryContext) -> impl Future<Output = Result<(), HandlerError>>` closure;
 /// [`handler_fn`] helps the closure's types be inferred.
@@ -180,6 +154,60 @@ where
     f
 }
 
+/// Builds a handler with state from an async closure that gets its own clone of `state`
+/// on each call, so the closure needs no clone of its own:
+/// `handler_fn_with(pool, |pool, event, ctx| async move { ...; Ok(()) })`.
+///
+/// `state` is cloned once per delivery: give a cheap clone (an `Arc`, a pool, a
+/// [`Publisher`](crate::Publisher)). For state with methods of its own, implement
+/// [`Handler`] on the type instead:
+///
+/// ```
+/// use std::sync::atomic::{AtomicU64, Ordering};
+/// use events::{DeliveryContext, Event, Handler, HandlerError};
+///
+/// struct Counter {
+///     seen: AtomicU64,
+/// }
+///
+/// impl Handler for Counter {
+///     async fn handle(&self, _event: Event, _ctx: DeliveryContext) -> Result<(), HandlerError> {
+///         self.seen.fetch_add(1, Ordering::Relaxed);
+///         Ok(())
+///     }
+/// }
+/// ```
+pub fn handler_fn_with<S, F, Fut>(state: S, f: F) -> WithState<S, F>
+where
+    S: Clone + Send + Sync + 'static,
+    F: Fn(S, Event, DeliveryContext) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<(), HandlerError>> + Send,
+{
+    WithState { state, f }
+}
+
+/// A handler closure with its state; see [`handler_fn_with`].
+#[derive(Debug, Clone)]
+pub struct WithState<S, F> {
+    state: S,
+    f: F,
+}
+
+impl<S, F, Fut> Handler for WithState<S, F>
+where
+    S: Clone + Send + Sync + 'static,
+    F: Fn(S, Event, DeliveryContext) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<(), HandlerError>> + Send,
+{
+    fn handle(
+        &self,
+        event: Event,
+        ctx: DeliveryContext,
+    ) -> impl Future<Output = Result<(), HandlerError>> + Send {
+        (self.f)(self.state.clone(), event, ctx)
+    }
+}
+
 impl<H: Handler> Handler for std::sync::Arc<H> {
     fn handle(
         &self,
@@ -210,6 +238,31 @@ mod tests {
         assert_eq!(e.kind(), "transient");
         assert_eq!(e.chain_string(), "outer: inner");
         assert_eq!(e.to_string(), "transient failure: outer: inner");
+    }
+
+    #[tokio::test]
+    async fn a_handler_with_state_gets_its_own_clone() {
+        use std::sync::Arc;
+        use std::sync::atomic::{AtomicU64, Ordering};
+        let seen = Arc::new(AtomicU64::new(0));
+        let h = handler_fn_with(
+            seen.clone(),
+            |seen: Arc<AtomicU64>, _event, _ctx| async move {
+                seen.fetch_add(1, Ordering::SeqCst);
+                Ok(())
+            },
+        );
+        let event = Event::builder("auth.user.created")
+            .source("s")
+            .organization("o")
+            .data(&serde_json::json!({}))
+            .build()
+            .unwrap();
+        for _ in 0..3 {
+            let ctx = super::super::context::test_context(b"{}");
+            h.handle(event.clone(), ctx).await.unwrap();
+        }
+        assert_eq!(seen.load(Ordering::SeqCst), 3);
     }
 
     #[test]

@@ -9,7 +9,7 @@
 //! #[derive(serde::Deserialize)]
 //! struct UserCreated { user_id: String }
 //!
-//! let subscriber = Subscriber::builder(js, SubjectFilter::new("auth.user.*")?)
+//! let subscriber = Subscriber::builder(&js, SubjectFilter::new("auth.user.*")?)
 //!     .service("catalog-service") // the group, unless .group(..) says otherwise
 //!     .config(SubscriberConfig { max_in_flight: 16, ..Default::default() })
 //!     .build()
@@ -91,7 +91,8 @@
 //!
 //! # Shutdown and resilience
 //!
-//! [`Subscriber::run`] returns after its cancellation token is cancelled: it stops pulling,
+//! [`Subscriber::run`] returns after its cancellation token is cancelled (for a started
+//! subscriber: after [`RunningSubscriber::stop`]): it stops pulling,
 //! lets in-flight handlers finish for up to `drain_timeout`, settles what finished, and
 //! leaves the rest unacked for redelivery. Messages of the pull under way that no handler
 //! took yet (received, or on the wire until a flush returns) are NAKed at once, so another
@@ -113,8 +114,23 @@
 //! A [`Handler`] gets the decoded [`crate::Event`] and a [`DeliveryContext`]; any closure
 //! `Fn(Event, DeliveryContext) -> impl Future<Output = Result<(), HandlerError>>` is one
 //! ([`handler_fn`] helps inference). `?` on any error is transient; `.permanent()?`
-//! ([`ResultExt`]) dead-letters. Tower stacks plug in with [`service_handler`]; the
-//! idempotency wrapper is [`crate::idempotency::Idempotent`].
+//! ([`ResultExt`]) dead-letters. A handler with state is [`handler_fn_with`]`(state, |state,
+//! event, ctx| ..)` (the closure gets its own clone per call) or a type implementing
+//! [`Handler`] (see [`handler_fn_with`]). The context also shows the message as stored,
+//! without a copy ([`DeliveryContext::payload`], [`DeliveryContext::headers`]), and the
+//! shutdown read-only ([`ShutdownSignal`]: a handler cannot stop the subscriber). Tower
+//! stacks plug in with [`service_handler`]; the idempotency wrapper is
+//! [`crate::idempotency::Idempotent`].
+//!
+//! # A running subscriber as a handle
+//!
+//! [`Subscriber::start`] runs the subscriber on a task of its own and returns a
+//! [`RunningSubscriber`]: its durable name and [`lag`](RunningSubscriber::lag) while it
+//! runs, [`stop`](RunningSubscriber::stop) to drain it and get the [`DrainReport`] (bounded:
+//! `drain_timeout + request_timeout` and a margin), [`stop_after`](RunningSubscriber::stop_after)
+//! `(n, bound)` once the handler finished `n` events, [`stop_on`](RunningSubscriber::stop_on)
+//! `(condition, bound)` once a future completes. Dropping the handle begins the shutdown
+//! without waiting for it.
 //!
 //! # Observability
 //!
@@ -132,23 +148,28 @@
 mod acker;
 mod backoff;
 mod config;
+mod context;
 mod delivery;
 mod handler;
 mod lag;
 pub mod outcome;
 mod run;
+mod running;
 mod service;
 
 use async_nats::jetstream::{self, consumer::pull};
 
 pub use backoff::backoff;
 pub use config::{ConfigError, DeliveryRetryPolicy, RetryPolicy, StartPosition, SubscriberConfig};
-pub use handler::{DeliveryContext, Handler, HandlerError, ResultExt, handler_fn};
+pub use context::{DeliveryContext, ShutdownSignal};
+pub use handler::{Handler, HandlerError, ResultExt, WithState, handler_fn, handler_fn_with};
 pub use lag::{Lag, LagError, group_lag, lag, oldest_unfinished_age};
 pub use outcome::Outcome;
 pub use run::DrainReport;
+pub use running::{RunningSubscriber, StopError};
 pub use service::{Delivery, Permanent, ServiceHandler, service_handler};
 
+use crate::connection::Nats;
 use crate::error::BoxError;
 use crate::names::{ConsumerName, NameError, SubjectFilter};
 
@@ -379,26 +400,28 @@ pub struct Subscriber {
 }
 
 impl Subscriber {
-    /// Starts building a subscription of `filter` (`auth.user.*`, `auth.>`).
-    pub fn builder(js: jetstream::Context, filter: SubjectFilter) -> SubscriberBuilder {
+    /// Starts building a subscription of `filter` (`auth.user.*`, `auth.>`) on `nats`: the
+    /// library's `&Connection` (its permission denials then fail the setup at once, see
+    /// [`SubscriberBuilder::denials`]), a JetStream context or a client.
+    pub fn builder(nats: impl Into<Nats>, filter: SubjectFilter) -> SubscriberBuilder {
+        let nats = nats.into();
         SubscriberBuilder {
-            js,
+            js: nats.jetstream(),
             filter,
             service: None,
             group: None,
             stream: None,
             config: SubscriberConfig::default(),
-            denials: None,
+            denials: nats.denials().cloned(),
         }
     }
 
-    /// [`builder`](Self::builder) on a connection's JetStream context, watching its
-    /// permission denials (see [`SubscriberBuilder::denials`]).
+    /// [`builder`](Self::builder) on a connection (the same as `builder(conn, filter)`).
     pub fn on_connection(
         conn: &crate::connection::Connection,
         filter: SubjectFilter,
     ) -> SubscriberBuilder {
-        Self::builder(conn.jetstream().clone(), filter).denials(conn.denials().clone())
+        Self::builder(conn, filter)
     }
 
     /// The stream consumed from.
@@ -445,6 +468,17 @@ impl Subscriber {
         shutdown: tokio_util::sync::CancellationToken,
     ) -> DrainReport {
         run::run(self, handler, shutdown).await
+    }
+
+    /// Runs `handler` on a Tokio task of its own and returns its handle: its durable name
+    /// and lag while it runs, and [`RunningSubscriber::stop`] (or `stop_after(n, ..)`,
+    /// `stop_on(condition, ..)`) to drain it and get the [`DrainReport`]. Dropping the
+    /// handle begins the shutdown without waiting for it.
+    ///
+    /// # Panics
+    /// Outside a Tokio runtime.
+    pub fn start<H: Handler>(self, handler: H) -> RunningSubscriber {
+        RunningSubscriber::spawn(self, handler)
     }
 }
 

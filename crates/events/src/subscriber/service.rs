@@ -3,7 +3,8 @@
 
 use tower::{Service, ServiceExt};
 
-use super::handler::{DeliveryContext, Handler, HandlerError};
+use super::context::DeliveryContext;
+use super::handler::{Handler, HandlerError};
 use crate::Event;
 use crate::error::BoxError;
 
@@ -66,23 +67,12 @@ where
 mod tests {
     use std::time::Duration;
 
-    use time::OffsetDateTime;
-    use tokio_util::sync::CancellationToken;
     use tower::ServiceBuilder;
 
     use super::*;
 
     fn ctx() -> DeliveryContext {
-        DeliveryContext {
-            delivered: 1,
-            stream_sequence: 1,
-            consumer_sequence: 1,
-            stream: "AUTH_EVENTS".into(),
-            consumer: "g__auth_all".into(),
-            subject: "auth.user.created".into(),
-            published: OffsetDateTime::now_utc(),
-            shutdown: CancellationToken::new(),
-        }
+        super::super::context::test_context(b"{}")
     }
 
     fn event(n: u64) -> Event {

@@ -1,6 +1,7 @@
 //! Integration tests of the `events` crate against real nats-server processes
 //! (one test binary, modules per area).
 
+mod api_scenarios;
 mod binary_dlq;
 mod connection;
 #[cfg(feature = "schema")]
