@@ -432,3 +432,74 @@ impl Observer {
         self.pb.inc(1);
     }
 }
+
+/// Where a paced publisher reports the index of each stored event (the restart scenario's
+/// gaps and its list of what must arrive).
+pub(crate) type OnAck = Box<dyn FnMut(u64) + Send>;
+
+/// Publishes `pace.total` events at the pace: `send(i, sent_us)` sends event `i` (built
+/// with its intended send time) and gives its outcome to await (`None`: the send failed),
+/// which is settled off the send path by [`settle_paced`]. Returns the number of failed
+/// publishes; an error only if the harness itself fails (building an event).
+pub(crate) async fn run_paced<S, F>(
+    pace: Pace,
+    on_ack: Option<OnAck>,
+    mut send: S,
+) -> anyhow::Result<u64>
+where
+    S: AsyncFnMut(u64, u64) -> anyhow::Result<Option<F>>,
+    F: Future<Output = bool> + Send + 'static,
+{
+    let (tx, rx) = tokio::sync::mpsc::channel(20_000);
+    let drain = tokio::spawn(settle_paced(rx, on_ack));
+    let mut errors = 0u64;
+    for i in 0..pace.total {
+        let (due, sent_us) = pace.due(i);
+        tokio::time::sleep_until(due.into()).await;
+        match send(i, sent_us).await? {
+            Some(outcome) => {
+                let outcome = async move { (i, outcome.await) };
+                errors += u64::from(tx.send(outcome).await.is_err());
+            }
+            None => errors += 1,
+        }
+    }
+    drop(tx);
+    let drained = tokio::time::timeout(Duration::from_secs(60), drain)
+        .await
+        .context("publish outcomes did not settle within 60 s")?
+        .context("outcome drain task failed")?;
+    Ok(errors + drained)
+}
+
+/// Awaits the outcomes a paced publisher sends (`(index, stored)` futures) off its send
+/// path, running `on_ack` for each stored one, until the sender is dropped and every
+/// outcome is in. Returns the number of failures.
+async fn settle_paced<F>(mut rx: tokio::sync::mpsc::Receiver<F>, mut on_ack: Option<OnAck>) -> u64
+where
+    F: Future<Output = (u64, bool)> + Send,
+{
+    use futures::stream::{FuturesUnordered, StreamExt as _};
+    let mut errors = 0u64;
+    let mut pending = FuturesUnordered::new();
+    let mut settle = |(i, stored): (u64, bool), errors: &mut u64| {
+        if !stored {
+            *errors += 1;
+        } else if let Some(f) = on_ack.as_mut() {
+            f(i);
+        }
+    };
+    loop {
+        tokio::select! {
+            Some(r) = pending.next(), if !pending.is_empty() => settle(r, &mut errors),
+            f = rx.recv() => match f {
+                Some(f) => pending.push(f),
+                None => break,
+            },
+        }
+    }
+    while let Some(r) = pending.next().await {
+        settle(r, &mut errors);
+    }
+    errors
+}

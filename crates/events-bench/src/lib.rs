@@ -231,6 +231,14 @@ impl Sides {
     pub(crate) fn raw(self) -> bool {
         self != Self::Library
     }
+    /// Whether the library side (`true`) or the raw side (`false`) is measured.
+    pub(crate) fn wants(self, library_side: bool) -> bool {
+        if library_side {
+            self.library()
+        } else {
+            self.raw()
+        }
+    }
 }
 
 /// Runs every scenario of `cfg` and returns the figures.

@@ -40,6 +40,21 @@ impl SideResult {
         }
     }
 
+    /// A consume run's result from its tracker: every id in (`complete`) or not by `limit`.
+    pub(crate) fn drained(
+        tally: Tally,
+        errors: u64,
+        elapsed: Duration,
+        complete: bool,
+        limit: Duration,
+    ) -> Self {
+        let mut r = Self::consume(tally, errors, elapsed);
+        if !complete {
+            r.note = Some(format!("timed out after {limit:?}"));
+        }
+        r
+    }
+
     pub(crate) fn rate(&self) -> f64 {
         stats::rate(self.count, self.elapsed)
     }

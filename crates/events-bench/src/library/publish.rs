@@ -10,8 +10,7 @@ use futures::stream::{FuturesUnordered, StreamExt as _};
 use indicatif::ProgressBar;
 
 use crate::SideResult;
-use crate::env::{EventFactory, Pace};
-use crate::raw::OnAck;
+use crate::env::{EventFactory, OnAck, Pace, run_paced};
 
 /// How long `close` may take to flush what is left in flight.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(60);
@@ -33,6 +32,13 @@ async fn publisher(client: &async_nats::Client, cfg: PublisherConfig) -> anyhow:
         .context("creating the publisher")
 }
 
+/// Closes the publisher once a run's clock stopped and gives the run's result.
+async fn finish(p: &Publisher, n: usize, errors: u64, start: Instant) -> SideResult {
+    let elapsed = start.elapsed();
+    let _ = p.close(CLOSE_TIMEOUT).await;
+    SideResult::publish(n as u64, errors, elapsed)
+}
+
 /// `Publisher::publish`, one event at a time, with the default configuration.
 pub(crate) async fn confirmed(
     client: &async_nats::Client,
@@ -46,13 +52,7 @@ pub(crate) async fn confirmed(
         errors += u64::from(p.publish(ev).await.is_err());
         pb.inc(1);
     }
-    let elapsed = start.elapsed();
-    let _ = p.close(CLOSE_TIMEOUT).await;
-    Ok(Some(SideResult::publish(
-        events.len() as u64,
-        errors,
-        elapsed,
-    )))
+    Ok(Some(finish(&p, events.len(), errors, start).await))
 }
 
 /// `Publisher::publish_async` with `cfg.window` in flight (the publisher's own
@@ -85,13 +85,7 @@ pub(crate) async fn windowed(
         errors += u64::from(r.is_err());
         pb.inc(1);
     }
-    let elapsed = start.elapsed();
-    let _ = p.close(CLOSE_TIMEOUT).await;
-    Ok(Some(SideResult::publish(
-        events.len() as u64,
-        errors,
-        elapsed,
-    )))
+    Ok(Some(finish(&p, events.len(), errors, start).await))
 }
 
 /// Paced `Publisher::publish_async` (see [`Pace`]); outcomes are awaited off the send
@@ -105,51 +99,12 @@ pub(crate) async fn paced_publish(
     on_ack: Option<OnAck>,
 ) -> anyhow::Result<Option<u64>> {
     let p = publisher(client, cfg).await?;
-    let (tx, rx) = tokio::sync::mpsc::channel::<(u64, PublishHandle)>(20_000);
-    let drain = tokio::spawn(drain_outcomes(rx, on_ack));
-    let mut errors = 0u64;
-    for i in 0..pace.total {
-        let (due, sent_us) = pace.due(i);
-        tokio::time::sleep_until(due.into()).await;
+    let errors = run_paced(pace, on_ack, async |i, sent_us| {
         let ev = factory.event(i, sent_us)?;
-        match p.publish_async(&ev).await {
-            Ok(h) => errors += u64::from(tx.send((i, h)).await.is_err()),
-            Err(_) => errors += 1,
-        }
-    }
-    drop(tx);
-    let drained = tokio::time::timeout(Duration::from_secs(60), drain)
-        .await
-        .context("publish outcomes did not settle within 60 s")?
-        .context("outcome drain task failed")?;
+        let handle = p.publish_async(&ev).await.ok();
+        Ok(handle.map(|h| async move { h.await.is_ok() }))
+    })
+    .await?;
     let _ = p.close(CLOSE_TIMEOUT).await;
-    Ok(Some(errors + drained))
-}
-
-async fn drain_outcomes(
-    mut rx: tokio::sync::mpsc::Receiver<(u64, PublishHandle)>,
-    mut on_ack: Option<OnAck>,
-) -> u64 {
-    let mut errors = 0u64;
-    let mut handles = FuturesUnordered::new();
-    let mut settle = |(i, ok): (u64, bool), errors: &mut u64| {
-        if !ok {
-            *errors += 1;
-        } else if let Some(f) = on_ack.as_mut() {
-            f(i);
-        }
-    };
-    loop {
-        tokio::select! {
-            Some(r) = handles.next(), if !handles.is_empty() => settle(r, &mut errors),
-            h = rx.recv() => match h {
-                Some((i, h)) => handles.push(async move { (i, h.await.is_ok()) }),
-                None => break,
-            },
-        }
-    }
-    while let Some(r) = handles.next().await {
-        settle(r, &mut errors);
-    }
-    errors
+    Ok(Some(errors))
 }

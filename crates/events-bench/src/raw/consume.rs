@@ -193,10 +193,7 @@ pub(crate) async fn consume(
     let complete = tracker.wait_all(spec.limit).await;
     let elapsed = start.elapsed();
     let errors = consumer.stop().await;
-    let mut res = SideResult::consume(tracker.tally(), errors, elapsed);
-    if !complete {
-        res.note = Some(format!("timed out after {:?}", spec.limit));
-    }
+    let res = SideResult::drained(tracker.tally(), errors, elapsed, complete, spec.limit);
     Ok(res)
 }
 

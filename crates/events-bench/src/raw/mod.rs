@@ -14,4 +14,4 @@ mod publish;
 
 pub(crate) use batch::{atomic_batches, prefill};
 pub(crate) use consume::{AckMode, ConsumeSpec, IdFrom, Pull, RawConsumer, consume};
-pub(crate) use publish::{OnAck, confirmed, paced_publish, windowed};
+pub(crate) use publish::{confirmed, paced_publish, windowed};

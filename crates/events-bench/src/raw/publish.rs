@@ -2,16 +2,15 @@
 //! request timeout, 5,000 acks in flight with backpressure), each message with the two
 //! headers the library sends: `Content-Type` and a unique `Nats-Msg-Id`.
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use anyhow::Context as _;
-use async_nats::jetstream::{self, context::PublishAckFuture};
+use async_nats::jetstream;
 use events::event::EncodedEvent;
 use futures::stream::{FuturesUnordered, StreamExt as _};
 use indicatif::ProgressBar;
 
 use crate::SideResult;
-use crate::env::{Env, EventFactory, Pace};
+use crate::env::{Env, EventFactory, OnAck, Pace, run_paced};
 
 /// The JetStream context a user who skips the library writes: the client's defaults.
 pub(crate) fn context(client: &async_nats::Client) -> jetstream::Context {
@@ -88,10 +87,6 @@ pub(crate) fn failed<T, E>(r: Result<T, E>) -> bool {
     r.is_err()
 }
 
-/// Where a paced publisher reports the index of each stored event (the restart scenario's
-/// gaps and its list of what must arrive).
-pub(crate) type OnAck = Box<dyn FnMut(u64) + Send>;
-
 /// Publishes at `rate` events/s for `total` events: event `i` is due at `start + i / rate`
 /// and carries that intended time (µs since `epoch`), so that a publisher falling behind
 /// shows up as latency (no coordinated omission). Acks are awaited off the send path;
@@ -103,53 +98,13 @@ pub(crate) async fn paced_publish(
     on_ack: Option<OnAck>,
 ) -> anyhow::Result<u64> {
     let js = context(client);
-    let (tx, rx) = tokio::sync::mpsc::channel::<(u64, PublishAckFuture)>(20_000);
-    let drain = tokio::spawn(drain_acks(rx, on_ack));
-    let mut errors = 0u64;
-    for i in 0..pace.total {
-        let (due, sent_us) = pace.due(i);
-        tokio::time::sleep_until(due.into()).await;
+    run_paced(pace, on_ack, async |i, sent_us| {
         let w = factory.event(i, sent_us)?.encode();
-        match js
+        let ack = js
             .publish_with_headers(w.subject, w.headers, w.payload)
             .await
-        {
-            Ok(f) => errors += u64::from(tx.send((i, f)).await.is_err()),
-            Err(_) => errors += 1,
-        }
-    }
-    drop(tx);
-    let drained = tokio::time::timeout(Duration::from_secs(60), drain)
-        .await
-        .context("publish acks did not settle within 60 s")?
-        .context("ack drain task failed")?;
-    Ok(errors + drained)
-}
-
-async fn drain_acks(
-    mut rx: tokio::sync::mpsc::Receiver<(u64, PublishAckFuture)>,
-    mut on_ack: Option<OnAck>,
-) -> u64 {
-    let mut errors = 0u64;
-    let mut acks = FuturesUnordered::new();
-    let mut settle = |(i, r): (u64, Result<_, _>), errors: &mut u64| {
-        if failed(r) {
-            *errors += 1;
-        } else if let Some(f) = on_ack.as_mut() {
-            f(i);
-        }
-    };
-    loop {
-        tokio::select! {
-            Some(r) = acks.next(), if !acks.is_empty() => settle(r, &mut errors),
-            f = rx.recv() => match f {
-                Some((i, f)) => acks.push(async move { (i, f.await) }),
-                None => break,
-            },
-        }
-    }
-    while let Some(r) = acks.next().await {
-        settle(r, &mut errors);
-    }
-    errors
+            .ok();
+        Ok(ack.map(|f| async move { f.await.is_ok() }))
+    })
+    .await
 }

@@ -91,12 +91,7 @@ pub(crate) async fn e2e(
             (true, lib_label.as_str(), &mut lib),
             (false, raw_label, &mut raw),
         ] {
-            let wanted = if library_side {
-                cfg.sides.library()
-            } else {
-                cfg.sides.raw()
-            };
-            if !wanted {
+            if !cfg.sides.wants(library_side) {
                 continue;
             }
             // Publishing starts 300 ms after the epoch so that the consumer is pulling.

@@ -17,9 +17,9 @@ use events::connection::{ConnectConfig, connect};
 use events_testkit::NatsServer;
 use futures::FutureExt as _;
 
-use crate::env::{BenchStream, Env, EventFactory, Observer, Pace, Tracker};
+use crate::env::{BenchStream, Env, EventFactory, Observer, OnAck, Pace, Tracker};
 use crate::measure::{LIB, Out, pb_msg};
-use crate::raw::{self, ConsumeSpec, IdFrom, OnAck, RawConsumer};
+use crate::raw::{self, ConsumeSpec, IdFrom, RawConsumer};
 use crate::report::{Better, Figure};
 use crate::stats::{GapMeter, Stats};
 use crate::{BenchConfig, library};
@@ -237,12 +237,7 @@ pub(crate) async fn restart(
         for (library_side, label, pauses) in
             [(true, lib_label, &mut lib), (false, raw_label, &mut raw)]
         {
-            let wanted = if library_side {
-                cfg.sides.library()
-            } else {
-                cfg.sides.raw()
-            };
-            if !wanted {
+            if !cfg.sides.wants(library_side) {
                 continue;
             }
             let pace = Pace::new(rate, total, Duration::from_millis(300));
