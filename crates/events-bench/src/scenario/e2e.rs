@@ -4,9 +4,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use super::lock_summary;
-use crate::env::{Env, EventFactory, Observer, Pace};
-use crate::measure::{Out, SideResult, pb_msg};
-use crate::raw::{self, ConsumeSpec, IdFrom};
+use super::paced::{Paced, Side, paced_checks, paced_side};
+use crate::env::{Env, Observer, Pace};
+use crate::measure::{Out, pb_msg};
 use crate::report::{Better, Figure};
 use crate::stats::{Latency, LatencyRecorder, Stats};
 use crate::{BenchConfig, goals, library};
@@ -29,46 +29,30 @@ impl LatencySamples {
     }
 }
 
-/// One side's run: the consumer (started first) and the paced publisher together.
+/// One side's run on a fresh stream; the latency percentiles of what it handled.
 async fn side_rep(
     env: &Env,
     cfg: &BenchConfig,
     library_side: bool,
     pace: Pace,
     pb: &indicatif::ProgressBar,
-) -> anyhow::Result<Option<(SideResult, u64, Latency)>> {
+) -> anyhow::Result<(Paced, Latency)> {
     let s = env.fresh_stream().await?;
-    let factory = EventFactory::new(&s.event_type)?;
     let rec = Arc::new(Mutex::new(LatencyRecorder::new()));
     let observer = Observer {
         latency: Some((pace.epoch, rec.clone())),
         ..Observer::progress(pb)
     };
-    let limit = Duration::from_secs_f64(pace.total as f64 / pace.rate.max(1) as f64)
-        + Duration::from_secs(60);
-    let res = if library_side {
-        let spec = library::ConsumeSpec {
-            instances: 1,
-            config: cfg.subscriber_config(),
-            limit,
-            id_from_body: true,
-        };
-        let publisher = library::publisher_config(None, cfg.library_batch());
-        let (c, p) = tokio::join!(
-            library::consume(&env.js, &s, pace.total, &spec, &observer),
-            library::paced_publish(&env.client, &factory, pace, publisher, None),
-        );
-        c?.zip(p?)
-    } else {
-        let spec = ConsumeSpec::client_defaults(IdFrom::Body, limit);
-        let (c, p) = tokio::join!(
-            raw::consume(&env.js, &s, pace.total, spec, &observer),
-            raw::paced_publish(&env.client, &factory, pace, None),
-        );
-        Some((c?, p?))
+    let side = Side {
+        library: library_side,
+        publisher: library::publisher_config(None, cfg.library_batch()),
+        client: &env.client,
+        js: &env.js,
     };
+    let run = paced_side(cfg, &side, &s, pace, &observer, None, async {}).await;
     env.delete_stream(&s).await;
-    Ok(res.map(|(c, p)| (c, p, lock_summary(&rec))))
+    let (paced, ()) = run?;
+    Ok((paced, lock_summary(&rec)))
 }
 
 pub(crate) async fn e2e(
@@ -97,13 +81,10 @@ pub(crate) async fn e2e(
             // Publishing starts 300 ms after the epoch so that the consumer is pulling.
             let pace = Pace::new(rate, total, Duration::from_millis(300));
             let pb = env.bar(total, pb_msg(&scenario, label, rep, cfg.reps));
-            let r = side_rep(env, cfg, library_side, pace, &pb).await?;
+            let (paced, latency) = side_rep(env, cfg, library_side, pace, &pb).await?;
             pb.finish_and_clear();
-            if let Some((c, publish_errors, latency)) = r {
-                out.check(&scenario, label, "publish errors", Some(0), publish_errors);
-                out.consume_checks(&scenario, label, &c);
-                samples.push(latency);
-            }
+            paced_checks(out, &scenario, label, library_side, &paced);
+            samples.push(latency);
         }
     }
     for (metric, l, r) in [

@@ -9,6 +9,7 @@ mod consume;
 mod drain;
 mod e2e;
 mod load;
+mod paced;
 mod publish;
 mod restart;
 

@@ -8,7 +8,7 @@
 //! consumes with `messages()` + `ack()`. Only on a server the bench started.
 
 use std::panic::AssertUnwindSafe;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, anyhow};
@@ -17,26 +17,19 @@ use events::connection::{ConnectConfig, connect};
 use events_testkit::NatsServer;
 use futures::FutureExt as _;
 
-use crate::env::{BenchStream, Env, EventFactory, Observer, OnAck, Pace, Tracker};
-use crate::measure::{LIB, Out, pb_msg};
-use crate::raw::{self, ConsumeSpec, IdFrom, RawConsumer};
+use super::paced::{Paced, Side, paced_checks, paced_side};
+use crate::env::{Env, Observer, Pace};
+use crate::measure::{Out, pb_msg};
 use crate::report::{Better, Figure};
 use crate::stats::{GapMeter, Stats};
 use crate::{BenchConfig, library};
-
-/// How long the consumer may take, after the last publish settled, to handle every
-/// event whose store was acknowledged.
-const CATCH_UP: Duration = Duration::from_secs(60);
 
 /// What one side's run measured.
 struct Recovery {
     ack_gap: Duration,
     handled_gap: Duration,
     restart: Duration,
-    publish_errors: u64,
-    /// Acknowledged as stored but never handled within [`CATCH_UP`].
-    not_handled: u64,
-    duplicates: u64,
+    paced: Paced,
 }
 
 /// A side's own connection: through the library's connection module (its reconnect
@@ -55,45 +48,6 @@ async fn connect_side(
             .await
             .context("connecting raw timed out")??;
         Ok((client.clone(), jetstream::new(client)))
-    }
-}
-
-enum Consumer {
-    Library(library::LibConsumer),
-    // Boxed: the raw consumer holds a JetStream context (one value per run, not hot).
-    Raw(Box<RawConsumer>),
-}
-
-impl Consumer {
-    async fn start(
-        cfg: &BenchConfig,
-        js: &jetstream::Context,
-        s: &BenchStream,
-        tracker: &Arc<Tracker>,
-        observer: &Observer,
-        library_side: bool,
-    ) -> anyhow::Result<Self> {
-        if library_side {
-            let spec = library::ConsumeSpec {
-                instances: 1,
-                config: cfg.subscriber_config(),
-                limit: CATCH_UP,
-                id_from_body: true,
-            };
-            let c = library::LibConsumer::start(js, s, &spec, tracker, observer).await?;
-            Ok(Self::Library(c))
-        } else {
-            let spec = ConsumeSpec::client_defaults(IdFrom::Body, CATCH_UP);
-            let c = RawConsumer::start(js, s, spec, tracker, observer).await?;
-            Ok(Self::Raw(Box::new(c)))
-        }
-    }
-
-    async fn stop(self) -> u64 {
-        match self {
-            Self::Library(c) => c.stop().await,
-            Self::Raw(c) => c.stop().await,
-        }
     }
 }
 
@@ -120,31 +74,7 @@ async fn wait_connected(client: &async_nats::Client) {
     }
 }
 
-/// The paced publisher of one side, recording the gaps and the ids of stored acks.
-async fn publish_side(
-    client: &async_nats::Client,
-    factory: &EventFactory,
-    pace: Pace,
-    library_side: bool,
-    gaps: Arc<GapMeter>,
-    acked: Arc<Mutex<Vec<u64>>>,
-) -> anyhow::Result<u64> {
-    let on_ack: OnAck = Box::new(move |i| {
-        gaps.mark();
-        if let Ok(mut a) = acked.lock() {
-            a.push(i);
-        }
-    });
-    if library_side {
-        let cfg = library::publisher_config(None, true);
-        let errors = library::paced_publish(client, factory, pace, cfg, Some(on_ack)).await?;
-        Ok(errors.unwrap_or(pace.total))
-    } else {
-        raw::paced_publish(client, factory, pace, Some(on_ack)).await
-    }
-}
-
-/// One side's run on a fresh stream.
+/// One side's run on a fresh stream, on the side's own connection.
 async fn side_run(
     env: &Env,
     cfg: &BenchConfig,
@@ -155,42 +85,29 @@ async fn side_run(
 ) -> anyhow::Result<Recovery> {
     let s = env.fresh_stream().await?;
     let (client, js) = connect_side(&server.url(), library_side).await?;
-    let factory = EventFactory::new(&s.event_type)?;
-    let tracker = Tracker::new(pace.total);
     let handled = Arc::new(GapMeter::default());
     let observer = Observer {
         gaps: Some(handled.clone()),
         ..Observer::progress(pb)
     };
-    let consumer = Consumer::start(cfg, &js, &s, &tracker, &observer, library_side).await?;
-    let (acks, acked) = (Arc::new(GapMeter::default()), Arc::default());
+    let side = Side {
+        library: library_side,
+        publisher: library::publisher_config(None, true),
+        client: &client,
+        js: &js,
+    };
+    let acks = Arc::new(GapMeter::default());
     let third = Duration::from_secs_f64(pace.total as f64 / pace.rate.max(1) as f64 / 3.0);
-    let (published, restarted) = tokio::join!(
-        publish_side(
-            &client,
-            &factory,
-            pace,
-            library_side,
-            acks.clone(),
-            Arc::clone(&acked)
-        ),
-        restart_at(server, pace.start + third),
-    );
-    let restart = restarted?;
-    let publish_errors = published?;
+    let restart = restart_at(server, pace.start + third);
+    let run = paced_side(cfg, &side, &s, pace, &observer, Some(acks.clone()), restart).await;
     wait_connected(&env.client).await;
-    let acked: Vec<u64> = acked.lock().map(|a| a.clone()).unwrap_or_default();
-    tracker.wait_for(&acked, CATCH_UP).await;
-    let not_handled = acked.iter().filter(|&&i| !tracker.has(i)).count() as u64;
-    consumer.stop().await;
     env.delete_stream(&s).await;
+    let (paced, restart) = run?;
     Ok(Recovery {
         ack_gap: acks.longest(),
         handled_gap: handled.longest(),
-        restart,
-        publish_errors,
-        not_handled,
-        duplicates: tracker.tally().duplicates,
+        restart: restart?,
+        paced,
     })
 }
 
@@ -244,7 +161,7 @@ pub(crate) async fn restart(
             let pb = env.bar(total, pb_msg(&scenario, label, rep, cfg.reps));
             let r = side_run(env, cfg, server, library_side, pace, &pb).await?;
             pb.finish_and_clear();
-            restart_checks(out, &scenario, library_side, label, &r);
+            paced_checks(out, &scenario, label, library_side, &r.paced);
             pauses.push(&r);
         }
     }
@@ -279,21 +196,4 @@ pub(crate) async fn restart(
         ));
     }
     Ok(())
-}
-
-/// Nothing acknowledged may go unhandled, on either side. The library must store every
-/// event (it retries); raw async-nats does not retry, so its failed publishes are only
-/// reported.
-fn restart_checks(out: &mut Out, scenario: &str, library_side: bool, label: &str, r: &Recovery) {
-    let side = if library_side { LIB } else { label };
-    let expected_errors = library_side.then_some(0);
-    out.check(
-        scenario,
-        side,
-        "publish errors",
-        expected_errors,
-        r.publish_errors,
-    );
-    out.check(scenario, side, "acked, not handled", Some(0), r.not_handled);
-    out.check(scenario, side, "duplicates", None, r.duplicates);
 }

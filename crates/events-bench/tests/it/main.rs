@@ -98,7 +98,7 @@ fn expected(s: &Scenario) -> Vec<Expected> {
             1,
             Some(*events),
         )],
-        Scenario::Restart { .. } => vec![one(
+        Scenario::Restart { rate, duration } => vec![one(
             "restart",
             &[
                 "longest pause between stored acks",
@@ -106,7 +106,7 @@ fn expected(s: &Scenario) -> Vec<Expected> {
                 "server restart (stop, start until ready)",
             ],
             1,
-            None,
+            Some(rate * duration.as_secs()),
         )],
         _ => panic!("a scenario the smoke test does not know: {s:?}"),
     }
@@ -150,7 +150,7 @@ fn assert_lines(report: &BenchReport, e: &Expected) {
     }
 }
 
-/// Every consumer of the scenario handled `n` distinct ids, none missing.
+/// Every consumer of the scenario held to it handled `n` distinct ids, none missing.
 fn assert_delivered(report: &BenchReport, prefix: &str, n: u64) {
     let delivered: Vec<_> = report
         .checks
@@ -159,12 +159,12 @@ fn assert_delivered(report: &BenchReport, prefix: &str, n: u64) {
         .collect();
     assert!(!delivered.is_empty(), "{prefix}: delivered checks");
     for c in delivered {
-        assert_eq!(
-            (c.expected, c.actual),
-            (Some(n), n),
-            "{prefix} · {}",
-            c.side
-        );
+        // Raw paced runs only report it: a raw publish is not retried, so what a restart
+        // loses is not stored (that nothing acknowledged went unhandled is a check).
+        match c.expected {
+            Some(e) => assert_eq!((e, c.actual), (n, n), "{prefix} · {}", c.side),
+            None => assert!(c.actual <= n, "{prefix} · {}", c.side),
+        }
     }
 }
 
