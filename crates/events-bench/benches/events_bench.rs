@@ -36,6 +36,11 @@ fn main() {
                 events: 20_000,
                 window: 1_000,
             },
+            Scenario::Drain { events: 50_000 },
+            Scenario::Restart {
+                rate: 2_000,
+                duration: Duration::from_secs(6),
+            },
         ],
         sync,
         reps: 3,

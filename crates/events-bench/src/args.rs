@@ -17,6 +17,10 @@ pub enum ScenarioArg {
     E2e,
     /// Publish `--events`, consume all, verify every id.
     Load,
+    /// Drain `--drain-events` with one consumer: its peak resident memory.
+    Drain,
+    /// Publish at `--restart-rate` while a consumer drains; the server restarts once.
+    Restart,
     /// Every scenario.
     All,
 }
@@ -71,9 +75,10 @@ pub struct BenchArgs {
     /// Events in the pre-filled stream of the consume scenario.
     #[arg(long, default_value_t = 20_000)]
     pub consume_events: u64,
-    /// Handlers in flight per instance (library) and acks in flight (raw double ack).
-    #[arg(long, default_value_t = 32)]
-    pub max_in_flight: u32,
+    /// Handlers in flight per library instance (and the raw "library's sizes" lines);
+    /// default: the library's default.
+    #[arg(long)]
+    pub max_in_flight: Option<u32>,
     /// Publish rates of the e2e scenario, events/s, comma-separated.
     #[arg(long, value_delimiter = ',', default_value = "1000,5000")]
     pub rate: Vec<u64>,
@@ -83,6 +88,15 @@ pub struct BenchArgs {
     /// Events of the load scenario.
     #[arg(long, default_value_t = 100_000)]
     pub events: u64,
+    /// Events the drain scenario's consumer drains.
+    #[arg(long, default_value_t = 200_000)]
+    pub drain_events: u64,
+    /// Publish rate of the restart scenario, events/s.
+    #[arg(long, default_value_t = 2_000)]
+    pub restart_rate: u64,
+    /// How long the restart scenario publishes (the restart comes a third of the way in).
+    #[arg(long, default_value = "9s", value_parser = humantime::parse_duration)]
+    pub restart_duration: Duration,
     /// Use this server instead of starting a test-kit server. Not parsed here: `eventctl`
     /// fills it from its global `--server` when that is given explicitly, the example
     /// binary from its own `--server`.
@@ -145,6 +159,17 @@ impl BenchArgs {
                 window: self.window,
             });
         }
+        if wants(ScenarioArg::Drain) {
+            scenarios.push(Scenario::Drain {
+                events: self.drain_events,
+            });
+        }
+        if wants(ScenarioArg::Restart) {
+            scenarios.push(Scenario::Restart {
+                rate: self.restart_rate,
+                duration: self.restart_duration,
+            });
+        }
         BenchConfig {
             scenarios,
             server: self.server.clone(),
@@ -153,7 +178,7 @@ impl BenchArgs {
                 SyncArg::Default => SyncSetting::Default,
             },
             reps: self.reps.max(1),
-            max_in_flight: self.max_in_flight.max(1),
+            max_in_flight: self.max_in_flight,
             progress: crate::env::progress_wanted(self.json),
             sides: self.side,
         }

@@ -2,8 +2,8 @@
 //! settings, the ~300-byte CloudEvent, id tracking and progress bars.
 
 use std::io::IsTerminal as _;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
@@ -13,6 +13,8 @@ use events::names::StreamName;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
+
+use crate::stats::{GapMeter, LatencyRecorder};
 
 /// Target size of the JSON body of a benchmark event.
 pub(crate) const EVENT_BYTES: usize = 300;
@@ -173,7 +175,12 @@ impl EventFactory {
 
     /// `n` events with indices `0..n`.
     pub(crate) fn events(&self, n: u64) -> anyhow::Result<Vec<Event>> {
-        (0..n).map(|i| self.event(i, 0)).collect()
+        self.events_in(0..n)
+    }
+
+    /// The events with the indices of `range`.
+    pub(crate) fn events_in(&self, range: std::ops::Range<u64>) -> anyhow::Result<Vec<Event>> {
+        range.map(|i| self.event(i, 0)).collect()
     }
 }
 
@@ -227,6 +234,33 @@ impl Tracker {
             }
         } else {
             self.duplicates.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// True if id `i` arrived at least once.
+    pub(crate) fn has(&self, i: u64) -> bool {
+        usize::try_from(i)
+            .ok()
+            .and_then(|i| self.seen.get(i))
+            .is_some_and(|s| s.load(Ordering::Relaxed) > 0)
+    }
+
+    /// Waits until every id of `ids` arrived, at most `limit` (polled every 20 ms); true
+    /// if they all did.
+    pub(crate) async fn wait_for(&self, ids: &[u64], limit: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + limit;
+        let mut from = 0;
+        loop {
+            while from < ids.len() && self.has(ids[from]) {
+                from += 1;
+            }
+            if from == ids.len() {
+                return true;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
 
@@ -326,4 +360,146 @@ pub(crate) fn cpu_model() -> String {
                 .map(|(_, v)| v.trim().to_owned())
         })
         .unwrap_or_default()
+}
+
+/// A steady publishing pace: event `i` is due at `start + i / rate` and carries that
+/// intended time (µs since `epoch`), so that a publisher falling behind shows up as latency
+/// instead of silently sending less (no coordinated omission).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Pace {
+    /// What latencies are measured from.
+    pub(crate) epoch: Instant,
+    /// When event 0 is due.
+    pub(crate) start: Instant,
+    /// Events per second.
+    pub(crate) rate: u64,
+    /// Events in all.
+    pub(crate) total: u64,
+}
+
+impl Pace {
+    /// `total` events at `rate`, the first due `lead` from now (time for a consumer to be
+    /// pulling by then).
+    pub(crate) fn new(rate: u64, total: u64, lead: Duration) -> Self {
+        let epoch = Instant::now();
+        Self {
+            epoch,
+            start: epoch + lead,
+            rate,
+            total,
+        }
+    }
+
+    /// When event `i` is due, and that time in µs since the epoch.
+    pub(crate) fn due(&self, i: u64) -> (Instant, u64) {
+        let due =
+            self.start + Duration::from_nanos(i.saturating_mul(1_000_000_000) / self.rate.max(1));
+        let us = u64::try_from((due - self.epoch).as_micros()).unwrap_or(u64::MAX);
+        (due, us)
+    }
+}
+
+/// What a consumer (library or raw) does per handled event besides tracking its id: the
+/// progress bar, the latency from the event's intended send time, the gap meter.
+#[derive(Clone)]
+pub(crate) struct Observer {
+    pub(crate) pb: ProgressBar,
+    pub(crate) latency: Option<(Instant, Arc<Mutex<LatencyRecorder>>)>,
+    pub(crate) gaps: Option<Arc<GapMeter>>,
+}
+
+impl Observer {
+    /// Only the progress bar.
+    pub(crate) fn progress(pb: &ProgressBar) -> Self {
+        Self {
+            pb: pb.clone(),
+            latency: None,
+            gaps: None,
+        }
+    }
+
+    /// One event handled; `sent_us` is its intended send time, if it carried one.
+    pub(crate) fn handled(&self, sent_us: Option<u64>) {
+        if let (Some((epoch, rec)), Some(sent)) = (&self.latency, sent_us) {
+            let lat = Duration::from_micros(micros_since(*epoch).saturating_sub(sent));
+            if let Ok(mut r) = rec.lock() {
+                r.record(lat);
+            }
+        }
+        if let Some(g) = &self.gaps {
+            g.mark();
+        }
+        self.pb.inc(1);
+    }
+}
+
+/// Where a paced publisher reports the index of each stored event (the restart scenario's
+/// gaps and its list of what must arrive).
+pub(crate) type OnAck = Box<dyn FnMut(u64) + Send>;
+
+/// Publishes `pace.total` events at the pace: `send(i, sent_us)` sends event `i` (built
+/// with its intended send time) and gives its outcome to await (`None`: the send failed),
+/// which is settled off the send path by [`settle_paced`]. Returns the number of failed
+/// publishes; an error only if the harness itself fails (building an event).
+pub(crate) async fn run_paced<S, F>(
+    pace: Pace,
+    on_ack: Option<OnAck>,
+    mut send: S,
+) -> anyhow::Result<u64>
+where
+    S: AsyncFnMut(u64, u64) -> anyhow::Result<Option<F>>,
+    F: Future<Output = bool> + Send + 'static,
+{
+    let (tx, rx) = tokio::sync::mpsc::channel(20_000);
+    let drain = tokio::spawn(settle_paced(rx, on_ack));
+    let mut errors = 0u64;
+    for i in 0..pace.total {
+        let (due, sent_us) = pace.due(i);
+        tokio::time::sleep_until(due.into()).await;
+        match send(i, sent_us).await? {
+            Some(outcome) => {
+                let outcome = async move { (i, outcome.await) };
+                errors += u64::from(tx.send(outcome).await.is_err());
+            }
+            None => errors += 1,
+        }
+    }
+    drop(tx);
+    let drained = tokio::time::timeout(Duration::from_secs(60), drain)
+        .await
+        .context("publish outcomes did not settle within 60 s")?
+        .context("outcome drain task failed")?;
+    Ok(errors + drained)
+}
+
+/// Awaits the outcomes a paced publisher sends (`(index, stored)` futures) off its send
+/// path, running `on_ack` for each stored one, until the sender is dropped and every
+/// outcome is in. Returns the number of failures.
+async fn settle_paced<F>(mut rx: tokio::sync::mpsc::Receiver<F>, mut on_ack: Option<OnAck>) -> u64
+where
+    F: Future<Output = (u64, bool)> + Send,
+{
+    use futures::stream::{FuturesUnordered, StreamExt as _};
+    let mut errors = 0u64;
+    let mut pending = FuturesUnordered::new();
+    let mut settle = |(i, stored): (u64, bool), errors: &mut u64| {
+        if !stored {
+            *errors += 1;
+        } else if let Some(f) = on_ack.as_mut() {
+            f(i);
+        }
+    };
+    loop {
+        tokio::select! {
+            Some(r) = pending.next(), if !pending.is_empty() => settle(r, &mut errors),
+            f = rx.recv() => match f {
+                Some(f) => pending.push(f),
+                None => break,
+            },
+        }
+    }
+    while let Some(r) = pending.next().await {
+        settle(r, &mut errors);
+    }
+    errors
 }

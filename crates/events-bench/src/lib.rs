@@ -5,13 +5,19 @@
 //! and identical streams, so that the ratio library / raw holds on a noisy shared machine.
 //! Repetitions alternate library and raw; each figure is reported as median, min and max.
 //!
-//! | scenario | library | raw baseline(s) |
-//! | --- | --- | --- |
-//! | publish confirmed | `Publisher::publish`, one at a time | `js.publish_with_headers(..).await?.await?` |
-//! | publish windowed | `Publisher::publish_async` with `window` in flight | `FuturesUnordered` of ack futures capped at `window`; atomic batches (reference) |
-//! | consume | `Subscriber::run` × K instances of one group (decode, handler, double ack) | pull consumer × K with `ack()` and with `double_ack()` |
-//! | e2e | paced `publish_async` + `Subscriber` | paced `js.publish` + pull consumer |
-//! | load | 100,000 windowed, drained by a subscriber, every id checked | the same with raw |
+//! Raw baselines are what a user who skips the library writes, with the client's defaults
+//! (the first baseline of each figure, the one its goal is read against); extra baselines
+//! with the library's own sizes are labelled "(library's sizes)".
+//!
+//! | scenario | library | raw baseline(s) | goal (issue 12) |
+//! | --- | --- | --- | --- |
+//! | publish confirmed | `Publisher::publish`, one at a time | `js.publish_with_headers(..).await?.await?` | ≥ 0.95× (default sync) |
+//! | publish windowed | `publish_async`, per message, `window` in flight; and with the publisher's defaults (batching, its window) | `publish_with_headers` + ack futures capped at `window` (the library's two headers); atomic batches | per message ≥ 0.9× raw (default sync); batched ≥ 0.9× atomic and ≥ 10× per message (`always`) |
+//! | consume | `Subscriber::run` × K, defaults (decode, handler, ack) | `consumer.messages()` + `ack()`; pull batches of the library's size with `ack()` and with `double_ack()` | ≥ 0.9× `messages()` |
+//! | e2e | paced `publish_async` + `Subscriber` | paced `publish_with_headers` + `messages()`/`ack()` | p99 ≤ 1.5× raw and < 10 ms at 5,000/s (default); p99 ≤ 1.5× raw at 1,000/s (`always`) |
+//! | load | 100,000 windowed, drained by a subscriber, every id checked | the same with raw | - |
+//! | drain | one `Subscriber` draining N pre-filled events: peak RSS | `messages()` + `ack()` | < 64 MiB for 200,000 |
+//! | restart | `publish_async` at a steady pace + `Subscriber`, the server restarted once: longest pauses | `publish_with_headers` + ack futures, `messages()` + `ack()` | figures (lower is better) |
 //!
 //! Entry points: [`run`] with a [`BenchConfig`] (or [`BenchArgs`] from a command line) gives
 //! a [`BenchReport`] with [`BenchReport::render_table`] and serde JSON. `eventctl bench`,
@@ -20,15 +26,17 @@
 //! # Layout
 //! - `args`: the clap arguments shared by `eventctl bench` and the example.
 //! - `env`: server connection, fresh streams, the benchmark event, id tracking.
-//! - `raw`: the async-nats baselines.
-//! - `library`: the same work through `events`.
+//! - `raw`: the async-nats baselines (publish, atomic batches, consumers).
+//! - `library`: the same work through `events` (publish, consume).
+//! - `goals`: which figure is held to which goal of issue 12, under which sync.
 //! - `measure`: one side's result with its client CPU; the figures and checks of a run.
-//! - `scenario`: one module per scenario (publish, consume, e2e, load), each alternating
-//!   library and raw.
+//! - `scenario`: one module per scenario (publish, consume, e2e, load, drain, restart),
+//!   each alternating library and raw.
 //! - `report`, `stats`: figures, ratios, percentiles, table and JSON.
 
 mod args;
 mod env;
+mod goals;
 mod library;
 mod measure;
 mod raw;
@@ -39,16 +47,17 @@ pub mod stats;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
+use events::subscriber::SubscriberConfig;
 use events_testkit::{NatsServer, SyncMode};
 
 pub use args::{BenchArgs, PublishMode, ScenarioArg, SyncArg, run_and_print};
-pub use report::{Baseline, BenchReport, Better, Check, Figure, Header};
-pub use stats::{Latency, LatencyRecorder, Stats};
+pub use report::{Baseline, BenchReport, Better, Bound, Check, Figure, Goal, Header};
+pub use stats::{GapMeter, Latency, LatencyRecorder, Stats};
 
 use env::Env;
 use measure::Out;
 pub(crate) use measure::SideResult;
-use scenario::{consume, e2e, load, publish_confirmed, publish_windowed};
+use scenario::{Windowed, consume, drain, e2e, load, publish_confirmed, publish_windowed, restart};
 
 /// The server's `sync_interval` for a server the benchmark starts itself.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -93,12 +102,25 @@ pub enum Scenario {
         /// How long to publish.
         duration: Duration,
     },
-    /// Publish `events`, consume all, verify every id; peak RSS while draining.
+    /// Publish `events`, consume all, verify every id.
     Load {
         /// Events published and consumed.
         events: u64,
         /// Publish window.
         window: usize,
+    },
+    /// A pre-filled stream drained by one consumer: its peak resident memory.
+    Drain {
+        /// Events in the stream.
+        events: u64,
+    },
+    /// A steady publisher and a consumer while the server restarts once: the longest
+    /// pauses. Skipped (with a note) on an external server.
+    Restart {
+        /// Events per second.
+        rate: u64,
+        /// How long to publish; the restart comes a third of the way in.
+        duration: Duration,
     },
 }
 
@@ -113,8 +135,9 @@ pub struct BenchConfig {
     pub sync: SyncSetting,
     /// Repetitions per side of each scenario (the load scenario runs once per side).
     pub reps: u32,
-    /// Handlers in flight per library instance, and acks in flight per raw instance.
-    pub max_in_flight: u32,
+    /// Handlers in flight per library instance (and the in-flight count of the raw
+    /// "library's sizes" baselines); `None`: the library's default.
+    pub max_in_flight: Option<u32>,
     /// Draw progress bars on stderr.
     pub progress: bool,
     /// Which sides to measure.
@@ -149,11 +172,16 @@ impl Default for BenchConfig {
                     events: 100_000,
                     window: 1_000,
                 },
+                Scenario::Drain { events: 200_000 },
+                Scenario::Restart {
+                    rate: 2_000,
+                    duration: Duration::from_secs(9),
+                },
             ],
             server: None,
             sync: SyncSetting::Always,
             reps: 3,
-            max_in_flight: 32,
+            max_in_flight: None,
             progress: false,
             sides: Sides::Both,
         }
@@ -177,7 +205,22 @@ impl BenchConfig {
     /// server fsyncs every write (`always`, where it pays), off under the server default
     /// (where it is slower), as `BatchConfig` advises. The windowed scenario measures both.
     pub(crate) fn library_batch(&self) -> bool {
-        self.server.is_none() && self.sync == SyncSetting::Always
+        self.known_sync() == Some(SyncSetting::Always)
+    }
+
+    /// The server's `sync_interval` when the bench started the server (else unknown).
+    pub(crate) fn known_sync(&self) -> Option<SyncSetting> {
+        self.server.is_none().then_some(self.sync)
+    }
+
+    /// The library subscriber's configuration: its defaults, with `max_in_flight` when the
+    /// run sets it.
+    pub(crate) fn subscriber_config(&self) -> SubscriberConfig {
+        let mut c = SubscriberConfig::default();
+        if let Some(m) = self.max_in_flight {
+            c.max_in_flight = m.max(1);
+        }
+        c
     }
 }
 
@@ -187,6 +230,14 @@ impl Sides {
     }
     pub(crate) fn raw(self) -> bool {
         self != Self::Library
+    }
+    /// Whether the library side (`true`) or the raw side (`false`) is measured.
+    pub(crate) fn wants(self, library_side: bool) -> bool {
+        if library_side {
+            self.library()
+        } else {
+            self.raw()
+        }
     }
 }
 
@@ -198,19 +249,15 @@ impl Sides {
 pub async fn run(cfg: BenchConfig) -> anyhow::Result<BenchReport> {
     let started = Instant::now();
     let load_at_start = env::load_avg();
-    let (server, url, sync) = match &cfg.server {
+    let (mut server, url, sync) = match &cfg.server {
         Some(url) => (None, url.clone(), "external".to_owned()),
         None => {
-            let mode = match cfg.sync {
-                SyncSetting::Always => SyncMode::Always,
-                SyncSetting::Default => SyncMode::Default,
+            let (mode, label) = match cfg.sync {
+                SyncSetting::Always => (SyncMode::Always, "always"),
+                SyncSetting::Default => (SyncMode::Default, "default"),
             };
             let s = NatsServer::builder().sync(mode).start().await;
             let url = s.url();
-            let label = match cfg.sync {
-                SyncSetting::Always => "always",
-                SyncSetting::Default => "default",
-            };
             (Some(s), url, label.to_owned())
         }
     };
@@ -221,37 +268,7 @@ pub async fn run(cfg: BenchConfig) -> anyhow::Result<BenchReport> {
     let env = Env::new(client, cfg.progress);
     let mut out = Out::default();
     for sc in &cfg.scenarios {
-        match sc {
-            Scenario::PublishConfirmed { events } => {
-                publish_confirmed(&env, &cfg, *events, &mut out).await?;
-            }
-            Scenario::PublishWindowed {
-                events,
-                window,
-                batch_size,
-                batches_in_flight,
-            } => {
-                publish_windowed(
-                    &env,
-                    &cfg,
-                    *events,
-                    *window,
-                    *batch_size,
-                    *batches_in_flight,
-                    &mut out,
-                )
-                .await?;
-            }
-            Scenario::Consume { events, instances } => {
-                consume(&env, &cfg, *events, *instances, &mut out).await?;
-            }
-            Scenario::E2e { rate, duration } => {
-                e2e(&env, &cfg, *rate, *duration, &mut out).await?;
-            }
-            Scenario::Load { events, window } => {
-                load(&env, &cfg, *events, *window, &mut out).await?;
-            }
-        }
+        run_scenario(&env, &cfg, sc, server.as_mut(), &mut out).await?;
     }
     let header = Header {
         server: url,
@@ -271,5 +288,41 @@ pub async fn run(cfg: BenchConfig) -> anyhow::Result<BenchReport> {
         header,
         figures: out.figures,
         checks: out.checks,
+        notes: out.notes,
     })
+}
+
+async fn run_scenario(
+    env: &Env,
+    cfg: &BenchConfig,
+    sc: &Scenario,
+    server: Option<&mut NatsServer>,
+    out: &mut Out,
+) -> anyhow::Result<()> {
+    match sc {
+        Scenario::PublishConfirmed { events } => publish_confirmed(env, cfg, *events, out).await,
+        Scenario::PublishWindowed {
+            events,
+            window,
+            batch_size,
+            batches_in_flight,
+        } => {
+            let w = Windowed {
+                events: *events,
+                window: *window,
+                batch_size: *batch_size,
+                batches_in_flight: *batches_in_flight,
+            };
+            publish_windowed(env, cfg, w, out).await
+        }
+        Scenario::Consume { events, instances } => {
+            consume(env, cfg, *events, *instances, out).await
+        }
+        Scenario::E2e { rate, duration } => e2e(env, cfg, *rate, *duration, out).await,
+        Scenario::Load { events, window } => load(env, cfg, *events, *window, out).await,
+        Scenario::Drain { events } => drain(env, cfg, *events, out).await,
+        Scenario::Restart { rate, duration } => {
+            restart(env, cfg, server, *rate, *duration, out).await
+        }
+    }
 }

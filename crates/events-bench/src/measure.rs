@@ -40,6 +40,21 @@ impl SideResult {
         }
     }
 
+    /// A consume run's result from its tracker: every id in (`complete`) or not by `limit`.
+    pub(crate) fn drained(
+        tally: Tally,
+        errors: u64,
+        elapsed: Duration,
+        complete: bool,
+        limit: Duration,
+    ) -> Self {
+        let mut r = Self::consume(tally, errors, elapsed);
+        if !complete {
+            r.note = Some(format!("timed out after {limit:?}"));
+        }
+        r
+    }
+
     pub(crate) fn rate(&self) -> f64 {
         stats::rate(self.count, self.elapsed)
     }
@@ -75,14 +90,57 @@ where
     Ok(r)
 }
 
-/// The client-CPU figure of a scenario: microseconds of this process's CPU per event.
-pub(crate) fn cpu_figure(
-    scenario: &str,
-    lib: &[f64],
-    raw: &[f64],
-    raw_label: &str,
-) -> Option<Figure> {
-    if lib.is_empty() && raw.is_empty() {
+/// One line of a scenario over its repetitions: what it is called, its rates and its
+/// client CPU per event.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Series {
+    pub(crate) label: String,
+    pub(crate) rate: Vec<f64>,
+    pub(crate) cpu: Vec<f64>,
+}
+
+impl Series {
+    pub(crate) fn new(label: impl Into<String>) -> Self {
+        Self {
+            label: label.into(),
+            ..Self::default()
+        }
+    }
+
+    /// Adds one repetition's rate and CPU per event.
+    pub(crate) fn push(&mut self, r: &SideResult) {
+        self.rate.push(r.rate());
+        self.cpu.push(r.cpu_us());
+    }
+
+    fn rate_stats(&self) -> Option<(String, Stats)> {
+        Stats::of(&self.rate).map(|s| (self.label.clone(), s))
+    }
+
+    fn cpu_stats(&self) -> Option<(String, Stats)> {
+        Stats::of(&self.cpu).map(|s| (self.label.clone(), s))
+    }
+}
+
+/// The throughput figure of a library line against its raw lines (the first is the one
+/// a ratio is read against).
+pub(crate) fn throughput(scenario: &str, lib: &Series, raw: &[&Series]) -> Figure {
+    Figure::new(
+        scenario,
+        "throughput",
+        "events/s",
+        Better::Higher,
+        lib.rate_stats(),
+        raw.iter().filter_map(|r| r.rate_stats()).collect(),
+    )
+}
+
+/// The client-CPU figure of the same lines: microseconds of this process's CPU per
+/// event; `None` when nothing was measured.
+pub(crate) fn cpu_figure(scenario: &str, lib: &Series, raw: &[&Series]) -> Option<Figure> {
+    let baselines: Vec<_> = raw.iter().filter_map(|r| r.cpu_stats()).collect();
+    let lib = lib.cpu_stats();
+    if lib.is_none() && baselines.is_empty() {
         return None;
     }
     Some(Figure::new(
@@ -90,11 +148,8 @@ pub(crate) fn cpu_figure(
         "client CPU per event",
         "µs",
         Better::Lower,
-        Stats::of(lib).map(|s| ("library".to_owned(), s)),
-        Stats::of(raw)
-            .map(|s| (raw_label.to_owned(), s))
-            .into_iter()
-            .collect(),
+        lib,
+        baselines,
     ))
 }
 
@@ -103,6 +158,8 @@ pub(crate) fn cpu_figure(
 pub(crate) struct Out {
     pub(crate) figures: Vec<Figure>,
     pub(crate) checks: Vec<Check>,
+    /// Scenarios skipped, with the reason.
+    pub(crate) notes: Vec<String>,
 }
 
 impl Out {
@@ -170,4 +227,3 @@ pub(crate) fn pb_msg(scenario: &str, side: &str, rep: u32, reps: u32) -> String 
 }
 
 pub(crate) const LIB: &str = "library";
-pub(crate) const LIB_BATCH: &str = "library, batching on";

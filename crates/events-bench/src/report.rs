@@ -46,6 +46,48 @@ pub struct Figure {
     pub library: Option<Stats>,
     /// Raw async-nats doing the same work, in the same run, on the same server.
     pub baselines: Vec<Baseline>,
+    /// The goals of issue 12 this figure is held to in this run, each marked met or not.
+    pub goals: Vec<Goal>,
+}
+
+/// A bound a figure is held to.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[serde(rename_all = "snake_case", tag = "kind", content = "value")]
+pub enum Bound {
+    /// Library / baseline at least this (throughput).
+    RatioAtLeast(f64),
+    /// Library / baseline at most this (latency).
+    RatioAtMost(f64),
+    /// The library's median below this, in the figure's unit.
+    Below(f64),
+}
+
+/// A goal (issue 12) attached to a figure, and whether this run met it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Goal {
+    /// The baseline a ratio goal is taken against (`None` for an absolute bound).
+    pub baseline: Option<String>,
+    /// The bound.
+    pub bound: Bound,
+    /// Whether the medians of this run meet it (`None` when a side was not measured).
+    pub met: Option<bool>,
+}
+
+impl Goal {
+    /// The goal as the table shows it, e.g. `≥ 0.90×: met`.
+    pub fn describe(&self, unit: &str) -> String {
+        let bound = match self.bound {
+            Bound::RatioAtLeast(r) => format!("≥ {r:.2}×"),
+            Bound::RatioAtMost(r) => format!("≤ {r:.2}×"),
+            Bound::Below(v) => format!("< {} {unit}", num(v)),
+        };
+        let verdict = match self.met {
+            Some(true) => "met",
+            Some(false) => "NOT MET",
+            None => "not measured",
+        };
+        format!("{bound}: {verdict}")
+    }
 }
 
 impl Figure {
@@ -88,7 +130,41 @@ impl Figure {
             library_label,
             library,
             baselines,
+            goals: Vec::new(),
         }
+    }
+
+    /// Holds the figure to `bound`: a ratio to the baseline whose label starts with
+    /// `baseline`, or (`None`) an absolute bound on the library's median.
+    #[must_use]
+    pub fn with_goal(mut self, baseline: Option<&str>, bound: Bound) -> Self {
+        let base = baseline.and_then(|b| self.baselines.iter().find(|x| x.label.starts_with(b)));
+        let met = match bound {
+            Bound::RatioAtLeast(r) => base.and_then(|b| b.ratio).map(|x| x >= r),
+            Bound::RatioAtMost(r) => base.and_then(|b| b.ratio).map(|x| x <= r),
+            Bound::Below(v) => self.library.as_ref().map(|l| l.median < v),
+        };
+        self.goals.push(Goal {
+            baseline: base.map_or_else(|| baseline.map(str::to_owned), |b| Some(b.label.clone())),
+            bound,
+            met,
+        });
+        self
+    }
+
+    /// The goals shown on the row of `side` (a baseline's label, or `None` for the
+    /// library's row, which carries the absolute ones).
+    fn goals_of(&self, side: Option<&str>) -> String {
+        self.goals
+            .iter()
+            .filter(|g| match (&g.baseline, side) {
+                (Some(b), Some(s)) => b == s,
+                (None, None) => true,
+                _ => false,
+            })
+            .map(|g| g.describe(&self.unit))
+            .collect::<Vec<_>>()
+            .join("; ")
     }
 
     /// The ratio of the library to the first baseline, the one a goal is stated against.
@@ -153,6 +229,8 @@ pub struct BenchReport {
     pub figures: Vec<Figure>,
     /// Harness correctness checks.
     pub checks: Vec<Check>,
+    /// Scenarios skipped, each with its reason (e.g. `restart` on an external server).
+    pub notes: Vec<String>,
 }
 
 impl BenchReport {
@@ -199,42 +277,8 @@ impl BenchReport {
             load(h.load_at_end),
             h.elapsed_s
         );
-        let mut rows: Vec<[String; 7]> = vec![[
-            "scenario".into(),
-            "metric".into(),
-            "side".into(),
-            "median".into(),
-            "min".into(),
-            "max".into(),
-            "lib/raw".into(),
-        ]];
-        for f in &self.figures {
-            let metric = format!("{} ({})", f.metric, f.unit);
-            if let (Some(label), Some(s)) = (&f.library_label, &f.library) {
-                rows.push([
-                    f.scenario.clone(),
-                    metric.clone(),
-                    label.clone(),
-                    num(s.median),
-                    num(s.min),
-                    num(s.max),
-                    String::new(),
-                ]);
-            }
-            for b in &f.baselines {
-                let ratio = b.ratio.map_or_else(String::new, |r| format!("{r:.2}×"));
-                rows.push([
-                    f.scenario.clone(),
-                    metric.clone(),
-                    b.label.clone(),
-                    num(b.stats.median),
-                    num(b.stats.min),
-                    num(b.stats.max),
-                    ratio,
-                ]);
-            }
-        }
-        let mut widths = [0usize; 7];
+        let rows = self.rows();
+        let mut widths = [0usize; 8];
         for r in &rows {
             for (w, c) in widths.iter_mut().zip(r.iter()) {
                 *w = (*w).max(c.chars().count());
@@ -254,11 +298,22 @@ impl BenchReport {
             let _ = write!(out, "{scenario:<w$}  ", w = widths[0]);
             let _ = write!(out, "{:<w$}  ", r[1], w = widths[1]);
             let _ = write!(out, "{:<w$}  ", r[2], w = widths[2]);
-            for c in 3..6 {
+            for c in 3..7 {
                 let _ = write!(out, "{:>w$}  ", r[c], w = widths[c]);
             }
-            let _ = writeln!(out, "{:>w$}", r[6], w = widths[6]);
+            let _ = writeln!(out, "{}", r[7]);
         }
+        for n in &self.notes {
+            let _ = writeln!(out, "\nnote: {n}");
+        }
+        self.render_checks(&mut out);
+        out
+    }
+}
+
+impl BenchReport {
+    /// The checks' summary, and each failed or reported-only check on a line.
+    fn render_checks(&self, out: &mut String) {
         if !self.checks.is_empty() {
             let bad: Vec<&Check> = self.checks.iter().filter(|c| !c.ok()).collect();
             let _ = writeln!(
@@ -282,7 +337,44 @@ impl BenchReport {
                 }
             }
         }
-        out
+    }
+
+    /// The table's rows: a header, then per figure the library's row and one per
+    /// baseline, each with its ratio and the goals it is held to.
+    fn rows(&self) -> Vec<[String; 8]> {
+        let mut rows: Vec<[String; 8]> = vec![[
+            "scenario".into(),
+            "metric".into(),
+            "side".into(),
+            "median".into(),
+            "min".into(),
+            "max".into(),
+            "lib/raw".into(),
+            "goal".into(),
+        ]];
+        for f in &self.figures {
+            let metric = format!("{} ({})", f.metric, f.unit);
+            let row = |label: &str, s: &Stats, ratio: String, goal: String| {
+                [
+                    f.scenario.clone(),
+                    metric.clone(),
+                    label.to_owned(),
+                    num(s.median),
+                    num(s.min),
+                    num(s.max),
+                    ratio,
+                    goal,
+                ]
+            };
+            if let (Some(label), Some(s)) = (&f.library_label, &f.library) {
+                rows.push(row(label, s, String::new(), f.goals_of(None)));
+            }
+            for b in &f.baselines {
+                let ratio = b.ratio.map_or_else(String::new, |r| format!("{r:.2}×"));
+                rows.push(row(&b.label, &b.stats, ratio, f.goals_of(Some(&b.label))));
+            }
+        }
+        rows
     }
 }
 
@@ -323,6 +415,28 @@ mod tests {
             vec![("raw".into(), Stats::of(&[1000.0]).unwrap())],
         );
         assert_eq!(f.ratio(), Some(0.9));
+    }
+
+    #[test]
+    fn goals_are_judged_on_the_medians() {
+        let stats = |v: f64| Stats::of(&[v]).unwrap();
+        let f = Figure::new(
+            "e2e",
+            "p99 latency",
+            "ms",
+            Better::Lower,
+            Some(("library".into(), stats(12.0))),
+            vec![("raw a".into(), stats(10.0)), ("raw b".into(), stats(6.0))],
+        )
+        .with_goal(Some("raw a"), Bound::RatioAtMost(1.5))
+        .with_goal(Some("raw b"), Bound::RatioAtMost(1.5))
+        .with_goal(None, Bound::Below(10.0))
+        .with_goal(Some("raw c"), Bound::RatioAtLeast(0.9));
+        let met: Vec<_> = f.goals.iter().map(|g| g.met).collect();
+        assert_eq!(met, [Some(true), Some(false), Some(false), None]);
+        assert_eq!(f.goals_of(Some("raw a")), "≤ 1.50×: met");
+        assert_eq!(f.goals_of(None), "< 10.0 ms: NOT MET");
+        assert_eq!(f.goals[3].describe("ms"), "≥ 0.90×: not measured");
     }
 
     #[test]

@@ -124,6 +124,36 @@ impl LatencyRecorder {
     }
 }
 
+/// The longest pause between consecutive events of one kind (stored acks, handled
+/// deliveries): what a server restart costs a steady flow. Safe to share between tasks.
+#[derive(Debug, Default)]
+pub struct GapMeter {
+    inner: std::sync::Mutex<(Option<std::time::Instant>, Duration)>,
+}
+
+impl GapMeter {
+    /// Records one event now.
+    pub fn mark(&self) {
+        let now = std::time::Instant::now();
+        let mut g = match self.inner.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        if let Some(last) = g.0 {
+            g.1 = g.1.max(now.saturating_duration_since(last));
+        }
+        g.0 = Some(now);
+    }
+
+    /// The longest gap between two consecutive events so far (zero with fewer than two).
+    pub fn longest(&self) -> Duration {
+        match self.inner.lock() {
+            Ok(g) => g.1,
+            Err(p) => p.into_inner().1,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -151,6 +181,18 @@ mod tests {
         assert!((l.p95_ms - 95.0).abs() < 0.1, "{l:?}");
         assert!((l.p99_ms - 99.0).abs() < 0.1, "{l:?}");
         assert!((l.max_ms - 100.0).abs() < 0.1, "{l:?}");
+    }
+
+    #[test]
+    fn gap_meter_keeps_the_longest_pause() {
+        let g = GapMeter::default();
+        assert_eq!(g.longest(), Duration::ZERO);
+        g.mark();
+        let pause = Duration::from_millis(30);
+        std::thread::sleep(pause);
+        g.mark();
+        g.mark();
+        assert!(g.longest() >= pause, "{:?}", g.longest());
     }
 
     #[test]

@@ -1,18 +1,53 @@
-//! Draining a stream with K instances of one group.
+//! Draining a pre-filled stream with K instances of one group: the library's `Subscriber`
+//! with its defaults against raw consumers with the client's defaults (the goal's
+//! baseline) and with the library's sizes (extra baselines).
 
 use std::time::Duration;
 
 use super::plural;
-use crate::env::Env;
-use crate::measure::{LIB, Out, cpu_figure, pb_msg, with_cpu, with_cpu_raw};
-use crate::raw::{self, AckMode, ConsumeSpec, IdFrom};
-use crate::report::{Better, Figure};
-use crate::stats::Stats;
-use crate::{BenchConfig, library};
+use crate::env::{BenchStream, Env, Observer};
+use crate::measure::{LIB, Out, Series, cpu_figure, pb_msg, throughput, with_cpu, with_cpu_raw};
+use crate::raw::{self, AckMode, ConsumeSpec, IdFrom, Pull};
+use crate::{BenchConfig, goals, library};
 
 /// How long a consume run may take before it is reported incomplete.
 pub(crate) fn consume_limit(n: u64) -> Duration {
     Duration::from_secs(60) + Duration::from_millis(n.saturating_mul(2))
+}
+
+/// The raw lines of a consume scenario, the goal's baseline (client defaults) first, then
+/// the library's pull size and in-flight count with plain and with confirmed acks.
+pub(crate) fn raw_specs(cfg: &BenchConfig, instances: usize, limit: Duration) -> Vec<ConsumeSpec> {
+    let lib = cfg.subscriber_config();
+    let pull = Pull::Batch {
+        batch: lib.fetch_batch as usize,
+        max_ack_pending: lib.max_ack_pending,
+    };
+    let defaults = ConsumeSpec {
+        instances,
+        ..ConsumeSpec::client_defaults(IdFrom::Sequence, limit)
+    };
+    let sized = |ack| ConsumeSpec {
+        pull,
+        ack,
+        ..defaults
+    };
+    vec![
+        defaults,
+        sized(AckMode::Ack),
+        sized(AckMode::DoubleAck {
+            max_in_flight: lib.max_in_flight as usize,
+        }),
+    ]
+}
+
+/// A fresh stream holding `n` events.
+async fn filled(env: &Env, n: u64, rep: u32, reps: u32) -> anyhow::Result<BenchStream> {
+    let s = env.fresh_stream().await?;
+    let pb = env.bar(n, format!("prefill {n} · rep {}/{reps}", rep + 1));
+    raw::prefill(env, &s, n, &pb).await?;
+    pb.finish_and_clear();
+    Ok(s)
 }
 
 pub(crate) async fn consume(
@@ -23,87 +58,46 @@ pub(crate) async fn consume(
     out: &mut Out,
 ) -> anyhow::Result<()> {
     let scenario = format!("consume ({instances} instance{})", plural(instances));
-    let modes = [AckMode::Ack, AckMode::DoubleAck];
-    let mut lib = Vec::new();
-    let mut raw: Vec<Vec<f64>> = vec![Vec::new(); modes.len()];
-    let (mut lib_cpu, mut raw_cpu) = (Vec::new(), Vec::new());
+    let specs = raw_specs(cfg, instances, consume_limit(n));
+    let mut lib = Series::new("library Subscriber (decode+handler+ack), defaults");
+    let mut raws: Vec<Series> = specs.iter().map(|s| Series::new(s.label())).collect();
     for rep in 0..cfg.reps {
         if cfg.sides.library() {
-            let s = env.fresh_stream().await?;
-            let pb = env.bar(n, format!("prefill {n} · rep {}/{}", rep + 1, cfg.reps));
-            raw::prefill(env, &s, n, &pb).await?;
-            pb.finish_and_clear();
+            let s = filled(env, n, rep, cfg.reps).await?;
             let pb = env.bar(n, pb_msg(&scenario, LIB, rep, cfg.reps));
             let spec = library::ConsumeSpec {
                 instances,
-                max_in_flight: cfg.max_in_flight,
+                config: cfg.subscriber_config(),
                 limit: consume_limit(n),
                 id_from_body: false,
             };
-            if let Some(r) = with_cpu(library::consume(env, &s, n, spec, None, &pb)).await? {
+            let observer = Observer::progress(&pb);
+            let run = library::consume(&env.js, &s, n, &spec, &observer);
+            if let Some(r) = with_cpu(run).await? {
                 out.consume_checks(&scenario, LIB, &r);
-                lib.push(r.rate());
-                lib_cpu.push(r.cpu_us());
+                lib.push(&r);
             }
             pb.finish_and_clear();
             env.delete_stream(&s).await;
         }
-
-        for (i, mode) in modes.iter().enumerate() {
+        for (spec, series) in specs.iter().zip(raws.iter_mut()) {
             if !cfg.sides.raw() {
                 break;
             }
-            let s = env.fresh_stream().await?;
-            let pb = env.bar(n, format!("prefill {n} · rep {}/{}", rep + 1, cfg.reps));
-            raw::prefill(env, &s, n, &pb).await?;
+            let s = filled(env, n, rep, cfg.reps).await?;
+            let pb = env.bar(n, pb_msg(&scenario, &series.label, rep, cfg.reps));
+            let observer = Observer::progress(&pb);
+            let run = raw::consume(&env.js, &s, n, *spec, &observer);
+            let r = with_cpu_raw(run).await?;
             pb.finish_and_clear();
-            let side = format!("raw pull + {}", mode.label());
-            let pb = env.bar(n, pb_msg(&scenario, &side, rep, cfg.reps));
-            let spec = ConsumeSpec {
-                instances,
-                ack: *mode,
-                max_in_flight: cfg.max_in_flight as usize,
-                fetch_batch: cfg.max_in_flight as usize,
-                max_ack_pending: 1000,
-                id_from: IdFrom::Sequence,
-                limit: consume_limit(n),
-            };
-            let r = with_cpu_raw(raw::consume(env, &s, n, spec, None, &pb)).await?;
-            pb.finish_and_clear();
-            out.consume_checks(&scenario, &side, &r);
-            raw[i].push(r.rate());
-            if *mode == AckMode::DoubleAck {
-                raw_cpu.push(r.cpu_us());
-            }
+            out.consume_checks(&scenario, &series.label, &r);
+            series.push(&r);
             env.delete_stream(&s).await;
         }
     }
-    // The library confirms each ack (double_ack): that baseline is the like-for-like one,
-    // so it comes first; plain ack shows what confirming costs.
-    let mut baselines = Vec::new();
-    for i in [1usize, 0] {
-        if let Some(s) = Stats::of(&raw[i]) {
-            baselines.push((format!("raw pull + {}", modes[i].label()), s));
-        }
-    }
-    out.figures.push(Figure::new(
-        scenario.clone(),
-        "throughput",
-        "events/s",
-        Better::Higher,
-        Stats::of(&lib).map(|s| {
-            (
-                "library Subscriber (decode+handler+double ack)".to_owned(),
-                s,
-            )
-        }),
-        baselines,
-    ));
-    out.figures.extend(cpu_figure(
-        &scenario,
-        &lib_cpu,
-        &raw_cpu,
-        "raw pull + double_ack",
-    ));
+    let raw_refs: Vec<&Series> = raws.iter().collect();
+    let fig = throughput(&scenario, &lib, &raw_refs);
+    out.figures.push(goals::consume(fig, &raws[0].label));
+    out.figures.extend(cpu_figure(&scenario, &lib, &raw_refs));
     Ok(())
 }

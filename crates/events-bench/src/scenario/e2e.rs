@@ -1,15 +1,15 @@
 //! Paced publishing with a subscriber draining: end-to-end latency.
 
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use super::lock_summary;
-use crate::env::{Env, EventFactory};
-use crate::measure::{LIB, Out, pb_msg};
-use crate::raw::{self, AckMode, ConsumeSpec, IdFrom};
+use super::paced::{Paced, Side, paced_checks, paced_side};
+use crate::env::{Env, Observer, Pace};
+use crate::measure::{Out, pb_msg};
 use crate::report::{Better, Figure};
 use crate::stats::{Latency, LatencyRecorder, Stats};
-use crate::{BenchConfig, library};
+use crate::{BenchConfig, goals, library};
 
 /// Latency percentiles of one side over the repetitions.
 #[derive(Default)]
@@ -29,6 +29,32 @@ impl LatencySamples {
     }
 }
 
+/// One side's run on a fresh stream; the latency percentiles of what it handled.
+async fn side_rep(
+    env: &Env,
+    cfg: &BenchConfig,
+    library_side: bool,
+    pace: Pace,
+    pb: &indicatif::ProgressBar,
+) -> anyhow::Result<(Paced, Latency)> {
+    let s = env.fresh_stream().await?;
+    let rec = Arc::new(Mutex::new(LatencyRecorder::new()));
+    let observer = Observer {
+        latency: Some((pace.epoch, rec.clone())),
+        ..Observer::progress(pb)
+    };
+    let side = Side {
+        library: library_side,
+        publisher: library::publisher_config(None, cfg.library_batch()),
+        client: &env.client,
+        js: &env.js,
+    };
+    let run = paced_side(cfg, &side, &s, pace, &observer, None, async {}).await;
+    env.delete_stream(&s).await;
+    let (paced, ()) = run?;
+    Ok((paced, lock_summary(&rec)))
+}
+
 pub(crate) async fn e2e(
     env: &Env,
     cfg: &BenchConfig,
@@ -38,72 +64,28 @@ pub(crate) async fn e2e(
 ) -> anyhow::Result<()> {
     let scenario = format!("e2e ({rate}/s for {duration:?})");
     let total = (rate as f64 * duration.as_secs_f64()).round() as u64;
-    let raw_label = "raw js.publish + pull/double_ack";
+    let lib_label = format!(
+        "library publish_async (batching {}) + Subscriber",
+        if cfg.library_batch() { "on" } else { "off" }
+    );
+    let raw_label = "raw js.publish + messages()/ack (client defaults)";
     let (mut lib, mut raw) = (LatencySamples::default(), LatencySamples::default());
-    let limit = duration + Duration::from_secs(60);
     for rep in 0..cfg.reps {
-        if cfg.sides.library() {
-            let s = env.fresh_stream().await?;
-            let factory = EventFactory::new(&s.event_type)?;
-            let rec = Arc::new(Mutex::new(LatencyRecorder::new()));
-            // Publishing starts 300 ms after the epoch so the consumer is pulling by then.
-            let epoch = Instant::now();
-            let start = epoch + Duration::from_millis(300);
-            let pb = env.bar(total, pb_msg(&scenario, LIB, rep, cfg.reps));
-            let spec = library::ConsumeSpec {
-                instances: 1,
-                max_in_flight: cfg.max_in_flight,
-                limit,
-                id_from_body: true,
-            };
-            let (c, p) = tokio::join!(
-                library::consume(env, &s, total, spec, Some((epoch, rec.clone())), &pb),
-                library::paced_publish(
-                    env,
-                    &factory,
-                    epoch,
-                    start,
-                    rate,
-                    total,
-                    cfg.library_batch()
-                ),
-            );
-            pb.finish_and_clear();
-            if let (Some(c), Some(p)) = (c?, p?) {
-                out.check(&scenario, LIB, "publish errors", Some(0), p);
-                out.consume_checks(&scenario, LIB, &c);
-                lib.push(lock_summary(&rec));
+        for (library_side, label, samples) in [
+            (true, lib_label.as_str(), &mut lib),
+            (false, raw_label, &mut raw),
+        ] {
+            if !cfg.sides.wants(library_side) {
+                continue;
             }
-            env.delete_stream(&s).await;
+            // Publishing starts 300 ms after the epoch so that the consumer is pulling.
+            let pace = Pace::new(rate, total, Duration::from_millis(300));
+            let pb = env.bar(total, pb_msg(&scenario, label, rep, cfg.reps));
+            let (paced, latency) = side_rep(env, cfg, library_side, pace, &pb).await?;
+            pb.finish_and_clear();
+            paced_checks(out, &scenario, label, library_side, &paced);
+            samples.push(latency);
         }
-        if !cfg.sides.raw() {
-            continue;
-        }
-        let s = env.fresh_stream().await?;
-        let factory = EventFactory::new(&s.event_type)?;
-        let rec = Arc::new(Mutex::new(LatencyRecorder::new()));
-        let epoch = Instant::now();
-        let start = epoch + Duration::from_millis(300);
-        let pb = env.bar(total, pb_msg(&scenario, "raw", rep, cfg.reps));
-        let spec = ConsumeSpec {
-            instances: 1,
-            ack: AckMode::DoubleAck,
-            max_in_flight: cfg.max_in_flight as usize,
-            fetch_batch: cfg.max_in_flight as usize,
-            max_ack_pending: 1000,
-            id_from: IdFrom::Body,
-            limit,
-        };
-        let (c, p) = tokio::join!(
-            raw::consume(env, &s, total, spec, Some((epoch, rec.clone())), &pb),
-            raw::paced_publish(env, &factory, epoch, start, rate, total),
-        );
-        pb.finish_and_clear();
-        let (c, p) = (c?, p?);
-        out.check(&scenario, raw_label, "publish errors", Some(0), p);
-        out.consume_checks(&scenario, raw_label, &c);
-        raw.push(lock_summary(&rec));
-        env.delete_stream(&s).await;
     }
     for (metric, l, r) in [
         ("p50 latency", &lib.p50, &raw.p50),
@@ -111,17 +93,22 @@ pub(crate) async fn e2e(
         ("p99 latency", &lib.p99, &raw.p99),
         ("max latency", &lib.max, &raw.max),
     ] {
-        out.figures.push(Figure::new(
+        let fig = Figure::new(
             scenario.clone(),
             metric,
             "ms",
             Better::Lower,
-            Stats::of(l).map(|s| ("library".to_owned(), s)),
+            Stats::of(l).map(|s| (lib_label.clone(), s)),
             Stats::of(r)
                 .map(|s| (raw_label.to_owned(), s))
                 .into_iter()
                 .collect(),
-        ));
+        );
+        out.figures.push(if metric == "p99 latency" {
+            goals::e2e_p99(fig, cfg.known_sync(), rate, raw_label)
+        } else {
+            fig
+        });
     }
     Ok(())
 }

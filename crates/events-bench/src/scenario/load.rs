@@ -1,13 +1,74 @@
-//! The load test: a large windowed publish drained by a subscriber, every id checked.
+//! The load test: a large windowed publish drained by one consumer, every id checked.
 
 use super::consume::consume_limit;
 use super::publish::encode_all;
-use crate::env::{self, Env, EventFactory};
+use crate::env::{Env, EventFactory, Observer};
 use crate::measure::{LIB, Out, SideResult};
-use crate::raw::{self, AckMode, ConsumeSpec, IdFrom};
+use crate::raw::{self, ConsumeSpec, IdFrom};
 use crate::report::{Better, Figure};
 use crate::stats::Stats;
 use crate::{BenchConfig, library};
+
+/// The library side: publish, then drain; `None` where the library gave no result.
+async fn library_side(
+    env: &Env,
+    cfg: &BenchConfig,
+    n: u64,
+    window: usize,
+    scenario: &str,
+    out: &mut Out,
+) -> anyhow::Result<(Option<SideResult>, Option<SideResult>)> {
+    let s = env.fresh_stream().await?;
+    let evs = EventFactory::new(&s.event_type)?.events(n)?;
+    let pb = env.bar(n, format!("{scenario} · library publish"));
+    let publisher = library::publisher_config(Some(window), cfg.library_batch());
+    let published = library::windowed(&env.client, &evs, publisher, &pb).await?;
+    pb.finish_and_clear();
+    drop(evs);
+    let mut consumed = None;
+    if let Some(r) = &published {
+        out.publish_checks(scenario, LIB, r, env.stored(&s).await?);
+        let pb = env.bar(n, format!("{scenario} · library consume"));
+        let spec = library::ConsumeSpec {
+            instances: 1,
+            config: cfg.subscriber_config(),
+            limit: consume_limit(n),
+            id_from_body: true,
+        };
+        consumed = library::consume(&env.js, &s, n, &spec, &Observer::progress(&pb)).await?;
+        pb.finish_and_clear();
+        if let Some(c) = &consumed {
+            out.consume_checks(scenario, LIB, c);
+        }
+    }
+    env.delete_stream(&s).await;
+    Ok((published, consumed))
+}
+
+/// The raw side: publish with the client's defaults, then drain with its default consumer.
+async fn raw_side(
+    env: &Env,
+    n: u64,
+    window: usize,
+    scenario: &str,
+    label: &str,
+    out: &mut Out,
+) -> anyhow::Result<(SideResult, SideResult)> {
+    let s = env.fresh_stream().await?;
+    let wires = encode_all(&EventFactory::new(&s.event_type)?.events(n)?);
+    let pb = env.bar(n, format!("{scenario} · raw publish"));
+    let published = raw::windowed(env, &wires, window, &pb).await?;
+    pb.finish_and_clear();
+    drop(wires);
+    out.publish_checks(scenario, label, &published, env.stored(&s).await?);
+    let pb = env.bar(n, format!("{scenario} · raw consume"));
+    let spec = ConsumeSpec::client_defaults(IdFrom::Body, consume_limit(n));
+    let consumed = raw::consume(&env.js, &s, n, spec, &Observer::progress(&pb)).await?;
+    pb.finish_and_clear();
+    out.consume_checks(scenario, label, &consumed);
+    env.delete_stream(&s).await;
+    Ok((published, consumed))
+}
 
 pub(crate) async fn load(
     env: &Env,
@@ -17,114 +78,41 @@ pub(crate) async fn load(
     out: &mut Out,
 ) -> anyhow::Result<()> {
     let scenario = format!("load ({n} events)");
-    let raw_label = "raw js.publish + pull/double_ack";
-    let mut lib_pub = None;
-    let mut lib_cons = None;
-    let mut lib_rss = None;
-    if cfg.sides.library() {
-        let s = env.fresh_stream().await?;
-        let evs = EventFactory::new(&s.event_type)?.events(n)?;
-        let pb = env.bar(n, format!("{scenario} · library publish"));
-        lib_pub = library::windowed(env, &evs, window, cfg.library_batch(), &pb).await?;
-        pb.finish_and_clear();
-        drop(evs);
-        if let Some(r) = &lib_pub {
-            out.publish_checks(&scenario, LIB, r, env.stored(&s).await?);
-            let reset = env::reset_peak_rss();
-            let pb = env.bar(n, format!("{scenario} · library consume"));
-            let spec = library::ConsumeSpec {
-                instances: 1,
-                max_in_flight: cfg.max_in_flight,
-                limit: consume_limit(n),
-                id_from_body: true,
-            };
-            lib_cons = library::consume(env, &s, n, spec, None, &pb).await?;
-            pb.finish_and_clear();
-            if let (Some(base), Some(peak)) = (reset, env::peak_rss()) {
-                lib_rss = Some(peak.saturating_sub(base));
-            }
-            if let Some(c) = &lib_cons {
-                out.consume_checks(&scenario, LIB, c);
-            }
-        }
-        env.delete_stream(&s).await;
-    }
+    let raw_label = "raw js.publish + messages()/ack (client defaults)";
+    let (lib_pub, lib_cons) = if cfg.sides.library() {
+        library_side(env, cfg, n, window, &scenario, out).await?
+    } else {
+        (None, None)
+    };
     if !cfg.sides.raw() {
         return Ok(());
     }
-
-    let s = env.fresh_stream().await?;
-    let wires = encode_all(&EventFactory::new(&s.event_type)?.events(n)?);
-    let pb = env.bar(n, format!("{scenario} · raw publish"));
-    let raw_pub = raw::windowed(env, &wires, window, &pb).await?;
-    pb.finish_and_clear();
-    drop(wires);
-    out.publish_checks(&scenario, raw_label, &raw_pub, env.stored(&s).await?);
-    let reset = env::reset_peak_rss();
-    let pb = env.bar(n, format!("{scenario} · raw consume"));
-    let spec = ConsumeSpec {
-        instances: 1,
-        ack: AckMode::DoubleAck,
-        max_in_flight: cfg.max_in_flight as usize,
-        fetch_batch: cfg.max_in_flight as usize,
-        max_ack_pending: 1000,
-        id_from: IdFrom::Body,
-        limit: consume_limit(n),
-    };
-    let raw_cons = raw::consume(env, &s, n, spec, None, &pb).await?;
-    pb.finish_and_clear();
-    let raw_rss = match (reset, env::peak_rss()) {
-        (Some(base), Some(peak)) => Some(peak.saturating_sub(base)),
-        _ => None,
-    };
-    out.consume_checks(&scenario, raw_label, &raw_cons);
-    env.delete_stream(&s).await;
-
-    let one = |v: f64| Stats::of(&[v]);
-    let pair = |l: Option<f64>, r: Option<f64>, label: &str| {
-        (
-            l.and_then(one).map(|s| ("library".to_owned(), s)),
-            r.and_then(one)
+    let (raw_pub, raw_cons) = raw_side(env, n, window, &scenario, raw_label, out).await?;
+    let one = |metric: String, l: Option<&SideResult>, r: &SideResult, label: &str| {
+        Figure::new(
+            scenario.clone(),
+            metric,
+            "events/s",
+            Better::Higher,
+            l.and_then(|l| Stats::of(&[l.rate()]))
+                .map(|s| ("library".to_owned(), s)),
+            Stats::of(&[r.rate()])
                 .map(|s| (label.to_owned(), s))
                 .into_iter()
-                .collect::<Vec<_>>(),
+                .collect(),
         )
     };
-    let (l, r) = pair(
-        lib_pub.as_ref().map(SideResult::rate),
-        Some(raw_pub.rate()),
-        &format!("raw js.publish, {window} in flight"),
-    );
-    out.figures.push(Figure::new(
-        scenario.clone(),
+    out.figures.push(one(
         format!("publish (window {window})"),
-        "events/s",
-        Better::Higher,
-        l,
-        r,
+        lib_pub.as_ref(),
+        &raw_pub,
+        &format!("raw js.publish, {window} in flight (client defaults)"),
     ));
-    let (l, r) = pair(
-        lib_cons.as_ref().map(SideResult::rate),
-        Some(raw_cons.rate()),
+    out.figures.push(one(
+        "consume (1 instance)".to_owned(),
+        lib_cons.as_ref(),
+        &raw_cons,
         raw_label,
-    );
-    out.figures.push(Figure::new(
-        scenario.clone(),
-        "consume (1 instance)",
-        "events/s",
-        Better::Higher,
-        l,
-        r,
-    ));
-    let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
-    let (l, r) = pair(lib_rss.map(mib), raw_rss.map(mib), raw_label);
-    out.figures.push(Figure::new(
-        scenario,
-        "RSS growth while draining (peak - start)",
-        "MiB",
-        Better::Lower,
-        l,
-        r,
     ));
     Ok(())
 }
