@@ -118,8 +118,8 @@ pub struct SubscriberConfig {
     #[serde(with = "humantime_serde", skip_serializing_if = "Option::is_none")]
     pub in_progress_interval: Option<Duration>,
     /// Most messages asked for in one pull request (also capped by the free handler slots;
-    /// default 128). Once half of a pull has arrived, the next one is sent ahead if at least
-    /// half a batch of slots is free, so fast handlers do not wait for a round trip.
+    /// default 128). One pull request is open at a time: the server hands messages to open
+    /// requests in turn, so a second one would hold back messages while the first is read.
     pub fetch_batch: u32,
     /// How long one pull request waits on the server for messages. It also bounds how long
     /// a lost pull request (server restart) goes unnoticed: `fetch_expires + 10 s`.

@@ -174,10 +174,6 @@ struct PullLoop<H> {
     in_flight: InFlight,
     /// Ordered mode: per subject, the completion signal of the last message handed out.
     chains: HashMap<String, oneshot::Receiver<()>>,
-    /// The next pull, sent ahead once half of the current one arrived and handlers had
-    /// slots free for it, so that its messages are on their way while the current ones are
-    /// handled instead of after.
-    ahead: Option<Pull>,
     /// Consecutive failures: the exponent of the reconnect delay.
     failures: u32,
     released: usize,
@@ -227,7 +223,6 @@ impl<H: Handler> PullLoop<H> {
             fetch_batch,
             in_flight: FuturesUnordered::new(),
             chains: HashMap::new(),
-            ahead: None,
             failures: 0,
             released: 0,
             denied: false,
@@ -245,13 +240,8 @@ impl<H: Handler> PullLoop<H> {
         let Some(consumer) = self.ensure_consumer().await? else {
             return Ok(());
         };
-        let pull = match self.ahead.take() {
-            Some(pull) => pull,
-            None => {
-                let held = self.reserve_slots().await?;
-                self.pull(&consumer, held).await?
-            }
-        };
+        let held = self.reserve_slots().await?;
+        let pull = self.pull(&consumer, held).await?;
         let pulled_at = pull.sent_at;
         let batch = match pull.batch {
             Ok(batch) => batch,
@@ -260,10 +250,7 @@ impl<H: Handler> PullLoop<H> {
                 return self.back_off(failure).await;
             }
         };
-        match self
-            .dispatch(&consumer, batch, pull.held, pulled_at)
-            .await?
-        {
+        match self.dispatch(batch, pull.held, pulled_at).await? {
             PullEnd::Broken(failure) => self.back_off(failure).await,
             PullEnd::Received => {
                 if self.failures > 0 {
@@ -365,36 +352,11 @@ impl<H: Handler> PullLoop<H> {
         })
     }
 
-    /// Sends the next pull ahead if handlers have at least half a batch of slots free (fast
-    /// handlers; slow ones keep every slot busy and pull one batch at a time). The slots
-    /// are reserved for it now, so the messages asked for never exceed `max_in_flight`.
-    async fn pull_ahead(&mut self, consumer: &PullConsumer) -> Result<(), Stopped> {
-        let half = self.fetch_batch.div_ceil(2);
-        if self.ahead.is_some()
-            || self.in_flight.len() >= self.max_settling
-            || self.slots.available_permits() < half
-        {
-            return Ok(());
-        }
-        let Ok(mut held) = self.slots.clone().try_acquire_many_owned(half as u32) else {
-            return Ok(());
-        };
-        while held.num_permits() < self.fetch_batch {
-            match self.slots.clone().try_acquire_owned() {
-                Ok(p) => held.merge(p),
-                Err(_) => break,
-            }
-        }
-        self.ahead = Some(self.pull(consumer, held).await?);
-        Ok(())
-    }
-
     /// Hands every message of `batch` to a delivery on one of the `held` slots, until the
     /// request ends, is lost (no answer by `fetch_expires +` [`LOST_PULL_GRACE`]), is
     /// denied, or shutdown releases what it has not handed out.
     async fn dispatch(
         &mut self,
-        consumer: &PullConsumer,
         mut batch: Batch,
         mut held: OwnedSemaphorePermit,
         pulled_at: Instant,
@@ -403,8 +365,7 @@ impl<H: Handler> PullLoop<H> {
         let pull_denied = pull_denied(self.denials.clone(), self.next_subject.clone(), pulled_at);
         tokio::pin!(pull_denied);
         let mut reconnect = Reconnect::watch(&self.shared.js.client());
-        let asked = held.num_permits();
-        let mut received = 0usize;
+        let mut received = false;
         loop {
             let next = tokio::select! {
                 biased;
@@ -426,7 +387,7 @@ impl<H: Handler> PullLoop<H> {
             };
             match next {
                 Ok(Some(Ok(msg))) => {
-                    received += 1;
+                    received = true;
                     let slot = match held.split(1) {
                         Some(p) => p,
                         // The server never sends more than asked for; if it did, wait for
@@ -434,12 +395,9 @@ impl<H: Handler> PullLoop<H> {
                         None => self.wait_for_slot().await?,
                     };
                     self.start(msg, slot);
-                    if received * 2 >= asked {
-                        self.pull_ahead(consumer).await?;
-                    }
                 }
                 Ok(Some(Err(e))) => return Ok(PullEnd::Broken(Failure::Ended(e.to_string()))),
-                Ok(None) if received > 0 => return Ok(PullEnd::Received),
+                Ok(None) if received => return Ok(PullEnd::Received),
                 Ok(None) => return Ok(PullEnd::Empty),
                 Err(_) => return Ok(PullEnd::Broken(Failure::NoAnswer(bound))),
             }
@@ -480,8 +438,6 @@ impl<H: Handler> PullLoop<H> {
         failure.log(&self.shared.consumer, &self.shared.stream, self.failures);
         if failure.loses_consumer() {
             self.consumer = None;
-            // Sent on the connection or consumer that failed: asked again once re-established.
-            self.ahead = None;
         }
         let delay = reconnect_delay(self.failures);
         match pause(&self.shutdown, &mut self.in_flight, delay).await {
@@ -496,14 +452,6 @@ impl<H: Handler> PullLoop<H> {
         let started = Instant::now();
         let consumer = self.shared.consumer.clone();
         let drain_timeout = self.shared.cfg.drain_timeout;
-        if let Some(Pull {
-            batch: Ok(mut batch),
-            ..
-        }) = self.ahead.take()
-        {
-            let (client, bound) = (self.shared.js.client(), self.shared.cfg.request_timeout);
-            self.released += release_unread(&client, &mut batch, bound).await;
-        }
         self.chains.clear();
         let in_flight_at_stop = self.in_flight.len();
         let deadline = started + drain_timeout;
