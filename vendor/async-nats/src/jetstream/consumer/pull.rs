@@ -421,6 +421,17 @@ impl futures_util::Stream for Batch {
                             message,
                         })))
                     }
+                    // events patch (PATCH.md): a server shutting down may still deliver
+                    // messages to this request after its notice; ending the batch here would
+                    // drop them until `ack_wait`. Keep reading; the batch ends by its timeout
+                    // or when the caller drops it (on reconnect).
+                    StatusCode::REQUEST_TERMINATED
+                        if message.description.as_deref() == Some("Server Shutdown") =>
+                    {
+                        debug!("server shutting down; reading what it still sends");
+                        cx.waker().wake_by_ref();
+                        Poll::Pending
+                    }
                     status => {
                         debug!("received error");
                         self.terminated = true;
