@@ -230,15 +230,27 @@ async fn stopping_mid_pull_releases_the_untaken_messages_at_once() {
     let ack_wait = cfg.ack_wait;
     publish_range(&js, 0..BURST).await;
     // A handler that blocks the subscriber's task (as a CPU-bound projection does): one pull
-    // brings the whole burst, and the instance takes its messages one every 150 ms.
+    // brings the whole burst, and the instance takes its messages one every 150 ms. The
+    // third call stops the instance itself: a test task waiting on timers beside a blocked
+    // worker may be woken only after the whole burst.
     let calls = Arc::new(Calls::default());
     let c = calls.clone();
+    let stop_at_third: Arc<std::sync::OnceLock<CancellationToken>> = Arc::default();
+    let stop = stop_at_third.clone();
     let slow = handler_fn(move |event: Event, ctx: DeliveryContext| {
         c.record(n_of(&event), ctx.delivered, 0);
+        if c.distinct() >= 3
+            && let Some(token) = stop.get()
+        {
+            token.cancel();
+        }
         std::thread::sleep(Duration::from_millis(150));
         async { Ok::<_, HandlerError>(()) }
     });
     let first = start(&js, "rolling", cfg.clone(), slow).await;
+    stop_at_third
+        .set(first.token.clone())
+        .expect("set once, before any delivery needs it");
     wait_for("the first instance mid-burst", BOUND, async || {
         calls.distinct() >= 3
     })
