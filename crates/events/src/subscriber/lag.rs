@@ -68,29 +68,16 @@ pub enum LagError {
 /// # Errors
 /// [`LagError::Info`] if the stream or consumer does not exist or the server fails.
 pub async fn lag(js: &jetstream::Context, stream: &str, consumer: &str) -> Result<Lag, LagError> {
-    let err = |source: crate::error::BoxError| LagError::Info {
-        stream: stream.to_owned(),
-        consumer: consumer.to_owned(),
-        source,
-    };
-    let info = js
-        .get_stream_no_info(stream)
-        .await
-        .map_err(|e| err(e.into()))?
-        .consumer_info(consumer)
-        .await
-        .map_err(|e| err(e.into()))?;
+    let (_, info) = consumer_info(js, stream, consumer).await?;
     Ok(Lag::from(&info))
 }
 
-/// The lag of durable consumer `consumer` on `stream` in messages and, when its oldest
-/// unfinished message can be read, in seconds ([`oldest_unfinished_age`]): the two gauges
-/// a running subscriber exports.
-pub(crate) async fn lag_with_age(
+/// The stream handle and the info of durable consumer `consumer` on it.
+async fn consumer_info(
     js: &jetstream::Context,
     stream: &str,
     consumer: &str,
-) -> Result<(Lag, Option<Duration>), LagError> {
+) -> Result<(jetstream::stream::Stream<()>, jetstream::consumer::Info), LagError> {
     let err = |source: crate::error::BoxError| LagError::Info {
         stream: stream.to_owned(),
         consumer: consumer.to_owned(),
@@ -104,6 +91,18 @@ pub(crate) async fn lag_with_age(
         .consumer_info(consumer)
         .await
         .map_err(|e| err(e.into()))?;
+    Ok((handle, info))
+}
+
+/// The lag of durable consumer `consumer` on `stream` in messages and, when its oldest
+/// unfinished message can be read, in seconds ([`oldest_unfinished_age`]): the two gauges
+/// a running subscriber exports.
+pub(crate) async fn lag_with_age(
+    js: &jetstream::Context,
+    stream: &str,
+    consumer: &str,
+) -> Result<(Lag, Option<Duration>), LagError> {
+    let (handle, info) = consumer_info(js, stream, consumer).await?;
     Ok((
         Lag::from(&info),
         oldest_unfinished_age(&handle, &info).await,

@@ -372,10 +372,7 @@ async fn subscriber_long_handler_is_kept_alive_by_in_progress_acks() {
 async fn subscriber_records_the_contract_metrics() {
     // nextest runs each test in its own process, so the global recorder is this test's;
     // under `cargo test` the labels below are unique to this test anyway.
-    let recorder: &'static TestRecorder = Box::leak(Box::default());
-    if metrics::set_global_recorder(recorder).is_err() {
-        panic!("another test installed a global metrics recorder");
-    }
+    let recorder = TestRecorder::install();
     let nats = NatsServer::start().await;
     let js = nats.jetstream().await;
     create_streams(&js).await;
@@ -509,10 +506,7 @@ async fn subscriber_records_the_contract_metrics() {
 
 #[tokio::test]
 async fn subscriber_exports_lag_in_seconds_while_a_message_is_unfinished() {
-    let recorder: &'static TestRecorder = Box::leak(Box::default());
-    if metrics::set_global_recorder(recorder).is_err() {
-        panic!("another test installed a global metrics recorder");
-    }
+    let recorder = TestRecorder::install();
     let nats = NatsServer::start().await;
     let js = nats.jetstream().await;
     create_streams(&js).await;

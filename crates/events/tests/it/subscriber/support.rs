@@ -294,6 +294,18 @@ pub(crate) struct TestRecorder {
     histograms: Mutex<HashMap<String, Arc<Samples>>>,
 }
 
+impl TestRecorder {
+    /// A recorder installed as this process's global one (nextest runs each test in its own
+    /// process, so it is the test's).
+    pub(crate) fn install() -> &'static TestRecorder {
+        let recorder: &'static TestRecorder = Box::leak(Box::default());
+        if metrics::set_global_recorder(recorder).is_err() {
+            panic!("another test installed a global metrics recorder");
+        }
+        recorder
+    }
+}
+
 #[derive(Default)]
 pub(crate) struct Samples(Mutex<Vec<f64>>);
 
