@@ -30,6 +30,8 @@ cargo clippy --workspace --all-targets --all-features --locked -- -D warnings
 
 step "cargo doc"
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked --quiet
+# The library alone, with its default features (the workspace build unifies them).
+RUSTDOCFLAGS="-D warnings" cargo doc -p events --no-deps --locked --quiet
 
 # Event contracts: every schema backward compatible within its major (and with the base
 # branch's copy when there is one), and docs/EVENT_CATALOG.md generated from them.

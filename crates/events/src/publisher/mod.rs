@@ -74,7 +74,7 @@
 //!   ack settles the question ([`PublishError::may_be_stored`] is true for this kind).
 //!
 //! # Event contracts (feature `schema`)
-//! With [`PublisherConfig::with_schemas`], every event is validated against the JSON Schema
+//! With `PublisherConfig::with_schemas`, every event is validated against the JSON Schema
 //! of its `type` and `schemaversion` before anything is sent: invalid `data` fails with
 //! `PublishError::Schema` (the cause names the JSON pointer and the rule), a type or version
 //! the set lacks follows its `UnknownSchema` policy, and an event without `dataschema` is

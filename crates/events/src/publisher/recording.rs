@@ -139,7 +139,7 @@ impl RecordingPublisher {
     ///
     /// # Errors
     /// As [`Publisher::publish`](super::Publisher::publish) for invalid input (including
-    /// [`PublishError::Schema`] with a schema set), and
+    /// `PublishError::Schema` with a schema set), and
     /// [`PublishError::Unavailable`] while failures were requested with
     /// [`RecordingPublisher::fail_next`].
     pub fn record(&self, event: &Event) -> Result<PublishOutcome, PublishError> {
