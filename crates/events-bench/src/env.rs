@@ -59,6 +59,22 @@ impl Env {
     /// 1 GiB, discard old, 2-minute duplicate window, 1 replica) plus `allow_atomic` so the
     /// raw atomic-batch reference can use it. Library and raw get identical streams.
     pub(crate) async fn fresh_stream(&self) -> anyhow::Result<BenchStream> {
+        // A loaded test server has refused a stream's store now and then (err_code 10049,
+        // "error creating store for stream"): the harness tries again under a new name.
+        let mut last = None;
+        for attempt in 0..3u32 {
+            if attempt > 0 {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            match self.try_fresh_stream().await {
+                Ok(s) => return Ok(s),
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(last.expect("three attempts made"))
+    }
+
+    async fn try_fresh_stream(&self) -> anyhow::Result<BenchStream> {
         let n = self.next.fetch_add(1, Ordering::Relaxed);
         let domain = format!("bench{}{n}", self.run_tag);
         let name = StreamName::for_domain(&domain).as_str().to_owned();
