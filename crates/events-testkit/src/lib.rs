@@ -102,4 +102,4 @@ pub use raw::{RawMessage, publish_raw};
 pub use secure::{SecureNatsServer, SecureNatsServerBuilder, TestPki};
 pub use server::{NatsServer, NatsServerBuilder};
 pub use signals::FAST_LAME_DUCK;
-pub use wait::wait_for_stream_messages;
+pub use wait::{create_stream_when_ready, wait_for_stream_messages};

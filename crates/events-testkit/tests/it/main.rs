@@ -14,6 +14,10 @@ use tokio::time::timeout;
 /// Bound for a single JetStream request in these tests.
 const REQUEST: Duration = Duration::from_secs(5);
 
+/// Bound for creating a stream: a cluster just started on a busy machine may take longer
+/// than one request to place a replicated stream.
+const CREATE: Duration = Duration::from_secs(45);
+
 /// Creates a file-backed stream `name` on `name.>` with `replicas` replicas.
 async fn create_stream(js: &jetstream::Context, name: &str, replicas: usize) {
     let config = stream::Config {
@@ -22,10 +26,7 @@ async fn create_stream(js: &jetstream::Context, name: &str, replicas: usize) {
         num_replicas: replicas,
         ..Default::default()
     };
-    timeout(REQUEST, js.create_stream(config))
-        .await
-        .expect("create_stream timed out")
-        .expect("create_stream");
+    events_testkit::create_stream_when_ready(js, config, CREATE).await;
 }
 
 /// Publishes and waits for the stream's ack; returns the stream sequence.

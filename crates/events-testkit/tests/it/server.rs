@@ -180,3 +180,43 @@ async fn a_server_that_cannot_start_panics_with_its_log() {
         .start()
         .await;
 }
+
+#[tokio::test]
+async fn create_stream_when_ready_accepts_an_identical_config_and_refuses_a_conflict_at_once() {
+    use async_nats::jetstream::stream;
+    let nats = NatsServer::start().await;
+    let js = nats.jetstream().await;
+    let name = unique_name("TWICE");
+    let config = stream::Config {
+        name: name.clone(),
+        subjects: vec![format!("{name}.>")],
+        ..Default::default()
+    };
+    let bound = Duration::from_secs(30);
+    events_testkit::create_stream_when_ready(&js, config.clone(), bound).await;
+    let again = events_testkit::create_stream_when_ready(&js, config.clone(), bound).await;
+    assert_eq!(again.cached_info().config.name, name);
+
+    let conflict = stream::Config {
+        subjects: vec![format!("{name}.other.>")],
+        storage: stream::StorageType::Memory,
+        ..config
+    };
+    let started = Instant::now();
+    let refused = tokio::spawn(async move {
+        events_testkit::create_stream_when_ready(&js, conflict, bound).await;
+    })
+    .await
+    .expect_err("a conflicting config must panic");
+    let why = refused.into_panic();
+    let why = why
+        .downcast_ref::<String>()
+        .expect("a formatted panic message");
+    assert!(why.starts_with(&format!("create stream {name}: ")), "{why}");
+    // Refused on the first answer, not retried until the bound.
+    assert!(
+        started.elapsed() < bound / 3,
+        "took {:?}",
+        started.elapsed()
+    );
+}

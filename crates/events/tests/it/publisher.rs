@@ -46,20 +46,15 @@ fn config() -> PublisherConfig {
 }
 
 async fn create_stream(js: &jetstream::Context, name: &str, subject: &str, replicas: usize) {
-    tokio::time::timeout(
-        BOUND,
-        js.create_stream(stream::Config {
-            name: name.into(),
-            subjects: vec![subject.into()],
-            storage: stream::StorageType::File,
-            duplicate_window: Duration::from_secs(120),
-            num_replicas: replicas,
-            ..Default::default()
-        }),
-    )
-    .await
-    .expect("create stream in time")
-    .expect("create stream");
+    let config = stream::Config {
+        name: name.into(),
+        subjects: vec![subject.into()],
+        storage: stream::StorageType::File,
+        duplicate_window: Duration::from_secs(120),
+        num_replicas: replicas,
+        ..Default::default()
+    };
+    events_testkit::create_stream_when_ready(js, config, BOUND).await;
 }
 
 /// Every message of the stream in sequence order: (Nats-Msg-Id, body).

@@ -58,28 +58,7 @@ pub(crate) async fn create_streams(
         ..Default::default()
     };
     for config in [auth, dlq] {
-        create_stream_retrying(js, config).await;
-    }
-}
-
-/// Creates `config`, again while the request times out: a cluster just started, on a busy
-/// machine, may take longer than one JetStream request to place an R3 stream (the create is
-/// idempotent for an identical config).
-async fn create_stream_retrying(js: &jetstream::Context, config: stream::Config) {
-    let name = config.name.clone();
-    let deadline = Instant::now() + BOUND;
-    loop {
-        let outcome = timeout(BOUND, js.create_stream(config.clone()))
-            .await
-            .unwrap_or_else(|_| panic!("create {name}: no answer"));
-        match outcome {
-            Ok(_) => return,
-            Err(e) if Instant::now() < deadline => {
-                tracing::warn!(stream = %name, error = %e, "create stream: trying again");
-                sleep(Duration::from_millis(200)).await;
-            }
-            Err(e) => panic!("create {name}: {e}"),
-        }
+        events_testkit::create_stream_when_ready(js, config, BOUND).await;
     }
 }
 

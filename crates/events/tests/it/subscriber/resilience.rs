@@ -154,19 +154,14 @@ async fn subscriber_survives_the_consumer_leader_being_killed_in_a_cluster() {
         (STREAM, "auth.>", stream::DiscardPolicy::Old),
         (DLQ_STREAM, "dlq.>", stream::DiscardPolicy::New),
     ] {
-        timeout(
-            BOUND,
-            js.create_stream(stream::Config {
-                name: name.into(),
-                subjects: vec![subjects.into()],
-                discard,
-                num_replicas: 3,
-                ..Default::default()
-            }),
-        )
-        .await
-        .unwrap()
-        .unwrap();
+        let config = stream::Config {
+            name: name.into(),
+            subjects: vec![subjects.into()],
+            discard,
+            num_replicas: 3,
+            ..Default::default()
+        };
+        events_testkit::create_stream_when_ready(&js, config, BOUND).await;
     }
     let calls = Arc::new(Calls::default());
     let c = calls.clone();
