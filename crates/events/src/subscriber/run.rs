@@ -371,7 +371,9 @@ impl<H: Handler> PullLoop<H> {
                 biased;
                 _ = self.shutdown.cancelled() => {
                     let timeout = self.shared.cfg.request_timeout;
-                    self.released = release_unread(&self.shared.js.client(), &mut batch, timeout).await;
+                    if let Some(consumer) = &self.consumer {
+                        self.released = release_unread(consumer, &mut batch, timeout).await;
+                    }
                     return Err(Stopped);
                 }
                 Some(()) = self.in_flight.next() => continue,
@@ -499,12 +501,17 @@ async fn pull_denied(denials: Option<Denials>, subject: String, since: Instant) 
 }
 
 /// On shutdown in the middle of a pull: NAKs at once (no delay) every message of `batch`
-/// that arrived and was not handed to a handler, including those the server sent before it
-/// answered a flush, so another instance gets them now instead of after `ack_wait`.
-/// Returns how many were released. The pull itself ends when `batch` drops (unsubscribe).
-async fn release_unread(client: &async_nats::Client, batch: &mut Batch, bound: Duration) -> usize {
+/// that arrived and was not handed to a handler, including those still on the wire, so
+/// another instance gets them now instead of after `ack_wait`. Returns how many were
+/// released. The pull itself ends when `batch` drops (unsubscribe).
+///
+/// What is on the wire is found with one round trip to the server (a consumer info
+/// request): the server writes to a connection in order, so every message of the pull it
+/// sent before its answer has been read once the answer arrives. A local flush is not
+/// enough: the client's reader may be behind (a handler that blocks a worker delays it).
+async fn release_unread(consumer: &PullConsumer, batch: &mut Batch, bound: Duration) -> usize {
     let mut released = 0usize;
-    let mut flushed = false;
+    let mut round_trip_done = false;
     loop {
         match batch.next().now_or_never() {
             Some(Some(Ok(msg))) => {
@@ -512,11 +519,12 @@ async fn release_unread(client: &async_nats::Client, batch: &mut Batch, bound: D
                 released += 1;
             }
             Some(Some(Err(_)) | None) => break,
-            // Nothing buffered: one round trip lets what is already on the wire arrive.
-            None if !flushed => {
-                flushed = true;
-                if timeout(bound, client.flush()).await.is_err() {
-                    debug!("flush before releasing the pull timed out");
+            None if !round_trip_done => {
+                round_trip_done = true;
+                match timeout(bound, consumer.get_info()).await {
+                    Ok(Ok(_)) => {}
+                    Ok(Err(e)) => debug!(error = %e, "round trip before releasing the pull failed"),
+                    Err(_) => debug!("round trip before releasing the pull timed out"),
                 }
             }
             None => break,
