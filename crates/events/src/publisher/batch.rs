@@ -10,7 +10,9 @@
 //! so batches leave (and are stored) in submission order.
 //!
 //! A batch does not wait for its linger when nothing is in flight: an event that finds no
-//! batch being stored goes out at once (alone, at a low rate), and the events that arrive
+//! batch being stored goes out at once (alone, at a low rate, as a plain publish: one
+//! store and one sync like a commit, without the batch's inbox and commit round, which
+//! cost milliseconds under `sync_interval: always`), and the events that arrive
 //! while batches are being stored go out together as soon as one of them is answered (the
 //! stores clock the batches, as Nagle's algorithm does), so `linger` is only the bound on
 //! that wait, and a low rate pays one round trip, not the linger.
@@ -249,8 +251,29 @@ async fn abandon(inner: &Arc<Inner>, items: Vec<Item>) {
 }
 
 /// Sends one batch (all messages and the commit, in order) and leaves a tracked task
-/// waiting for the commit's reply.
-async fn send_batch(inner: &Arc<Inner>, items: Vec<Item>, slot: Slot) {
+/// waiting for the commit's reply. A batch of one event (what a low rate sends) goes as a
+/// plain publish instead: as durable (one store, one sync), the same id, and without the
+/// batch's inbox and commit round, which cost a few milliseconds under
+/// `sync_interval: always`. It holds its slot all the same, so that what arrives meanwhile
+/// still gathers into the next batch.
+async fn send_batch(inner: &Arc<Inner>, mut items: Vec<Item>, slot: Slot) {
+    if items.len() == 1
+        && let Some(item) = items.pop()
+    {
+        let task_inner = inner.clone();
+        let span = item.pending.span.clone();
+        inner.tasks.spawn(
+            async move {
+                let res = task_inner
+                    .finish(item.wire.clone(), None, item.pending.started)
+                    .await;
+                item.complete(&task_inner, res);
+                drop(slot);
+            }
+            .instrument(span),
+        );
+        return;
+    }
     let n = items.len();
     let wires: Vec<&Wire> = items.iter().map(|i| &i.wire).collect();
     let sent = tokio::time::timeout(

@@ -100,12 +100,13 @@ async fn publisher_batching_falls_back_on_streams_without_atomic() {
             .build()
             .unwrap()
     };
-    publisher
-        .publish_async(&shop(0))
-        .await
-        .unwrap()
+    // A burst, so that atomic batches form (a lone event goes as a plain publish).
+    const EARLY: usize = 50;
+    let early: Vec<Event> = (0..EARLY).map(shop).collect();
+    let stored_early = tokio::time::timeout(BOUND, publisher.publish_all(&early))
         .await
         .unwrap();
+    assert!(stored_early.iter().all(|r| r.is_ok()), "{stored_early:?}");
     let mut cfg = js
         .get_stream("SHOP_EVENTS")
         .await
@@ -117,7 +118,7 @@ async fn publisher_batching_falls_back_on_streams_without_atomic() {
     js.update_stream(cfg).await.unwrap();
 
     let auth: Vec<Event> = (0..300).map(ev).collect();
-    let shops: Vec<Event> = (1..301).map(shop).collect();
+    let shops: Vec<Event> = (EARLY..EARLY + 300).map(shop).collect();
     let all: Vec<&Event> = auth.iter().chain(&shops).collect();
     let results = tokio::time::timeout(BOUND, publisher.publish_all(all))
         .await
@@ -130,13 +131,17 @@ async fn publisher_batching_falls_back_on_streams_without_atomic() {
     let a = stored(&js, "AUTH_EVENTS").await;
     let s = stored(&js, "SHOP_EVENTS").await;
     assert_eq!(a.len(), auth.len());
-    assert_eq!(s.len(), shops.len() + 1);
-    // The first shop event went in a batch; after the switch, the stream refused atomic
+    assert_eq!(s.len(), shops.len() + EARLY);
+    // The early burst went (partly) in batches; after the switch, the stream refused atomic
     // batches (10174) and the rest went message by message.
     let shop_stream = js.get_stream("SHOP_EVENTS").await.unwrap();
-    let first = shop_stream.get_raw_message(1).await.unwrap();
-    assert!(first.headers.get("Nats-Batch-Id").is_some());
-    for seq in 2..=s.len() as u64 {
+    let mut batched_early = 0;
+    for seq in 1..=EARLY as u64 {
+        let m = shop_stream.get_raw_message(seq).await.unwrap();
+        batched_early += usize::from(m.headers.get("Nats-Batch-Id").is_some());
+    }
+    assert!(batched_early > 0, "no early event came in a batch");
+    for seq in EARLY as u64 + 1..=s.len() as u64 {
         let m = shop_stream.get_raw_message(seq).await.unwrap();
         assert!(m.headers.get("Nats-Batch-Id").is_none());
     }
@@ -146,4 +151,32 @@ async fn publisher_batching_falls_back_on_streams_without_atomic() {
             .chain(count_ids(&s).values())
             .all(|c| *c == 1)
     );
+}
+
+#[tokio::test]
+async fn publisher_batching_sends_a_lone_event_as_a_plain_publish() {
+    let nats = NatsServer::start().await;
+    let client = nats.client().await;
+    let js = jetstream::new(client.clone());
+    create_atomic_stream(&js, "AUTH_EVENTS", "auth.>").await;
+    let publisher = Publisher::new(client, batch_config()).await.unwrap();
+    // Nothing in flight: each windowed event goes at once, alone, without the batch
+    // protocol (`publish` never batches; `publish_async` does).
+    let events: Vec<Event> = (0..3).map(ev).collect();
+    for (i, e) in events.iter().enumerate() {
+        let handle = publisher.publish_async(e).await.unwrap();
+        let out = tokio::time::timeout(BOUND, handle).await.unwrap().unwrap();
+        assert_eq!(out.ack().unwrap().sequence, i as u64 + 1);
+    }
+    let mut s = js.get_stream("AUTH_EVENTS").await.unwrap();
+    assert_eq!(s.info().await.unwrap().state.messages, events.len() as u64);
+    for (seq, e) in (1u64..).zip(&events) {
+        let m = s.get_raw_message(seq).await.unwrap();
+        assert!(
+            m.headers.get("Nats-Batch-Id").is_none(),
+            "event {seq} went in a batch"
+        );
+        assert_eq!(m.headers.get("Nats-Msg-Id").unwrap().as_str(), e.id());
+    }
+    publisher.close(Duration::from_secs(10)).await.unwrap();
 }
